@@ -1,0 +1,3 @@
+//! braid's OpenAI-compatible HTTP surface (axum).
+//!
+//! Placeholder for the API issue.

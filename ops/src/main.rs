@@ -1,0 +1,45 @@
+//! The `braid` binary. `main` only maps [`run`]'s result to an exit code; each subcommand
+//! lives in its own module, and clap's structs become validated configuration there
+//! before any library sees them.
+
+mod bench;
+mod parse;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// braid: an LLM inference server for interleaved thinking.
+#[derive(Debug, Parser)]
+#[command(name = "braid", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Split raw model output (stdin) into reasoning_content, content and tool_calls.
+    Parse(parse::ParseArgs),
+    /// Benchmarks that print JSON.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Parse(args) => parse::run(&args),
+        Command::Bench(cmd) => bench::run(&cmd),
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("braid: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! MiniMax-M2: `reasoning</think>answer`.
+//!
+//! The template ends the prompt with `<think>\n`, so output starts inside reasoning. A
+//! second `</think>` in the answer is removed (reported as a stray marker). Source: vLLM
+//! `reasoning/minimax_m2_reasoning_parser.py`.
+
+use super::{ReasoningFormat, ReasoningPlacement, StartState};
+
+/// The `minimax_m2` format.
+pub const FORMAT: ReasoningFormat = ReasoningFormat {
+    name: "minimax_m2",
+    open: super::deepseek_r1::OPEN,
+    close: super::deepseek_r1::CLOSE,
+    implicit_close: &[],
+    reasoning_markers: super::deepseek_r1::FORMAT.reasoning_markers,
+    content_markers: super::deepseek_r1::FORMAT.content_markers,
+    start: StartState::Reasoning,
+    switch: None,
+    placement: ReasoningPlacement::Separate,
+};

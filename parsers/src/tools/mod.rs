@@ -1,0 +1,591 @@
+//! Tool-call extractors: one state machine, driven by a per-format table, that reads
+//! tool calls out of the answer text and streams them in OpenAI's delta shape.
+//!
+//! Every format has the same skeleton: answer text, then tool markup made of optional
+//! sections that hold calls; a call has a header (name, maybe an id) and a body (the
+//! arguments, as JSON or as key/value tags). The [`ToolFormat`] table names the markers
+//! and picks a [`Header`] and [`Body`] shape; [`ToolExtractor`] does the rest.
+//!
+//! Outcomes of bad output (see `FallbackReason` and `CallOutcome`): text before the first
+//! call is content; text after or between calls is reported as trailing text; a section
+//! with no call, or a call the output ends inside before its body is complete, goes back
+//! to content; a body that is complete JSON ends its call even without the close marker;
+//! invalid JSON arguments and undeclared functions are returned and reported.
+
+pub mod deepseek_v3;
+pub mod deepseek_v31;
+pub mod deepseek_v32;
+pub mod glm45;
+pub mod glm47;
+pub mod hermes;
+mod json_args;
+pub mod kimi_k2;
+pub mod minimax_m2;
+pub mod qwen3_coder;
+pub mod xml_params;
+
+use std::sync::Arc;
+
+use crate::event::{CallOutcome, Event, FallbackReason, Sink, StreamParser};
+use crate::scan::{Feeder, MarkerMachine, Step};
+use crate::schema::ToolSchemas;
+use json_args::{HermesBody, JsonBody};
+use xml_params::{ParamsBody, XmlParams};
+
+/// How a call's header gives its name.
+#[derive(Debug)]
+pub enum Header {
+    /// No header: the name is inside the JSON body (Hermes).
+    InBody,
+    /// The name, up to the first of `ends`. Terminators listed in `kept` belong to the
+    /// body and are not consumed. Whitespace and quotes around the name are dropped.
+    Name {
+        /// Markers that end the name.
+        ends: &'static [&'static str],
+        /// Terminators that are scanned again as body markup.
+        kept: &'static [&'static str],
+    },
+    /// `TYPE<sep>NAME` up to the first of `ends` (DeepSeek-V3's `function<｜tool▁sep｜>f`).
+    TypedName {
+        /// Separates the call type from the name.
+        sep: &'static str,
+        /// Markers that end the header.
+        ends: &'static [&'static str],
+    },
+    /// Kimi-K2's id `functions.NAME:INDEX`, kept as the call id; a bare counter (`0`)
+    /// names no function, which is then inferred from the declared tools.
+    KimiId {
+        /// Markers that end the id.
+        ends: &'static [&'static str],
+    },
+}
+
+/// How a call's body carries the arguments.
+#[derive(Debug)]
+pub enum Body {
+    /// One JSON value, streamed as it arrives.
+    Json,
+    /// Hermes' `{"name": …, "arguments": …}` object.
+    HermesObject,
+    /// Key/value tags, typed by the tool schema.
+    Params(&'static XmlParams),
+}
+
+/// A tool-call format: its markers and shapes.
+#[derive(Debug)]
+pub struct ToolFormat {
+    /// The parser name, as vLLM names it.
+    pub name: &'static str,
+    /// Watched in the answer and after calls: section openers and the call openers that
+    /// may stand outside a section.
+    pub opens: &'static [&'static str],
+    /// Which of `opens` open a section.
+    pub section_open: &'static [&'static str],
+    /// Watched inside a section between calls: call openers and section closers.
+    pub in_section: &'static [&'static str],
+    /// Which markers close a section.
+    pub section_close: &'static [&'static str],
+    /// The call header shape.
+    pub header: Header,
+    /// The call body shape.
+    pub body: Body,
+    /// Watched in a JSON body or a skipped call: call closers, then section closers
+    /// (which end an open call too).
+    pub call_close: &'static [&'static str],
+}
+
+/// Every tool format braid knows, by name.
+pub const FORMATS: &[&ToolFormat] = &[
+    &hermes::FORMAT,
+    &qwen3_coder::FORMAT,
+    &deepseek_v3::FORMAT,
+    &deepseek_v31::FORMAT,
+    &deepseek_v32::FORMAT,
+    &kimi_k2::FORMAT,
+    &minimax_m2::FORMAT,
+    &glm45::FORMAT,
+    &glm47::FORMAT,
+];
+
+/// The call being read.
+#[derive(Debug, Default)]
+pub(crate) struct Call {
+    index: usize,
+    id: String,
+    name: String,
+    args: String,
+    started: bool,
+}
+
+impl Call {
+    /// Appends argument bytes; streams them once the call has started.
+    pub(crate) fn arguments(&mut self, fragment: &str, sink: &mut dyn Sink) {
+        if fragment.is_empty() {
+            return;
+        }
+        self.args.push_str(fragment);
+        if self.started {
+            sink.event(Event::ToolCallArguments {
+                index: self.index,
+                fragment,
+            });
+        }
+    }
+
+    /// Names the call (Hermes reads the name from the body).
+    pub(crate) fn set_name(&mut self, name: &str) {
+        if self.name.is_empty() {
+            self.name.push_str(name);
+        }
+    }
+
+    pub(crate) fn args_empty(&self) -> bool {
+        self.args.is_empty()
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[derive(Debug)]
+enum BodyState {
+    None,
+    Json(JsonBody),
+    Hermes(HermesBody),
+    Params(ParamsBody),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No tool markup yet: text is content.
+    Answer,
+    /// Inside a section, between calls.
+    Section,
+    /// Reading a call header.
+    Header,
+    /// Reading a call body.
+    Body,
+    /// Skipping a call whose header could not be read.
+    Skip,
+    /// After tool markup, outside a section: text is trailing.
+    After,
+}
+
+#[derive(Debug)]
+struct Extract {
+    format: &'static ToolFormat,
+    schemas: Arc<ToolSchemas>,
+    id_prefix: String,
+    phase: Phase,
+    in_section: bool,
+    /// Call openers seen in the current section.
+    section_calls: usize,
+    /// Calls started so far (the next call's index).
+    started: usize,
+    /// Raw text of the markup not yet settled (returned as content if it never is).
+    raw: String,
+    /// Text between calls, judged when the next marker or the end comes.
+    between: String,
+    header: String,
+    call: Call,
+    body: BodyState,
+}
+
+impl Extract {
+    fn flush_between(&mut self, sink: &mut dyn Sink) {
+        if self.between.chars().any(|c| !c.is_whitespace()) {
+            sink.event(Event::Fallback {
+                reason: FallbackReason::TrailingText,
+                text: &self.between,
+            });
+        }
+        self.between.clear();
+    }
+
+    fn open_call(&mut self, marker: &str, sink: &mut dyn Sink) {
+        self.flush_between(sink);
+        if self.section_calls == 0 && !self.in_section {
+            self.raw.clear();
+        }
+        self.raw.push_str(marker);
+        self.section_calls += 1;
+        self.call = Call::default();
+        self.header.clear();
+        match self.format.header {
+            Header::InBody => self.begin_body(sink),
+            _ => self.phase = Phase::Header,
+        }
+    }
+
+    fn begin_body(&mut self, sink: &mut dyn Sink) {
+        self.phase = Phase::Body;
+        self.body = match self.format.body {
+            Body::Json => BodyState::Json(JsonBody::default()),
+            Body::HermesObject => BodyState::Hermes(HermesBody::new()),
+            Body::Params(p) => BodyState::Params(ParamsBody::new(p)),
+        };
+        if !self.call.name.is_empty() {
+            self.start_call(sink);
+        }
+    }
+
+    fn start_call(&mut self, sink: &mut dyn Sink) {
+        let call = &mut self.call;
+        call.index = self.started;
+        self.started += 1;
+        call.started = true;
+        if call.id.is_empty() {
+            call.id = format!("{}{}", self.id_prefix, call.index);
+        }
+        sink.event(Event::ToolCallStart {
+            index: call.index,
+            id: &call.id,
+            name: &call.name,
+        });
+        if !call.args.is_empty() {
+            sink.event(Event::ToolCallArguments {
+                index: call.index,
+                fragment: &call.args,
+            });
+        }
+    }
+
+    /// Reads the finished header; a call without a readable name is skipped.
+    fn end_header(&mut self, sink: &mut dyn Sink) {
+        let text = self.header.trim();
+        let name = match self.format.header {
+            Header::InBody => None,
+            Header::Name { .. } => Some(text.trim_matches('"')),
+            Header::TypedName { sep, .. } => Some(text.rsplit(sep).next().unwrap_or(text).trim()),
+            Header::KimiId { .. } => {
+                self.call.id = text.to_owned();
+                Some(kimi_k2::name_from_id(text))
+            }
+        };
+        let name = name.unwrap_or_default().trim().trim_matches('"').to_owned();
+        let counter_only = matches!(self.format.header, Header::KimiId { .. }) && !self.call.id.is_empty();
+        if name.is_empty() && !counter_only {
+            self.phase = Phase::Skip;
+            return;
+        }
+        self.call.name = name;
+        self.begin_body(sink);
+    }
+
+    /// Ends the call: closes its arguments and reports its outcome.
+    fn end_call(&mut self, sink: &mut dyn Sink) {
+        let mut body = std::mem::replace(&mut self.body, BodyState::None);
+        match &mut body {
+            BodyState::Json(b) => b.close(&mut self.call, sink),
+            BodyState::Hermes(b) => b.close(&mut self.call, sink),
+            BodyState::Params(b) => b.close(&mut self.call, &self.schemas, sink),
+            BodyState::None => {}
+        }
+        if !self.call.started {
+            // A Kimi counter id names no function: use the one declared tool whose
+            // parameters fit the arguments. A call still without a name is skipped.
+            if self.call.name.is_empty() && matches!(self.format.header, Header::KimiId { .. }) {
+                if let Some(name) = arguments_keys(&self.call.args)
+                    .and_then(|keys| self.schemas.infer_name(keys.iter().map(String::as_str)).map(str::to_owned))
+                {
+                    self.call.name = name;
+                }
+            }
+            match self.call.name.is_empty() {
+                false => self.start_call(sink),
+                true => {
+                    sink.event(Event::Fallback {
+                        reason: FallbackReason::UnreadableCall,
+                        text: &self.raw,
+                    });
+                    self.settle();
+                    return;
+                }
+            }
+        }
+        let outcome = if !self.schemas.is_empty() && self.schemas.get(&self.call.name).is_none() {
+            CallOutcome::UnknownFunction
+        } else if serde_json::from_str::<serde::de::IgnoredAny>(&self.call.args).is_err() {
+            CallOutcome::InvalidArguments
+        } else {
+            CallOutcome::Parsed
+        };
+        sink.event(Event::ToolCallEnd {
+            index: self.call.index,
+            outcome,
+        });
+        self.settle();
+    }
+
+    /// After a call ended or was skipped: back between calls.
+    fn settle(&mut self) {
+        self.raw.clear();
+        self.phase = if self.in_section { Phase::Section } else { Phase::After };
+    }
+
+    fn close_section(&mut self, marker: &str, sink: &mut dyn Sink) {
+        self.in_section = false;
+        if self.section_calls == 0 {
+            self.raw.push_str(marker);
+            self.between.clear();
+            sink.event(Event::Fallback {
+                reason: FallbackReason::NoCallInSection,
+                text: &self.raw,
+            });
+            self.raw.clear();
+            self.phase = if self.started == 0 { Phase::Answer } else { Phase::After };
+        } else {
+            self.flush_between(sink);
+            self.raw.clear();
+            self.phase = Phase::After;
+        }
+    }
+
+    fn body_text(&mut self, text: &str, sink: &mut dyn Sink) {
+        match &mut self.body {
+            BodyState::Json(b) => b.text(text, &mut self.call, sink),
+            BodyState::Hermes(b) => b.text(text, &mut self.call, sink),
+            BodyState::Params(b) => b.text(text, &mut self.call, &self.schemas, sink),
+            BodyState::None => {}
+        }
+        if !self.call.started && !self.call.name.is_empty() && matches!(self.body, BodyState::Hermes(_)) {
+            self.start_call(sink);
+        }
+    }
+
+    fn finish(&mut self, sink: &mut dyn Sink) {
+        match self.phase {
+            Phase::Answer => {}
+            Phase::Section if self.section_calls == 0 => {
+                sink.event(Event::Fallback {
+                    reason: FallbackReason::NoCallInSection,
+                    text: &self.raw,
+                });
+            }
+            Phase::Section | Phase::After => self.flush_between(sink),
+            Phase::Header => self.unfinished(sink),
+            Phase::Body => {
+                let complete = match &self.body {
+                    BodyState::Json(b) => b.complete(),
+                    BodyState::Hermes(b) => b.complete(),
+                    BodyState::Params(_) | BodyState::None => false,
+                };
+                if complete {
+                    self.end_call(sink);
+                } else {
+                    self.unfinished(sink);
+                }
+            }
+            Phase::Skip => sink.event(Event::Fallback {
+                reason: FallbackReason::UnreadableCall,
+                text: &self.raw,
+            }),
+        }
+        self.raw.clear();
+    }
+
+    fn unfinished(&mut self, sink: &mut dyn Sink) {
+        if self.call.started {
+            sink.event(Event::ToolCallAborted { index: self.call.index });
+        }
+        sink.event(Event::Fallback {
+            reason: FallbackReason::UnfinishedToolCall,
+            text: &self.raw,
+        });
+    }
+}
+
+/// The keys of a JSON object argument string.
+fn arguments_keys(args: &str) -> Option<Vec<String>> {
+    match serde_json::from_str::<serde_json::Value>(args).ok()? {
+        serde_json::Value::Object(map) => Some(map.keys().cloned().collect()),
+        _ => None,
+    }
+}
+
+impl MarkerMachine for Extract {
+    fn markers(&self) -> &'static [&'static str] {
+        let f = self.format;
+        match self.phase {
+            Phase::Answer | Phase::After => f.opens,
+            Phase::Section => f.in_section,
+            Phase::Header => match f.header {
+                Header::InBody => &[],
+                Header::Name { ends, .. } | Header::TypedName { ends, .. } | Header::KimiId { ends } => ends,
+            },
+            Phase::Body => match &self.body {
+                BodyState::Params(b) => b.markers(),
+                _ => f.call_close,
+            },
+            Phase::Skip => f.call_close,
+        }
+    }
+
+    fn text(&mut self, text: &str, sink: &mut dyn Sink) {
+        if text.is_empty() {
+            return;
+        }
+        match self.phase {
+            Phase::Answer => sink.event(Event::Content(text)),
+            Phase::After => self.between.push_str(text),
+            Phase::Section => {
+                self.raw.push_str(text);
+                self.between.push_str(text);
+            }
+            Phase::Header => {
+                self.raw.push_str(text);
+                self.header.push_str(text);
+            }
+            Phase::Body => {
+                self.raw.push_str(text);
+                self.body_text(text, sink);
+            }
+            Phase::Skip => self.raw.push_str(text),
+        }
+    }
+
+    fn marker(&mut self, which: usize, sink: &mut dyn Sink) -> Step {
+        let marker = self.markers()[which];
+        let f = self.format;
+        match self.phase {
+            Phase::Answer | Phase::After => {
+                if f.section_open.contains(&marker) {
+                    self.flush_between(sink);
+                    self.raw.clear();
+                    self.raw.push_str(marker);
+                    self.in_section = true;
+                    self.section_calls = 0;
+                    self.phase = Phase::Section;
+                } else {
+                    self.in_section = false;
+                    self.section_calls = 0;
+                    self.open_call(marker, sink);
+                }
+            }
+            Phase::Section => {
+                if f.section_close.contains(&marker) {
+                    self.close_section(marker, sink);
+                } else {
+                    self.open_call(marker, sink);
+                }
+            }
+            Phase::Header if self.header.trim().is_empty() && !self.header_kept(marker) => {
+                // Whitespace before the name (`<tool_call>\nname\n`): keep reading.
+                self.raw.push_str(marker);
+                self.header.push_str(marker);
+            }
+            Phase::Header => {
+                let kept = self.header_kept(marker);
+                if !kept {
+                    self.raw.push_str(marker);
+                }
+                self.end_header(sink);
+                if kept {
+                    return Step::Rescan;
+                }
+            }
+            Phase::Body => {
+                if let BodyState::Params(b) = &mut self.body {
+                    if let Some(step) = b.marker(which, &mut self.call, &self.schemas, sink) {
+                        if step == Step::Consume {
+                            self.raw.push_str(marker);
+                        }
+                        if let BodyState::Params(b) = &mut self.body {
+                            if let Some(json) = b.json_body() {
+                                self.body = BodyState::Json(JsonBody::opened(&mut self.call, json, sink));
+                            }
+                        }
+                        return step;
+                    }
+                }
+                return self.close_call_marker(marker, sink);
+            }
+            Phase::Skip => {
+                self.raw.push_str(marker);
+                sink.event(Event::Fallback {
+                    reason: FallbackReason::UnreadableCall,
+                    text: &self.raw,
+                });
+                self.settle();
+                if f.section_close.contains(&marker) {
+                    self.close_section(marker, sink);
+                }
+            }
+        }
+        Step::Consume
+    }
+}
+
+impl Extract {
+    /// Whether a header terminator belongs to the body (scanned again there).
+    fn header_kept(&self, marker: &str) -> bool {
+        matches!(self.format.header, Header::Name { kept, .. } if kept.contains(&marker))
+    }
+
+    /// A call-close or section-close marker in a body.
+    fn close_call_marker(&mut self, marker: &'static str, sink: &mut dyn Sink) -> Step {
+        let section = self.format.section_close.contains(&marker);
+        if !section {
+            self.raw.push_str(marker);
+        }
+        self.end_call(sink);
+        if section {
+            if !self.in_section {
+                // A section closer with no section open: the call's own closer (glm45,
+                // hermes use one marker for both).
+                return Step::Consume;
+            }
+            return Step::Rescan;
+        }
+        Step::Consume
+    }
+}
+
+/// Extracts tool calls from answer text, incrementally.
+#[derive(Debug)]
+pub struct ToolExtractor {
+    feeder: Feeder,
+    extract: Extract,
+}
+
+impl ToolExtractor {
+    /// An extractor for one output. `schemas` are the request's tools; `id_prefix` starts
+    /// every generated call id (the call index follows it).
+    pub fn new(format: &'static ToolFormat, schemas: Arc<ToolSchemas>, id_prefix: &str) -> Self {
+        ToolExtractor {
+            feeder: Feeder::default(),
+            extract: Extract {
+                format,
+                schemas,
+                id_prefix: id_prefix.to_owned(),
+                phase: Phase::Answer,
+                in_section: false,
+                section_calls: 0,
+                started: 0,
+                raw: String::new(),
+                between: String::new(),
+                header: String::new(),
+                call: Call::default(),
+                body: BodyState::None,
+            },
+        }
+    }
+
+    /// Ends the current stretch of answer text: held bytes can no longer begin a marker
+    /// (a reasoning block follows), so they are handed on as text.
+    pub fn break_text(&mut self, sink: &mut dyn Sink) {
+        self.feeder.flush(&mut self.extract, sink);
+    }
+}
+
+impl StreamParser for ToolExtractor {
+    fn push(&mut self, text: &str, sink: &mut dyn Sink) {
+        self.feeder.push(&mut self.extract, text, sink);
+    }
+
+    fn finish(&mut self, sink: &mut dyn Sink) {
+        self.feeder.flush(&mut self.extract, sink);
+        self.extract.finish(sink);
+    }
+}

@@ -1,0 +1,399 @@
+//! Key/value-tag argument bodies, shared by qwen3_coder, minimax_m2, glm45/glm47 and
+//! DeepSeek-V3.2's DSML: `<parameter=k>v</parameter>`, `<parameter name="k">v</parameter>`,
+//! `<arg_key>k</arg_key><arg_value>v</arg_value>`, `<｜DSML｜parameter name="k"
+//! string="true">v</｜DSML｜parameter>`.
+//!
+//! Values are text; the tool schema types them ([`crate::schema`]). A value whose
+//! parameter is declared a string (or DSML-marked `string="true"`) streams as it arrives,
+//! JSON-escaped; any other value is typed when it ends. Arguments are written as a JSON
+//! object, `{"k": v, …}`, one fragment per value or piece of a string value. A body that
+//! opens with `{` instead of tags is read as JSON (DSML models sometimes do this).
+
+use std::fmt::Write as _;
+
+use super::Call;
+use crate::event::{Event, FallbackReason, Sink};
+use crate::scan::Step;
+use crate::schema::{convert_value, ToolSchemas, TypeSet};
+
+/// How surrounding whitespace of a value is trimmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueTrim {
+    /// All leading and trailing whitespace (minimax_m2, glm4x, DSML).
+    Whitespace,
+    /// One leading and one trailing newline, which the format puts around values
+    /// (qwen3_coder: `<parameter=k>\nvalue\n</parameter>`); other whitespace is data.
+    OneNewline,
+}
+
+/// A key/value-tag body format.
+#[derive(Debug)]
+pub struct XmlParams {
+    /// Opens a parameter; the key follows.
+    pub param_open: &'static str,
+    /// Closes a value.
+    pub value_close: &'static str,
+    /// Watched between parameters: `param_open`, the call and section closers, and `{`
+    /// (a JSON body).
+    pub between: &'static [&'static str],
+    /// Ends the key. A quoted key may be followed by attributes (DSML's
+    /// `"k" string="true"`), which end with it.
+    pub key_end: &'static [&'static str],
+    /// Where the value has its own open tag (glm's `<arg_value>`): that tag, then the
+    /// call closers.
+    pub value_open: Option<&'static [&'static str]>,
+    /// Watched inside a value: `value_close`, `param_open` (a missing close), then the
+    /// call and section closers.
+    pub in_value: &'static [&'static str],
+    /// Whitespace trimming of values.
+    pub trim: ValueTrim,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Between,
+    Key,
+    ValueOpen,
+    Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A string: streamed as it arrives. Until `opened`, the value could still be the
+    /// literal `null` (which is null, not "null"), so it is held.
+    Stream { opened: bool },
+    /// Typed when complete.
+    Typed(TypeSet),
+}
+
+/// The state of one key/value body.
+#[derive(Debug)]
+pub(crate) struct ParamsBody {
+    p: &'static XmlParams,
+    state: State,
+    key: String,
+    attrs: String,
+    value: String,
+    junk: String,
+    kind: Kind,
+    params: usize,
+    lead_done: bool,
+    held_ws: String,
+    scratch: String,
+    json: bool,
+}
+
+impl ParamsBody {
+    pub(crate) fn new(p: &'static XmlParams) -> ParamsBody {
+        ParamsBody {
+            p,
+            state: State::Between,
+            key: String::new(),
+            attrs: String::new(),
+            value: String::new(),
+            junk: String::new(),
+            kind: Kind::Stream { opened: false },
+            params: 0,
+            lead_done: false,
+            held_ws: String::new(),
+            scratch: String::new(),
+            json: false,
+        }
+    }
+
+    pub(crate) fn markers(&self) -> &'static [&'static str] {
+        match self.state {
+            State::Between => self.p.between,
+            State::Key => self.p.key_end,
+            State::ValueOpen => self.p.value_open.unwrap_or(&[]),
+            State::Value => self.p.in_value,
+        }
+    }
+
+    /// Once, after a `{` opened a JSON body: the text that opened it.
+    pub(crate) fn json_body(&mut self) -> Option<&'static str> {
+        if std::mem::take(&mut self.json) {
+            Some("{")
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn text(&mut self, text: &str, call: &mut Call, _schemas: &ToolSchemas, sink: &mut dyn Sink) {
+        match self.state {
+            State::Between => self.junk.push_str(text),
+            State::Key => self.key.push_str(text),
+            State::ValueOpen => self.junk.push_str(text),
+            State::Value => match self.kind {
+                Kind::Stream { opened: true } => self.stream(text, call, sink),
+                Kind::Stream { opened: false } => {
+                    self.value.push_str(text);
+                    if !could_be_null(&self.value) {
+                        self.open_string(call, sink);
+                    }
+                }
+                Kind::Typed(_) => self.value.push_str(text),
+            },
+        }
+    }
+
+    /// Handles a body marker; `None` means it closes the call.
+    pub(crate) fn marker(
+        &mut self,
+        which: usize,
+        call: &mut Call,
+        schemas: &ToolSchemas,
+        sink: &mut dyn Sink,
+    ) -> Option<Step> {
+        let marker = self.markers()[which];
+        let p = self.p;
+        match self.state {
+            State::Between if marker == p.param_open => {
+                self.flush_junk(sink);
+                self.key.clear();
+                self.attrs.clear();
+                self.state = State::Key;
+            }
+            State::Between if marker == "{" => {
+                if self.params == 0 && self.junk.trim().is_empty() {
+                    self.junk.clear();
+                    self.json = true;
+                } else {
+                    self.junk.push_str(marker);
+                }
+            }
+            State::Between => {
+                self.flush_junk(sink);
+                return None;
+            }
+            State::Key => {
+                self.split_key();
+                self.state = self.after_key(call, schemas, sink);
+            }
+            State::ValueOpen if p.value_open.is_some_and(|v| v.first() == Some(&marker)) => {
+                self.junk.clear();
+                self.begin_value(call, schemas, sink);
+            }
+            State::ValueOpen => {
+                self.junk.clear();
+                return None;
+            }
+            State::Value if marker == p.value_close => {
+                self.end_value(call, sink);
+            }
+            State::Value if marker == p.param_open => {
+                self.end_value(call, sink);
+                return Some(Step::Rescan);
+            }
+            State::Value => {
+                self.end_value(call, sink);
+                return None;
+            }
+        }
+        Some(Step::Consume)
+    }
+
+    /// Splits the key text into the key and its attributes: `"k" string="true"` or `k`.
+    fn split_key(&mut self) {
+        let text = self.key.trim();
+        let (key, attrs) = match text.strip_prefix('"').and_then(|t| t.split_once('"')) {
+            Some((key, attrs)) => (key, attrs),
+            None => (text, ""),
+        };
+        self.attrs.clear();
+        self.attrs.push_str(attrs);
+        self.key = key.to_owned();
+    }
+
+    fn flush_junk(&mut self, sink: &mut dyn Sink) {
+        if !self.junk.trim().is_empty() {
+            sink.event(Event::Fallback {
+                reason: FallbackReason::TrailingText,
+                text: &self.junk,
+            });
+        }
+        self.junk.clear();
+    }
+
+    fn after_key(&mut self, call: &mut Call, schemas: &ToolSchemas, sink: &mut dyn Sink) -> State {
+        if self.p.value_open.is_some() {
+            State::ValueOpen
+        } else {
+            self.begin_value(call, schemas, sink);
+            State::Value
+        }
+    }
+
+    fn begin_value(&mut self, call: &mut Call, schemas: &ToolSchemas, sink: &mut dyn Sink) {
+        self.state = State::Value;
+        self.value.clear();
+        self.held_ws.clear();
+        self.lead_done = false;
+        let declared = schemas.param_type(call.name(), &self.key);
+        self.kind = match string_attr(&self.attrs) {
+            Some(true) => Kind::Stream { opened: false },
+            Some(false) => Kind::Typed(declared),
+            None if declared.is_string() => Kind::Stream { opened: false },
+            None => Kind::Typed(declared),
+        };
+        if let Kind::Stream { .. } = self.kind {
+            self.write_key(call, sink);
+        }
+    }
+
+    /// Opens a streamed string: writes the quote and streams what was held.
+    fn open_string(&mut self, call: &mut Call, sink: &mut dyn Sink) {
+        self.kind = Kind::Stream { opened: true };
+        call.arguments("\"", sink);
+        let held = std::mem::take(&mut self.value);
+        self.stream(&held, call, sink);
+        self.value = held;
+        self.value.clear();
+    }
+
+    fn write_key(&mut self, call: &mut Call, sink: &mut dyn Sink) {
+        self.scratch.clear();
+        self.scratch.push_str(if self.params == 0 { "{" } else { ", " });
+        self.scratch.push('"');
+        escape_json(&self.key, &mut self.scratch);
+        self.scratch.push_str("\": ");
+        self.params += 1;
+        call.arguments(&self.scratch, sink);
+    }
+
+    /// Streams a piece of a string value, trimming as the format asks: leading whitespace
+    /// is dropped as it comes, trailing whitespace is held until text follows it.
+    fn stream(&mut self, text: &str, call: &mut Call, sink: &mut dyn Sink) {
+        let mut text = text;
+        if !self.lead_done {
+            text = match self.p.trim {
+                ValueTrim::Whitespace => text.trim_start(),
+                ValueTrim::OneNewline => text.strip_prefix('\n').unwrap_or(text),
+            };
+            if text.is_empty() && self.p.trim == ValueTrim::Whitespace {
+                return;
+            }
+            self.lead_done = true;
+            if text.is_empty() {
+                return;
+            }
+        }
+        let body_end = match self.p.trim {
+            ValueTrim::Whitespace => text.trim_end().len(),
+            ValueTrim::OneNewline => text.strip_suffix('\n').map_or(text.len(), str::len),
+        };
+        if body_end == 0 {
+            self.held_ws.push_str(text);
+            if self.p.trim == ValueTrim::OneNewline && self.held_ws.len() > 1 {
+                // Only the last newline can be the format's; earlier ones are data.
+                let keep = self.held_ws.len() - 1;
+                self.emit_string(&self.held_ws[..keep].to_owned(), call, sink);
+                self.held_ws.drain(..keep);
+            }
+            return;
+        }
+        if !self.held_ws.is_empty() {
+            let held = std::mem::take(&mut self.held_ws);
+            self.emit_string(&held, call, sink);
+            self.held_ws = held;
+            self.held_ws.clear();
+        }
+        self.emit_string(&text[..body_end], call, sink);
+        self.held_ws.push_str(&text[body_end..]);
+    }
+
+    fn emit_string(&mut self, s: &str, call: &mut Call, sink: &mut dyn Sink) {
+        if s.is_empty() {
+            return;
+        }
+        if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+            self.scratch.clear();
+            escape_json(s, &mut self.scratch);
+            let escaped = std::mem::take(&mut self.scratch);
+            call.arguments(&escaped, sink);
+            self.scratch = escaped;
+        } else {
+            call.arguments(s, sink);
+        }
+    }
+
+    fn end_value(&mut self, call: &mut Call, sink: &mut dyn Sink) {
+        self.state = State::Between;
+        match self.kind {
+            Kind::Stream { opened: false } if self.value.trim() == "null" => {
+                self.value.clear();
+                call.arguments("null", sink);
+            }
+            Kind::Stream { opened } => {
+                if !opened {
+                    self.open_string(call, sink);
+                }
+                self.held_ws.clear();
+                call.arguments("\"", sink);
+            }
+            Kind::Typed(ty) => {
+                let raw = std::mem::take(&mut self.value);
+                let trimmed = match self.p.trim {
+                    ValueTrim::Whitespace => raw.trim(),
+                    ValueTrim::OneNewline => {
+                        let r = raw.strip_prefix('\n').unwrap_or(&raw);
+                        r.strip_suffix('\n').unwrap_or(r)
+                    }
+                };
+                let typed = convert_value(trimmed, ty);
+                self.write_key(call, sink);
+                self.scratch.clear();
+                let _ = write!(self.scratch, "{typed}");
+                let json = std::mem::take(&mut self.scratch);
+                call.arguments(&json, sink);
+                self.scratch = json;
+                self.value = raw;
+                self.value.clear();
+            }
+        }
+    }
+
+    /// Closes the body at the call's end.
+    pub(crate) fn close(&mut self, call: &mut Call, _schemas: &ToolSchemas, sink: &mut dyn Sink) {
+        if self.state == State::Value {
+            self.end_value(call, sink);
+        }
+        self.flush_junk(sink);
+        call.arguments(if self.params == 0 { "{}" } else { "}" }, sink);
+    }
+}
+
+/// Whether a value's text so far could still turn out to be the literal `null`.
+fn could_be_null(value: &str) -> bool {
+    let v = value.trim_start();
+    match v.strip_prefix("null") {
+        Some(rest) => rest.trim().is_empty(),
+        None => "null".starts_with(v),
+    }
+}
+
+/// DSML's `string="true|false"` attribute, if present.
+fn string_attr(attrs: &str) -> Option<bool> {
+    let at = attrs.find("string=")?;
+    let v = attrs[at + 7..].trim_start_matches(['"', '\'']);
+    Some(v.starts_with("true"))
+}
+
+/// Appends `s` JSON-escaped (no quotes), as `json.dumps(ensure_ascii=False)` writes it.
+pub(crate) fn escape_json(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+}
