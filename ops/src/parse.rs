@@ -58,16 +58,21 @@ fn chunk_plan(spec: &str) -> anyhow::Result<ChunkPlan> {
 fn config(args: &ParseArgs) -> anyhow::Result<OutputConfig> {
     let mut config = OutputConfig::from_names(args.reasoning_parser.as_deref(), args.tool_parser.as_deref())?;
     if let Some(path) = &args.tools {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading --tools {}", path.display()))?;
-        let tools: Value =
-            serde_json::from_str(&text).with_context(|| format!("--tools {} is not valid JSON", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading --tools {}", path.display()))?;
+        let tools: Value = serde_json::from_str(&text)
+            .with_context(|| format!("--tools {} is not valid JSON", path.display()))?;
         if !tools.is_array() {
-            bail!("--tools {} must hold a JSON array of tool definitions", path.display());
+            bail!(
+                "--tools {} must hold a JSON array of tool definitions",
+                path.display()
+            );
         }
         config.schemas = Arc::new(ToolSchemas::from_tools(&tools));
     }
     if let Some(kwargs) = &args.chat_template_kwargs {
-        let value: Value = serde_json::from_str(kwargs).context("--chat-template-kwargs is not valid JSON")?;
+        let value: Value =
+            serde_json::from_str(kwargs).context("--chat-template-kwargs is not valid JSON")?;
         if !value.is_object() {
             bail!("--chat-template-kwargs must be a JSON object, got {kwargs}");
         }
@@ -100,7 +105,9 @@ pub(crate) fn run(args: &ParseArgs) -> anyhow::Result<ExitCode> {
     let config = config(args)?;
     let plan = args.chunks.as_deref().map(chunk_plan).transpose()?;
     let mut bytes = Vec::new();
-    std::io::stdin().read_to_end(&mut bytes).context("reading stdin")?;
+    std::io::stdin()
+        .read_to_end(&mut bytes)
+        .context("reading stdin")?;
     let text = String::from_utf8(bytes).context("stdin is not valid UTF-8")?;
 
     let whole = testkit::parse(&config, &text, Chunking::Whole);

@@ -71,7 +71,9 @@ impl OutputParser {
 
     /// Whether the output is inside reasoning now.
     pub fn in_reasoning(&self) -> bool {
-        self.splitter.as_ref().is_some_and(ReasoningSplitter::in_reasoning)
+        self.splitter
+            .as_ref()
+            .is_some_and(ReasoningSplitter::in_reasoning)
     }
 }
 
@@ -93,7 +95,8 @@ impl Sink for Route<'_> {
                 if let Some(tools) = self.tools.as_deref_mut() {
                     tools.break_text(self.out);
                 }
-                self.out.event(if self.inline { Event::Content(text) } else { event });
+                self.out
+                    .event(if self.inline { Event::Content(text) } else { event });
             }
             other => self.out.event(other),
         }

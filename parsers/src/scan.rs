@@ -162,8 +162,14 @@ mod tests {
 
     #[test]
     fn earliest_marker_wins_and_ties_go_to_the_longest() {
-        assert_eq!(find_first("ab</think>c<think>", &["<think>", "</think>"]), Some((2, 1)));
-        assert_eq!(find_first("x<tool_call>", &["<tool", "<tool_call>"]), Some((1, 1)));
+        assert_eq!(
+            find_first("ab</think>c<think>", &["<think>", "</think>"]),
+            Some((2, 1))
+        );
+        assert_eq!(
+            find_first("x<tool_call>", &["<tool", "<tool_call>"]),
+            Some((1, 1))
+        );
         assert_eq!(find_first("plain", &["<think>"]), None);
         // More than three distinct first bytes takes the slow path with the same answer.
         assert_eq!(find_first("..c..b", &["a", "b", "c", "d"]), Some((2, 2)));

@@ -94,9 +94,9 @@ impl ToolSchema {
     }
 
     /// Whether these argument keys fit this tool: all declared, all required present.
-    pub fn accepts_keys<'k>(&self, keys: impl Iterator<Item = &'k str> + Clone) -> bool {
-        keys.clone().all(|k| self.params.contains_key(k))
-            && self.required.iter().all(|r| keys.clone().any(|k| k == r))
+    pub fn accepts_keys(&self, keys: &[&str]) -> bool {
+        keys.iter().all(|k| self.params.contains_key(*k))
+            && self.required.iter().all(|r| keys.contains(&r.as_str()))
     }
 }
 
@@ -153,11 +153,11 @@ impl ToolSchemas {
     }
 
     /// The one declared tool whose parameters fit these argument keys, if exactly one does.
-    pub fn infer_name<'k>(&self, keys: impl Iterator<Item = &'k str> + Clone) -> Option<&str> {
+    pub fn infer_name(&self, keys: &[&str]) -> Option<&str> {
         let mut fits = self
             .order
             .iter()
-            .filter(|n| self.tools.get(*n).is_some_and(|t| t.accepts_keys(keys.clone())));
+            .filter(|n| self.tools.get(*n).is_some_and(|t| t.accepts_keys(keys)));
         match (fits.next(), fits.next()) {
             (Some(one), None) => Some(one.as_str()),
             _ => None,
@@ -237,7 +237,10 @@ mod tests {
         assert_eq!(convert_value("42", s.param_type("t", "i")), json!(42));
         assert_eq!(convert_value("null", s.param_type("t", "n")), json!(null));
         assert_eq!(convert_value("Alice", s.param_type("t", "n")), json!("Alice"));
-        assert_eq!(convert_value("{\"a\": 1}", s.param_type("t", "o")), json!({"a": 1}));
+        assert_eq!(
+            convert_value("{\"a\": 1}", s.param_type("t", "o")),
+            json!({"a": 1})
+        );
         assert_eq!(convert_value("True", s.param_type("t", "b")), json!(true));
         assert!(s.param_type("t", "s").is_string());
         assert!(!s.param_type("t", "n").is_unknown());
@@ -249,17 +252,21 @@ mod tests {
         assert_eq!(convert_value("1.5", TypeSet::default()), json!(1.5));
         assert_eq!(convert_value("None", TypeSet::default()), json!(null));
         assert_eq!(convert_value("[1, 2]", TypeSet::default()), json!([1, 2]));
-        assert_eq!(convert_value("string value", TypeSet::default()), json!("string value"));
+        assert_eq!(
+            convert_value("string value", TypeSet::default()),
+            json!("string value")
+        );
         assert_eq!(convert_value("nope", TypeSet::default()), json!("nope"));
     }
 
     #[test]
     fn infers_a_name_only_when_exactly_one_tool_fits() {
-        let one = ToolSchemas::from_tools(&json!([{"name": "w", "parameters": {"properties": {"city": {}}}}]));
-        assert_eq!(one.infer_name(["city"].into_iter()), Some("w"));
+        let one =
+            ToolSchemas::from_tools(&json!([{"name": "w", "parameters": {"properties": {"city": {}}}}]));
+        assert_eq!(one.infer_name(&["city"]), Some("w"));
         let two = ToolSchemas::from_tools(&json!([
             {"name": "a", "parameters": {"properties": {"city": {}}}},
             {"name": "b", "parameters": {"properties": {"city": {}}}}]));
-        assert_eq!(two.infer_name(["city"].into_iter()), None);
+        assert_eq!(two.infer_name(&["city"]), None);
     }
 }

@@ -66,7 +66,9 @@ pub fn chunks(text: &str, chunking: Chunking) -> Vec<&str> {
         Chunking::SplitAt(_) => {}
     }
     cuts.push(chars);
-    cuts.windows(2).map(|w| &text[bounds[w[0]]..bounds[w[1]]]).collect()
+    cuts.windows(2)
+        .map(|w| &text[bounds[w[0]]..bounds[w[1]]])
+        .collect()
 }
 
 /// Parses `text` fed as `chunking` says, and assembles the result.
@@ -136,4 +138,173 @@ pub fn first_bad_split(config: &OutputConfig, text: &str) -> Option<usize> {
     let whole = event_log(config, text, Chunking::Whole);
     let chars = text.chars().count();
     (1..chars).find(|&n| event_log(config, text, Chunking::SplitAt(n)) != whole)
+}
+
+/// Every marker a configuration reacts to: the vocabulary for generated outputs.
+pub fn markers(config: &OutputConfig) -> Vec<&'static str> {
+    use crate::tools::{Body, Header};
+    let mut out: Vec<&'static str> = Vec::new();
+    if let Some(r) = config.reasoning {
+        out.extend([r.open, r.close]);
+        out.extend(r.implicit_close);
+    }
+    if let Some(t) = config.tools {
+        out.extend(t.opens);
+        out.extend(t.in_section);
+        out.extend(t.call_close);
+        match t.header {
+            Header::InBody => {}
+            Header::Name { ends, .. } | Header::KimiId { ends } => out.extend(ends),
+            Header::TypedName { sep, ends } => {
+                out.push(sep);
+                out.extend(ends);
+            }
+        }
+        if let Body::Params(p) = t.body {
+            out.extend(p.between);
+            out.extend(p.key_end);
+            out.extend(p.in_value);
+            out.extend(p.value_open.unwrap_or(&[]));
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Parses `text` whole, at every split point and in random chunks, asserts that all give
+/// the same events, and returns the result. For tests.
+#[cfg(test)]
+pub(crate) fn checked(reasoning: Option<&str>, tools: Option<&str>, text: &str) -> ParsedOutput {
+    checked_with(&config(reasoning, tools), text)
+}
+
+/// As [`checked`], with a full configuration.
+#[cfg(test)]
+pub(crate) fn checked_with(config: &OutputConfig, text: &str) -> ParsedOutput {
+    assert_eq!(
+        first_bad_split(config, text),
+        None,
+        "a split changed the events for {text:?}"
+    );
+    let whole = event_log(config, text, Chunking::Whole);
+    for seed in 0..4 {
+        assert_eq!(
+            event_log(config, text, Chunking::Random(seed)),
+            whole,
+            "random:{seed} on {text:?}"
+        );
+    }
+    parse(config, text, Chunking::Whole)
+}
+
+/// A configuration by names. For tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn config(reasoning: Option<&str>, tools: Option<&str>) -> OutputConfig {
+    OutputConfig::from_names(reasoning, tools).unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// (reasoning, tools) pairs as families run them, plus each side alone.
+    const PAIRS: &[(Option<&str>, Option<&str>)] = &[
+        (Some("qwen3"), Some("hermes")),
+        (Some("qwen3"), Some("qwen3_coder")),
+        (Some("deepseek_r1"), Some("deepseek_v3")),
+        (Some("deepseek_v3"), Some("deepseek_v31")),
+        (Some("deepseek_v3"), Some("deepseek_v32")),
+        (Some("kimi_k2"), Some("kimi_k2")),
+        (Some("minimax_m2"), Some("minimax_m2")),
+        (Some("minimax_m2_append_think"), Some("minimax_m2")),
+        (Some("glm45"), Some("glm45")),
+        (Some("glm45"), Some("glm47")),
+        (None, Some("hermes")),
+        (Some("kimi_k2"), None),
+    ];
+
+    /// Well-formed pieces per tool format, so generated outputs reach deep states.
+    fn samples(tools: Option<&str>) -> Vec<&'static str> {
+        match tools {
+            Some("hermes") => vec!["<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": \"x}\"}}\n</tool_call>"],
+            Some("qwen3_coder") => vec!["<tool_call>\n<function=f>\n<parameter=a>\n1\n</parameter>\n</function>\n</tool_call>"],
+            Some("deepseek_v3") => vec!["<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{\"a\": 1}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>"],
+            Some("deepseek_v31") => vec!["<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>{\"a\": [1]}<｜tool▁call▁end｜><｜tool▁calls▁end｜>"],
+            Some("deepseek_v32") => vec!["<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"f\">\n<｜DSML｜parameter name=\"a\" string=\"true\">x</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls>"],
+            Some("kimi_k2") => vec!["<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0 <|tool_call_argument_begin|>{\"a\": 1}<|tool_call_end|><|tool_calls_section_end|>"],
+            Some("minimax_m2") => vec!["<minimax:tool_call>\n<invoke name=\"f\">\n<parameter name=\"a\"> null </parameter>\n</invoke>\n</minimax:tool_call>"],
+            Some("glm45") | Some("glm47") => vec!["<tool_call>f\n<arg_key>a</arg_key>\n<arg_value>x y</arg_value>\n</tool_call>"],
+            _ => vec![],
+        }
+    }
+
+    fn output(vocab: Vec<&'static str>) -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            3 => proptest::sample::select(vocab).prop_map(str::to_owned),
+            3 => "[a-z \\n<>{}\\[\\]\":,=/|]{0,6}",
+            1 => "\\PC{0,3}",
+        ];
+        proptest::collection::vec(piece, 0..24).prop_map(|v| v.concat())
+    }
+
+    fn vocab(config: &OutputConfig) -> Vec<&'static str> {
+        let mut v = markers(config);
+        v.extend(samples(config.tools.map(|t| t.name)));
+        v.extend(["\"", "{", "}", "null", " ", "\n"]);
+        v
+    }
+
+    /// A format pairing, a start state, an output made from its vocabulary, and a seed.
+    fn case() -> impl Strategy<Value = (OutputConfig, String, u64)> {
+        (0..PAIRS.len(), 0..3usize).prop_flat_map(|(pair, start)| {
+            let mut cfg = config(PAIRS[pair].0, PAIRS[pair].1);
+            cfg.start = [
+                StartOverride::FormatDefault,
+                StartOverride::InReasoning,
+                StartOverride::InContent,
+            ][start];
+            let text = output(vocab(&cfg));
+            (Just(cfg), text, any::<u64>())
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Streamed events equal push-all events for random outputs and chunkings, for
+        /// every format pairing and start state; no input panics; every call reported as
+        /// parsed has valid JSON arguments.
+        #[test]
+        fn streaming_never_depends_on_chunking((cfg, text, seed) in case()) {
+            let whole = event_log(&cfg, &text, Chunking::Whole);
+            prop_assert_eq!(&event_log(&cfg, &text, Chunking::Random(seed)), &whole, "text {:?}", text);
+            prop_assert_eq!(&event_log(&cfg, &text, Chunking::Chars(1)), &whole, "text {:?}", text);
+            let out = parse(&cfg, &text, Chunking::Whole);
+            for call in &out.tool_calls {
+                if call.outcome == Some(CallOutcome::Parsed) {
+                    prop_assert!(serde_json::from_str::<serde_json::Value>(&call.arguments).is_ok(), "{:?}", call);
+                }
+            }
+        }
+    }
+
+    use crate::reasoning::StartOverride;
+
+    #[test]
+    fn chunks_cover_the_text_on_char_boundaries() {
+        let text = "ab東c😀d";
+        for chunking in [
+            Chunking::Whole,
+            Chunking::Chars(2),
+            Chunking::Random(3),
+            Chunking::SplitAt(3),
+        ] {
+            assert_eq!(chunks(text, chunking).concat(), text);
+        }
+        assert_eq!(chunks(text, Chunking::SplitAt(3)), vec!["ab東", "c😀d"]);
+        assert_eq!(chunks("", Chunking::Chars(3)), vec![""]);
+    }
 }

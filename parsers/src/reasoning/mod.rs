@@ -272,3 +272,124 @@ impl StreamParser for ReasoningSplitter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::event::{Event, FallbackReason, StreamParser};
+    use crate::output::OutputParser;
+    use crate::testkit::{checked, checked_with, config};
+    use crate::StartOverride;
+
+    fn split(r: &str, text: &str) -> (Option<String>, Option<String>) {
+        let out = checked(Some(r), None, text);
+        (
+            out.reasoning_content().map(str::to_owned),
+            out.content().map(str::to_owned),
+        )
+    }
+
+    fn s(x: &str) -> Option<String> {
+        Some(x.to_owned())
+    }
+
+    #[test]
+    fn close_marker_split_after_text_is_found() {
+        assert_eq!(split("deepseek_r1", "abc</think>def"), (s("abc"), s("def")));
+        assert_eq!(
+            split("deepseek_r1", "<think>\nabc</think>def"),
+            (s("\nabc"), s("def"))
+        );
+    }
+
+    #[test]
+    fn several_blocks_go_to_reasoning_in_order() {
+        assert_eq!(
+            split("qwen3", "<think>a</think>b<think>c</think>d"),
+            (s("ac"), s("bd"))
+        );
+    }
+
+    #[test]
+    fn qwen3_undecided_text_is_settled_by_the_first_marker() {
+        assert_eq!(split("qwen3", "just an answer"), (None, s("just an answer")));
+        assert_eq!(
+            split("qwen3", "thought</think>answer"),
+            (s("thought"), s("answer"))
+        );
+        assert_eq!(
+            split("qwen3", "pre<think>thought</think>answer"),
+            (s("thought"), s("preanswer"))
+        );
+    }
+
+    #[test]
+    fn thinking_off_passes_everything_through() {
+        let mut cfg = config(Some("qwen3"), None);
+        cfg.chat_template_kwargs = Some(serde_json::json!({"enable_thinking": false}));
+        let out = checked_with(&cfg, "<think>x</think>y");
+        assert_eq!(out.reasoning_content(), None);
+        assert_eq!(out.content(), Some("<think>x</think>y"));
+    }
+
+    #[test]
+    fn deepseek_v3_reasons_only_when_thinking_is_on() {
+        assert_eq!(split("deepseek_v3", "a</think>b"), (None, s("a</think>b")));
+        let mut cfg = config(Some("deepseek_v3"), None);
+        cfg.chat_template_kwargs = Some(serde_json::json!({"thinking": true}));
+        let out = checked_with(&cfg, "a</think>b");
+        assert_eq!((out.reasoning_content(), out.content()), (Some("a"), Some("b")));
+    }
+
+    #[test]
+    fn the_prompt_decides_the_start_state() {
+        let mut cfg = config(Some("deepseek_r1"), None);
+        cfg.start = StartOverride::InContent;
+        assert_eq!(checked_with(&cfg, "plain").content(), Some("plain"));
+        let mut cfg = config(Some("glm45"), None);
+        cfg.start = StartOverride::InReasoning;
+        assert_eq!(
+            checked_with(&cfg, "hmm</think>ok").reasoning_content(),
+            Some("hmm")
+        );
+    }
+
+    #[test]
+    fn kimi_tool_section_ends_reasoning_and_stays_in_the_answer() {
+        let (r, c) = split("kimi_k2", "plan<|tool_calls_section_begin|>x");
+        assert_eq!((r, c), (s("plan"), s("<|tool_calls_section_begin|>x")));
+    }
+
+    #[test]
+    fn a_stray_close_marker_is_removed_and_reported() {
+        let out = checked(Some("minimax_m2"), None, "r</think>a</think>b");
+        assert_eq!(out.content(), Some("ab"));
+        assert_eq!(
+            out.fallbacks,
+            vec![(FallbackReason::StrayEndMarker, "</think>".to_owned())]
+        );
+    }
+
+    #[test]
+    fn append_think_keeps_tags_in_content_and_never_reads_calls_from_reasoning() {
+        let text = "maybe <minimax:tool_call><invoke name=\"f\"></invoke></minimax:tool_call></think>done";
+        let out = checked(Some("minimax_m2_append_think"), Some("minimax_m2"), text);
+        assert_eq!(out.reasoning_content(), None);
+        assert_eq!(out.content(), Some(&*format!("<think>{text}")));
+        assert!(out.tool_calls.is_empty());
+    }
+
+    #[test]
+    fn reasoning_streams_without_waiting_for_the_close_marker() {
+        let mut parser = OutputParser::new(&config(Some("deepseek_r1"), None));
+        let mut seen = String::new();
+        for chunk in ["Let me ", "think</th"] {
+            parser.push(chunk, &mut |e: Event<'_>| {
+                if let Event::Reasoning(t) = e {
+                    seen.push_str(t)
+                }
+            });
+        }
+        // Everything but the possible start of `</think>` is out already.
+        assert_eq!(seen, "Let me think");
+    }
+}

@@ -26,7 +26,10 @@ pub const FORMAT: ToolFormat = ToolFormat {
     section_open: &[SECTION_OPEN],
     in_section: &[CALL_OPEN, SECTION_CLOSE],
     section_close: &[SECTION_CLOSE],
-    header: Header::TypedName { sep: SEP, ends: &["\n", "```"] },
+    header: Header::TypedName {
+        sep: SEP,
+        ends: &["\n", "```"],
+    },
     body: Body::Json,
     call_close: &[CALL_CLOSE, SECTION_CLOSE],
 };

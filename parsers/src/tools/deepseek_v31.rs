@@ -14,7 +14,10 @@ pub const FORMAT: ToolFormat = ToolFormat {
     section_open: &[SECTION_OPEN],
     in_section: &[CALL_OPEN, SECTION_CLOSE],
     section_close: &[SECTION_CLOSE],
-    header: Header::Name { ends: &[SEP], kept: &[] },
+    header: Header::Name {
+        ends: &[SEP],
+        kept: &[],
+    },
     body: Body::Json,
     call_close: &[CALL_CLOSE, SECTION_CLOSE],
 };

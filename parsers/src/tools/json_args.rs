@@ -215,7 +215,10 @@ impl HermesBody {
                             if args {
                                 self.text.push('"');
                             }
-                            self.state = Hermes::Text { keep: args, escape: false };
+                            self.state = Hermes::Text {
+                                keep: args,
+                                escape: false,
+                            };
                         }
                         b'{' | b'[' => {
                             self.scan = JsonScan::default();
@@ -252,7 +255,10 @@ impl HermesBody {
                         }
                         self.state = match self.state {
                             Hermes::Name { .. } => Hermes::Name { escape: next_escape },
-                            Hermes::Text { keep, .. } => Hermes::Text { keep, escape: next_escape },
+                            Hermes::Text { keep, .. } => Hermes::Text {
+                                keep,
+                                escape: next_escape,
+                            },
                             s => s,
                         };
                     }
@@ -288,7 +294,10 @@ impl HermesBody {
             i += 1;
         }
         if let Some(from) = emit_from {
-            if matches!(self.state, Hermes::Container { emit: true } | Hermes::Scalar { emit: true }) {
+            if matches!(
+                self.state,
+                Hermes::Container { emit: true } | Hermes::Scalar { emit: true }
+            ) {
                 call.arguments(&text[from..], sink);
             }
         }
@@ -322,5 +331,7 @@ impl HermesBody {
 
 /// The index just past the char that starts at `i`.
 fn next_boundary(text: &str, i: usize) -> usize {
-    (i + 1..=text.len()).find(|&e| text.is_char_boundary(e)).unwrap_or(text.len())
+    (i + 1..=text.len())
+        .find(|&e| text.is_char_boundary(e))
+        .unwrap_or(text.len())
 }

@@ -39,7 +39,10 @@ pub const FORMAT: ToolFormat = ToolFormat {
     section_open: &[SECTION_OPEN],
     in_section: &[CALL_OPEN, SECTION_CLOSE],
     section_close: &[SECTION_CLOSE],
-    header: Header::Name { ends: &[">"], kept: &[] },
+    header: Header::Name {
+        ends: &[">"],
+        kept: &[],
+    },
     body: Body::Params(&PARAMS),
     call_close: &[CALL_CLOSE, SECTION_CLOSE],
 };

@@ -286,9 +286,10 @@ impl Extract {
             // A Kimi counter id names no function: use the one declared tool whose
             // parameters fit the arguments. A call still without a name is skipped.
             if self.call.name.is_empty() && matches!(self.format.header, Header::KimiId { .. }) {
-                if let Some(name) = arguments_keys(&self.call.args)
-                    .and_then(|keys| self.schemas.infer_name(keys.iter().map(String::as_str)).map(str::to_owned))
-                {
+                if let Some(name) = arguments_keys(&self.call.args).and_then(|keys| {
+                    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                    self.schemas.infer_name(&keys).map(str::to_owned)
+                }) {
                     self.call.name = name;
                 }
             }
@@ -321,7 +322,11 @@ impl Extract {
     /// After a call ended or was skipped: back between calls.
     fn settle(&mut self) {
         self.raw.clear();
-        self.phase = if self.in_section { Phase::Section } else { Phase::After };
+        self.phase = if self.in_section {
+            Phase::Section
+        } else {
+            Phase::After
+        };
     }
 
     fn close_section(&mut self, marker: &str, sink: &mut dyn Sink) {
@@ -334,7 +339,11 @@ impl Extract {
                 text: &self.raw,
             });
             self.raw.clear();
-            self.phase = if self.started == 0 { Phase::Answer } else { Phase::After };
+            self.phase = if self.started == 0 {
+                Phase::Answer
+            } else {
+                Phase::After
+            };
         } else {
             self.flush_between(sink);
             self.raw.clear();
@@ -387,7 +396,9 @@ impl Extract {
 
     fn unfinished(&mut self, sink: &mut dyn Sink) {
         if self.call.started {
-            sink.event(Event::ToolCallAborted { index: self.call.index });
+            sink.event(Event::ToolCallAborted {
+                index: self.call.index,
+            });
         }
         sink.event(Event::Fallback {
             reason: FallbackReason::UnfinishedToolCall,
@@ -587,5 +598,207 @@ impl StreamParser for ToolExtractor {
     fn finish(&mut self, sink: &mut dyn Sink) {
         self.feeder.flush(&mut self.extract, sink);
         self.extract.finish(sink);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::{json, Value};
+
+    use crate::event::{CallOutcome, Event, FallbackReason, StreamParser};
+    use crate::output::OutputParser;
+    use crate::testkit::{checked, checked_with, chunks, config, Chunking};
+    use crate::{ParsedOutput, ToolSchemas};
+
+    fn calls(out: &ParsedOutput) -> Vec<(String, Value)> {
+        out.tool_calls
+            .iter()
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    serde_json::from_str(&c.arguments).unwrap_or(Value::Null),
+                )
+            })
+            .collect()
+    }
+
+    fn with_tools(tools: &str, schema: Value, text: &str) -> ParsedOutput {
+        let mut cfg = config(None, Some(tools));
+        cfg.schemas = Arc::new(ToolSchemas::from_tools(&schema));
+        checked_with(&cfg, text)
+    }
+
+    /// Raw (unmerged) events of `text` fed in 4-char chunks.
+    fn raw_events(tools: &str, text: &str) -> Vec<String> {
+        let mut parser = OutputParser::new(&config(None, Some(tools)));
+        let mut log = Vec::new();
+        let mut rec = |e: Event<'_>| log.push(format!("{e:?}"));
+        for c in chunks(text, Chunking::Chars(4)) {
+            parser.push(c, &mut rec);
+        }
+        parser.finish(&mut rec);
+        log
+    }
+
+    #[test]
+    fn hermes_arguments_stream_as_they_arrive() {
+        let args = r#"{"path": "/tmp/a.txt", "content": "many words of file content here"}"#;
+        let text = format!("<tool_call>\n{{\"name\": \"write\", \"arguments\": {args}}}\n</tool_call>");
+        let events = raw_events("hermes", &text);
+        let fragments = events
+            .iter()
+            .filter(|e| e.starts_with("ToolCallArguments"))
+            .count();
+        assert!(
+            fragments > 5,
+            "arguments came in {fragments} fragments: {events:?}"
+        );
+        let start = events.iter().position(|e| e.starts_with("ToolCallStart"));
+        let first_args = events.iter().position(|e| e.starts_with("ToolCallArguments"));
+        assert!(start < first_args);
+        let out = checked(None, Some("hermes"), &text);
+        assert_eq!(out.tool_calls[0].arguments, args);
+        assert_eq!(out.tool_calls[0].outcome, Some(CallOutcome::Parsed));
+    }
+
+    #[test]
+    fn hermes_reads_arguments_given_before_the_name() {
+        let out = checked(
+            None,
+            Some("hermes"),
+            r#"<tool_call>{"arguments": {"q": 1}, "name": "s"}</tool_call>"#,
+        );
+        assert_eq!(calls(&out), vec![("s".to_owned(), json!({"q": 1}))]);
+    }
+
+    #[test]
+    fn undeclared_functions_are_returned_and_reported() {
+        let schema = json!([{"type": "function", "function": {"name": "known"}}]);
+        let mut cfg = config(None, Some("hermes"));
+        cfg.schemas = Arc::new(ToolSchemas::from_tools(&schema));
+        let out = checked_with(
+            &cfg,
+            r#"<tool_call>{"name": "other", "arguments": {}}</tool_call>"#,
+        );
+        assert_eq!(out.tool_calls[0].name, "other");
+        assert_eq!(out.tool_calls[0].outcome, Some(CallOutcome::UnknownFunction));
+    }
+
+    #[test]
+    fn an_unfinished_call_is_withdrawn_and_its_text_returned() {
+        let text = "Let me look.<tool_call>{\"name\": \"f\", \"arguments\": {\"a\": ";
+        let out = checked(None, Some("hermes"), text);
+        assert!(out.tool_calls.is_empty());
+        assert_eq!(out.content(), Some(text));
+        assert_eq!(out.fallbacks[0].0, FallbackReason::UnfinishedToolCall);
+        assert!(raw_events("hermes", text)
+            .iter()
+            .any(|e| e.starts_with("ToolCallAborted")));
+    }
+
+    #[test]
+    fn trailing_text_is_reported_not_content() {
+        let out = checked(None, Some("glm47"), "Hi.<tool_call>f</tool_call> imagined result");
+        assert_eq!(out.content(), Some("Hi."));
+        assert_eq!(
+            out.fallbacks,
+            vec![(FallbackReason::TrailingText, " imagined result".to_owned())]
+        );
+    }
+
+    #[test]
+    fn a_section_without_calls_is_content() {
+        let text = "x<|tool_calls_section_begin|>nothing here<|tool_calls_section_end|>y";
+        let out = checked(None, Some("kimi_k2"), text);
+        assert_eq!(out.content(), Some(text));
+        assert!(out.tool_calls.is_empty());
+    }
+
+    #[test]
+    fn qwen3_coder_strings_stream_and_keep_inner_whitespace() {
+        let schema = json!([{"name": "w", "parameters": {"properties": {"code": {"type": "string"}, "n": {"type": "integer"}}}}]);
+        let text = "<tool_call>\n<function=w>\n<parameter=code>\n  a \"q\" \\\n\nb\n</parameter>\n<parameter=n>\n7\n</parameter>\n</function>\n</tool_call>";
+        let out = with_tools("qwen3_coder", schema, text);
+        assert_eq!(
+            calls(&out),
+            vec![("w".to_owned(), json!({"code": "  a \"q\" \\\n\nb", "n": 7}))]
+        );
+        let fragments = raw_events("qwen3_coder", text)
+            .iter()
+            .filter(|e| e.starts_with("ToolCallArguments"))
+            .count();
+        assert!(fragments > 4);
+    }
+
+    #[test]
+    fn kimi_keeps_the_models_call_id() {
+        let text = "<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:3 <|tool_call_argument_begin|>{\"city\": \"Oslo\"}<|tool_call_end|><|tool_calls_section_end|>";
+        let out = checked(None, Some("kimi_k2"), text);
+        assert_eq!(out.tool_calls[0].id, "functions.get_weather:3");
+        assert_eq!(
+            calls(&out),
+            vec![("get_weather".to_owned(), json!({"city": "Oslo"}))]
+        );
+    }
+
+    #[test]
+    fn generated_ids_are_prefixed_and_indexed() {
+        let mut cfg = config(None, Some("glm47"));
+        cfg.id_prefix = "call_req7_".to_owned();
+        let out = checked_with(&cfg, "<tool_call>a</tool_call><tool_call>b</tool_call>");
+        let ids: Vec<&str> = out.tool_calls.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["call_req7_0", "call_req7_1"]);
+    }
+
+    #[test]
+    fn deepseek_v3_reads_typed_headers_and_fenced_json() {
+        let text = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>lookup\n```json\n{\"id\": [1, 2]}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
+        let out = checked(None, Some("deepseek_v3"), text);
+        assert_eq!(calls(&out), vec![("lookup".to_owned(), json!({"id": [1, 2]}))]);
+    }
+
+    #[test]
+    fn dsml_types_by_attribute_and_reads_json_bodies() {
+        let text = "<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"f\">\n<｜DSML｜parameter name=\"n\" string=\"false\">3</｜DSML｜parameter>\n<｜DSML｜parameter name=\"s\" string=\"true\">3</｜DSML｜parameter>\n</｜DSML｜invoke>\n<｜DSML｜invoke name=\"g\">{\"k\": true}</｜DSML｜invoke>\n</｜DSML｜function_calls>";
+        let out = checked(None, Some("deepseek_v32"), text);
+        assert_eq!(
+            calls(&out),
+            vec![
+                ("f".to_owned(), json!({"n": 3, "s": "3"})),
+                ("g".to_owned(), json!({"k": true}))
+            ]
+        );
+    }
+
+    #[test]
+    fn minimax_invokes_in_one_wrapper_get_successive_indexes() {
+        let text = "<minimax:tool_call><invoke name=\"a\"></invoke><invoke name=\"b\"><parameter name=\"x\">1</parameter></invoke></minimax:tool_call>";
+        let out = checked(None, Some("minimax_m2"), text);
+        assert_eq!(
+            calls(&out),
+            vec![("a".to_owned(), json!({})), ("b".to_owned(), json!({"x": 1}))]
+        );
+    }
+
+    #[test]
+    fn tool_markup_inside_reasoning_is_not_a_call() {
+        let out = checked(
+            Some("glm45"),
+            Some("glm45"),
+            "<think>I could <tool_call>f</tool_call></think>No call.",
+        );
+        assert!(out.tool_calls.is_empty());
+        assert_eq!(out.reasoning_content(), Some("I could <tool_call>f</tool_call>"));
+        assert_eq!(out.content(), Some("No call."));
+    }
+
+    #[test]
+    fn invalid_json_arguments_are_kept_raw_and_reported() {
+        let text = "<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>{\"a\": <|tool_call_end|><|tool_calls_section_end|>";
+        let out = checked(None, Some("kimi_k2"), text);
+        assert_eq!(out.tool_calls[0].arguments, "{\"a\": ");
+        assert_eq!(out.tool_calls[0].outcome, Some(CallOutcome::InvalidArguments));
     }
 }

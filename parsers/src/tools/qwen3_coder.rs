@@ -42,7 +42,10 @@ pub const FORMAT: ToolFormat = ToolFormat {
     section_open: &[WRAP_OPEN],
     in_section: &[CALL_OPEN, WRAP_CLOSE],
     section_close: &[WRAP_CLOSE],
-    header: Header::Name { ends: &[">"], kept: &[] },
+    header: Header::Name {
+        ends: &[">"],
+        kept: &[],
+    },
     body: Body::Params(&PARAMS),
     call_close: &[CALL_CLOSE, WRAP_CLOSE],
 };

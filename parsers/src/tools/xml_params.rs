@@ -287,8 +287,10 @@ impl ParamsBody {
             if self.p.trim == ValueTrim::OneNewline && self.held_ws.len() > 1 {
                 // Only the last newline can be the format's; earlier ones are data.
                 let keep = self.held_ws.len() - 1;
-                self.emit_string(&self.held_ws[..keep].to_owned(), call, sink);
-                self.held_ws.drain(..keep);
+                let mut held = std::mem::take(&mut self.held_ws);
+                self.emit_string(&held[..keep], call, sink);
+                held.drain(..keep);
+                self.held_ws = held;
             }
             return;
         }
