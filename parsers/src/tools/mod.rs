@@ -624,9 +624,9 @@ mod tests {
             .collect()
     }
 
-    fn with_tools(tools: &str, schema: Value, text: &str) -> ParsedOutput {
+    fn with_tools(tools: &str, schema: &Value, text: &str) -> ParsedOutput {
         let mut cfg = config(None, Some(tools));
-        cfg.schemas = Arc::new(ToolSchemas::from_tools(&schema));
+        cfg.schemas = Arc::new(ToolSchemas::from_tools(schema));
         checked_with(&cfg, text)
     }
 
@@ -720,7 +720,7 @@ mod tests {
     fn qwen3_coder_strings_stream_and_keep_inner_whitespace() {
         let schema = json!([{"name": "w", "parameters": {"properties": {"code": {"type": "string"}, "n": {"type": "integer"}}}}]);
         let text = "<tool_call>\n<function=w>\n<parameter=code>\n  a \"q\" \\\n\nb\n</parameter>\n<parameter=n>\n7\n</parameter>\n</function>\n</tool_call>";
-        let out = with_tools("qwen3_coder", schema, text);
+        let out = with_tools("qwen3_coder", &schema, text);
         assert_eq!(
             calls(&out),
             vec![("w".to_owned(), json!({"code": "  a \"q\" \\\n\nb", "n": 7}))]
