@@ -1,16 +1,19 @@
-//! `braid bench …`: benchmarks that print JSON.
+//! `braid bench …`: benchmarks that print JSON on stdout (progress goes to stderr).
+
+mod parse;
 
 use std::process::ExitCode;
 
 /// Benchmarks.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum BenchCommand {
-    /// Parser throughput per format (µs per chunk, MB/s) at 4k and 64k tokens.
-    Parse,
+    /// Parser cost per format: µs per chunk, MB/s and allocations when 4k- and 64k-token
+    /// outputs are streamed in 4-char chunks.
+    Parse(parse::ParseBenchArgs),
 }
 
 pub(crate) fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        BenchCommand::Parse => anyhow::bail!("not yet"),
+        BenchCommand::Parse(args) => parse::run(args),
     }
 }

@@ -9,6 +9,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Counts allocations, so `braid bench` can report them per chunk.
+#[global_allocator]
+static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
 /// braid: an LLM inference server for interleaved thinking.
 #[derive(Debug, Parser)]
 #[command(name = "braid", version, about)]
