@@ -1,1 +1,5 @@
-//! End-to-end tests.
+//! End-to-end tests: the real `braid` binary, driven as users and the conformance runner
+//! drive it. One test binary for the whole workspace keeps link time down.
+
+mod cli_parse;
+mod conformance;
