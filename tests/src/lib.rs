@@ -7,7 +7,10 @@ use std::process::{Command, Output, Stdio};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// The `braid` binary of this build profile (built on demand), or `$BRAID_BIN`.
@@ -24,7 +27,9 @@ pub fn braid_bin() -> PathBuf {
     if !bin.exists() {
         let release = profile_dir.ends_with("release");
         let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cargo.args(["build", "-p", "braid-ops", "--bin", "braid"]).current_dir(repo_root());
+        cargo
+            .args(["build", "-p", "braid-ops", "--bin", "braid"])
+            .current_dir(repo_root());
         if release {
             cargo.arg("--release");
         }
@@ -55,5 +60,7 @@ pub fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
             _ => {}
         }
     }
-    child.wait_with_output().unwrap_or_else(|e| panic!("waiting for {cmd:?}: {e}"))
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("waiting for {cmd:?}: {e}"))
 }

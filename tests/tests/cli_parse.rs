@@ -7,9 +7,16 @@ use braid_tests::{braid_bin, run_with_stdin};
 use serde_json::Value;
 
 fn parse(args: &[&str], stdin: &str) -> (i32, Value, String) {
-    let out = run_with_stdin(Command::new(braid_bin()).arg("parse").args(args), stdin.as_bytes());
+    let out = run_with_stdin(
+        Command::new(braid_bin()).arg("parse").args(args),
+        stdin.as_bytes(),
+    );
     let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (out.status.code().unwrap_or(-1), json, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        json,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 const KIMI: &str = "<think>Two cities.</think>Checking.<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>{\"city\": \"Paris\"}<|tool_call_end|><|tool_calls_section_end|>";
@@ -56,7 +63,10 @@ fn tools_file_types_arguments() {
     let tools_arg = tools.to_string_lossy().into_owned();
     let (code, json, err) = parse(&["--tool-parser", "minimax_m2", "--tools", &tools_arg], text);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(json["tool_calls"][0]["function"]["arguments"], "{\"id\": \"7\", \"n\": 7}");
+    assert_eq!(
+        json["tool_calls"][0]["function"]["arguments"],
+        "{\"id\": \"7\", \"n\": 7}"
+    );
 }
 
 #[test]
@@ -93,10 +103,20 @@ fn bench_parse_prints_a_row_per_parser_and_size() {
     // 7 reasoning + 9 tool parsers, at two sizes.
     assert_eq!(rows.len(), 32, "{json}");
     for row in &rows {
-        for key in ["parser", "kind", "tokens", "bytes", "chunks", "us_per_chunk", "mb_per_s"] {
+        for key in [
+            "parser",
+            "kind",
+            "tokens",
+            "bytes",
+            "chunks",
+            "us_per_chunk",
+            "mb_per_s",
+        ] {
             assert!(!row[key].is_null(), "row lacks {key}: {row}");
         }
         assert!(row["chunks"].as_u64() > Some(10));
     }
-    assert!(rows.iter().any(|r| r["kind"] == "tool" && r["parser"] == "kimi_k2" && r["tokens"] == 256));
+    assert!(rows
+        .iter()
+        .any(|r| r["kind"] == "tool" && r["parser"] == "kimi_k2" && r["tokens"] == 256));
 }

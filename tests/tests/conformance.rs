@@ -20,7 +20,10 @@ fn run_cases(extra: &[&str]) {
         .unwrap_or_else(|e| panic!("cannot run python3 {}: {e}", runner.display()));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().unwrap_or_default().to_owned();
-    assert!(out.status.success() && last.ends_with(" 0 failed"), "conformance {extra:?}: {stdout}");
+    assert!(
+        out.status.success() && last.ends_with(" 0 failed"),
+        "conformance {extra:?}: {stdout}"
+    );
     let passed: usize = last.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
     assert!(passed > 100, "too few cases ran: {last}");
 }
