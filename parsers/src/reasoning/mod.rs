@@ -126,6 +126,11 @@ struct Split {
     open_written: bool,
     /// Undecided text, waiting for a marker or the end.
     pending: String,
+    /// Whitespace at the very start of the output, held until the next thing shows
+    /// whether it is formatting before an open marker (dropped) or text (kept).
+    lead: String,
+    /// Whether anything other than leading whitespace has been seen.
+    begun: bool,
 }
 
 impl Split {
@@ -161,6 +166,41 @@ impl MarkerMachine for Split {
         if text.is_empty() {
             return;
         }
+        if !self.begun {
+            if text.trim_start().is_empty() {
+                self.lead.push_str(text);
+                return;
+            }
+            self.begin(sink);
+        }
+        self.text_in_mode(text, sink);
+    }
+
+    fn marker(&mut self, which: usize, sink: &mut dyn Sink) -> Step {
+        if !self.begun {
+            if self.markers()[which] == self.format.open {
+                // `\n<think>`: the whitespace is formatting before the block.
+                self.lead.clear();
+                self.begun = true;
+            } else {
+                self.begin(sink);
+            }
+        }
+        self.marker_in_mode(which, sink)
+    }
+}
+
+impl Split {
+    /// The output has begun: leading whitespace held so far is text after all.
+    fn begin(&mut self, sink: &mut dyn Sink) {
+        self.begun = true;
+        let lead = std::mem::take(&mut self.lead);
+        if !lead.is_empty() {
+            self.text_in_mode(&lead, sink);
+        }
+    }
+
+    fn text_in_mode(&mut self, text: &str, sink: &mut dyn Sink) {
         match self.mode {
             Mode::Reasoning => self.reasoning(text, sink),
             Mode::Content | Mode::PassThrough => sink.event(Event::Content(text)),
@@ -168,7 +208,7 @@ impl MarkerMachine for Split {
         }
     }
 
-    fn marker(&mut self, which: usize, sink: &mut dyn Sink) -> Step {
+    fn marker_in_mode(&mut self, which: usize, sink: &mut dyn Sink) -> Step {
         let marker = self.markers()[which];
         let f = self.format;
         match self.mode {
@@ -248,6 +288,8 @@ impl ReasoningSplitter {
                 mode,
                 open_written: false,
                 pending: String::new(),
+                lead: String::new(),
+                begun: false,
             },
         }
     }
@@ -266,6 +308,9 @@ impl StreamParser for ReasoningSplitter {
 
     fn finish(&mut self, sink: &mut dyn Sink) {
         self.feeder.flush(&mut self.split, sink);
+        if !self.split.begun {
+            self.split.begin(sink);
+        }
         if self.split.mode == Mode::Undecided && !self.split.pending.is_empty() {
             let pending = std::mem::take(&mut self.split.pending);
             sink.event(Event::Content(&pending));
@@ -298,6 +343,22 @@ mod tests {
         assert_eq!(
             split("deepseek_r1", "<think>\nabc</think>def"),
             (s("\nabc"), s("def"))
+        );
+    }
+
+    #[test]
+    fn whitespace_before_the_first_open_marker_is_formatting() {
+        // vLLM's non-streaming R1 result for this output (its streaming one differs).
+        assert_eq!(
+            split("deepseek_r1", "\n<think>abc</think>\ndef"),
+            (s("abc"), s("\ndef"))
+        );
+        assert_eq!(split("qwen3", "\n\n<think>abc</think>def"), (s("abc"), s("def")));
+        // Anywhere else whitespace is text.
+        assert_eq!(split("deepseek_r1", "\nabc</think>def"), (s("\nabc"), s("def")));
+        assert_eq!(
+            split("glm45", "x\n<think>abc</think>def"),
+            (s("abc"), s("x\ndef"))
         );
     }
 
