@@ -132,6 +132,21 @@ pub fn event_log(config: &OutputConfig, text: &str, chunking: Chunking) -> Vec<L
     log
 }
 
+/// Every event, unmerged and in `Debug` form, of feeding `pieces` (and finishing, if
+/// `finish`): for tests about *when* events come, not only what they carry.
+pub fn raw_events(config: &OutputConfig, pieces: &[&str], finish: bool) -> Vec<String> {
+    let mut parser = OutputParser::new(config);
+    let mut log = Vec::new();
+    let mut record = |e: Event<'_>| log.push(format!("{e:?}"));
+    for piece in pieces {
+        parser.push(piece, &mut record);
+    }
+    if finish {
+        parser.finish(&mut record);
+    }
+    log
+}
+
 /// Checks that every single split point gives the push-all event log; returns the first
 /// split (char index) that does not.
 pub fn first_bad_split(config: &OutputConfig, text: &str) -> Option<usize> {

@@ -107,59 +107,85 @@ fn calls_markup(format: &str) -> String {
         }
         s
     };
-    match format {
-        "hermes" => (0..2)
-            .map(|i| format!("<tool_call>\n{{\"name\": \"get_weather\", \"arguments\": {}}}\n</tool_call>\n", args(i)))
-            .collect(),
-        "kimi_k2" => format!(
-            "<|tool_calls_section_begin|>{}<|tool_calls_section_end|>",
-            (0..2)
-                .map(|i| format!("<|tool_call_begin|>functions.get_weather:{i}<|tool_call_argument_begin|>{}<|tool_call_end|>", args(i)))
-                .collect::<String>()
+    // (section open, section close, one call) per format.
+    type Call<'a> = Box<dyn Fn(usize) -> String + 'a>;
+    let (open, close, call): (&str, &str, Call<'_>) = match format {
+        "hermes" => (
+            "",
+            "",
+            Box::new(|i| {
+                format!(
+                    "<tool_call>\n{{\"name\": \"get_weather\", \"arguments\": {}}}\n</tool_call>\n",
+                    args(i)
+                )
+            }),
         ),
-        "deepseek_v3" => format!(
-            "<｜tool▁calls▁begin｜>{}<｜tool▁calls▁end｜>",
-            (0..2)
-                .map(|i| format!("<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{}\n```<｜tool▁call▁end｜>", args(i)))
-                .collect::<String>()
+        "kimi_k2" => (
+            "<|tool_calls_section_begin|>",
+            "<|tool_calls_section_end|>",
+            Box::new(|i| {
+                format!("<|tool_call_begin|>functions.get_weather:{i}<|tool_call_argument_begin|>{}<|tool_call_end|>", args(i))
+            }),
         ),
-        "deepseek_v31" => format!(
-            "<｜tool▁calls▁begin｜>{}<｜tool▁calls▁end｜>",
-            (0..2)
-                .map(|i| format!("<｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{}<｜tool▁call▁end｜>", args(i)))
-                .collect::<String>()
+        "deepseek_v3" => (
+            "<｜tool▁calls▁begin｜>",
+            "<｜tool▁calls▁end｜>",
+            Box::new(|i| {
+                format!("<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{}\n```<｜tool▁call▁end｜>", args(i))
+            }),
         ),
-        "deepseek_v32" => format!(
-            "<｜DSML｜function_calls>\n{}</｜DSML｜function_calls>",
-            (0..2)
-                .map(|i| format!(
-                    "<｜DSML｜invoke name=\"get_weather\">\n{}</｜DSML｜invoke>\n",
-                    params(i, &|k| format!("<｜DSML｜parameter name=\"{k}\" string=\"{}\">", k != "days"), "</｜DSML｜parameter>")
-                ))
-                .collect::<String>()
+        "deepseek_v31" => (
+            "<｜tool▁calls▁begin｜>",
+            "<｜tool▁calls▁end｜>",
+            Box::new(|i| {
+                format!(
+                    "<｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{}<｜tool▁call▁end｜>",
+                    args(i)
+                )
+            }),
         ),
-        "qwen3_coder" => (0..2)
-            .map(|i| format!(
-                "<tool_call>\n<function=get_weather>\n{}</function>\n</tool_call>\n",
-                params(i, &|k| format!("<parameter={k}>\n"), "\n</parameter>")
-            ))
-            .collect(),
-        "minimax_m2" => format!(
-            "<minimax:tool_call>\n{}</minimax:tool_call>",
-            (0..2)
-                .map(|i| format!(
-                    "<invoke name=\"get_weather\">\n{}</invoke>\n",
-                    params(i, &|k| format!("<parameter name=\"{k}\">"), "</parameter>")
-                ))
-                .collect::<String>()
+        "deepseek_v32" => (
+            "<｜DSML｜function_calls>\n",
+            "</｜DSML｜function_calls>",
+            Box::new(|i| {
+                let p = params(
+                    i,
+                    &|k| format!("<｜DSML｜parameter name=\"{k}\" string=\"{}\">", k != "days"),
+                    "</｜DSML｜parameter>",
+                );
+                format!("<｜DSML｜invoke name=\"get_weather\">\n{p}</｜DSML｜invoke>\n")
+            }),
         ),
-        _ => (0..2)
-            .map(|i| format!(
-                "<tool_call>get_weather\n{}</tool_call>\n",
-                params(i, &|k| format!("<arg_key>{k}</arg_key>\n<arg_value>"), "</arg_value>")
-            ))
-            .collect(),
-    }
+        "qwen3_coder" => (
+            "",
+            "",
+            Box::new(|i| {
+                let p = params(i, &|k| format!("<parameter={k}>\n"), "\n</parameter>");
+                format!("<tool_call>\n<function=get_weather>\n{p}</function>\n</tool_call>\n")
+            }),
+        ),
+        "minimax_m2" => (
+            "<minimax:tool_call>\n",
+            "</minimax:tool_call>",
+            Box::new(|i| {
+                let p = params(i, &|k| format!("<parameter name=\"{k}\">"), "</parameter>");
+                format!("<invoke name=\"get_weather\">\n{p}</invoke>\n")
+            }),
+        ),
+        _ => (
+            "",
+            "",
+            Box::new(|i| {
+                let p = params(
+                    i,
+                    &|k| format!("<arg_key>{k}</arg_key>\n<arg_value>"),
+                    "</arg_value>",
+                );
+                format!("<tool_call>get_weather\n{p}</tool_call>\n")
+            }),
+        ),
+    };
+    format!("{open}{}{close}", (0..2).map(call).collect::<String>())
 }
 
 /// The reasoning parser each tool format is served with, and how its reasoning is marked.

@@ -320,9 +320,8 @@ impl StreamParser for ReasoningSplitter {
 
 #[cfg(test)]
 mod tests {
-    use crate::event::{Event, FallbackReason, StreamParser};
-    use crate::output::OutputParser;
-    use crate::testkit::{checked, checked_with, config};
+    use crate::event::FallbackReason;
+    use crate::testkit::{checked, checked_with, config, raw_events};
     use crate::StartOverride;
 
     fn split(r: &str, text: &str) -> (Option<String>, Option<String>) {
@@ -441,16 +440,12 @@ mod tests {
 
     #[test]
     fn reasoning_streams_without_waiting_for_the_close_marker() {
-        let mut parser = OutputParser::new(&config(Some("deepseek_r1"), None));
-        let mut seen = String::new();
-        for chunk in ["Let me ", "think</th"] {
-            parser.push(chunk, &mut |e: Event<'_>| {
-                if let Event::Reasoning(t) = e {
-                    seen.push_str(t)
-                }
-            });
-        }
+        let events = raw_events(
+            &config(Some("deepseek_r1"), None),
+            &["Let me ", "think</th"],
+            false,
+        );
         // Everything but the possible start of `</think>` is out already.
-        assert_eq!(seen, "Let me think");
+        assert_eq!(events, ["Reasoning(\"Let me \")", "Reasoning(\"think\")"]);
     }
 }

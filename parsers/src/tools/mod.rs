@@ -607,8 +607,7 @@ mod tests {
 
     use serde_json::{json, Value};
 
-    use crate::event::{CallOutcome, Event, FallbackReason, StreamParser};
-    use crate::output::OutputParser;
+    use crate::event::{CallOutcome, FallbackReason};
     use crate::testkit::{checked, checked_with, chunks, config, Chunking};
     use crate::{ParsedOutput, ToolSchemas};
 
@@ -632,14 +631,11 @@ mod tests {
 
     /// Raw (unmerged) events of `text` fed in 4-char chunks.
     fn raw_events(tools: &str, text: &str) -> Vec<String> {
-        let mut parser = OutputParser::new(&config(None, Some(tools)));
-        let mut log = Vec::new();
-        let mut rec = |e: Event<'_>| log.push(format!("{e:?}"));
-        for c in chunks(text, Chunking::Chars(4)) {
-            parser.push(c, &mut rec);
-        }
-        parser.finish(&mut rec);
-        log
+        crate::testkit::raw_events(
+            &config(None, Some(tools)),
+            &chunks(text, Chunking::Chars(4)),
+            true,
+        )
     }
 
     #[test]
