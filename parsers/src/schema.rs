@@ -70,6 +70,16 @@ impl TypeSet {
         self.0 & Self::STRING != 0 && self.0 & !(Self::STRING | Self::NULL) == 0
     }
 
+    /// True when the parameter is a string and cannot be null: `null` is then the text.
+    pub fn is_only_string(self) -> bool {
+        self.0 == Self::STRING
+    }
+
+    /// True when the parameter may be null.
+    pub fn allows_null(self) -> bool {
+        self.has(Self::NULL)
+    }
+
     fn has(self, bit: u8) -> bool {
         self.0 & bit != 0
     }
@@ -152,6 +162,14 @@ impl ToolSchemas {
         self.get(tool).map(|t| t.param(param)).unwrap_or_default()
     }
 
+    /// The request's tool, if it declared exactly one.
+    pub fn only_tool(&self) -> Option<&str> {
+        match self.order.as_slice() {
+            [one] => Some(one.as_str()),
+            _ => None,
+        }
+    }
+
     /// The one declared tool whose parameters fit these argument keys, if exactly one does.
     pub fn infer_name(&self, keys: &[&str]) -> Option<&str> {
         let mut fits = self
@@ -167,7 +185,7 @@ impl ToolSchemas {
 
 /// Types a textual argument value by its declared type (see the module doc).
 pub fn convert_value(raw: &str, ty: TypeSet) -> Value {
-    if raw == "null" {
+    if raw == "null" && !ty.is_only_string() {
         return Value::Null;
     }
     if ty.is_unknown() {
@@ -234,6 +252,7 @@ mod tests {
                            "o": {"type": "object"}, "b": {"type": "boolean"}}}}}]);
         let s = ToolSchemas::from_tools(&tools);
         assert_eq!(convert_value("42", s.param_type("t", "s")), json!("42"));
+        assert_eq!(convert_value("null", s.param_type("t", "s")), json!("null"));
         assert_eq!(convert_value("42", s.param_type("t", "i")), json!(42));
         assert_eq!(convert_value("null", s.param_type("t", "n")), json!(null));
         assert_eq!(convert_value("Alice", s.param_type("t", "n")), json!("Alice"));

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! The name runs to the newline (or straight into the first `<arg_key>`, or the close
-//! tag for a call without arguments). Values are text; the schema types them. Source:
+//! tag for a call without arguments). Values are the exact text between their tags (they
+//! may be indented code); the schema types them. Source:
 //! vLLM `tool_parsers/glm4_moe_tool_parser.py`, GLM-4.5's chat template.
 
 use super::xml_params::{ValueTrim, XmlParams};
@@ -28,8 +29,9 @@ pub const PARAMS: XmlParams = XmlParams {
     between: &[KEY_OPEN, CALL_CLOSE, "{"],
     key_end: &[KEY_CLOSE],
     value_open: Some(&[VALUE_OPEN, CALL_CLOSE]),
-    in_value: &[VALUE_CLOSE, KEY_OPEN, CALL_CLOSE],
-    trim: ValueTrim::Whitespace,
+    // Only the close tag ends a value: a literal `<arg_key>` inside one is text.
+    in_value: &[VALUE_CLOSE, CALL_CLOSE],
+    trim: ValueTrim::Keep,
 };
 
 /// The `glm45` format.

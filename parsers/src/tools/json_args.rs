@@ -309,10 +309,14 @@ impl HermesBody {
         call.set_name(&name);
     }
 
+    /// `"arguments": "…"`: a string that holds serialized JSON is that JSON (never
+    /// double-encoded); any other string is the JSON string itself.
     fn finish_string_arguments(&mut self, call: &mut Call, sink: &mut dyn Sink) {
         match serde_json::from_str::<String>(&self.text) {
-            Ok(decoded) => call.arguments(&decoded, sink),
-            Err(_) => call.arguments(&self.text, sink),
+            Ok(decoded) if serde_json::from_str::<serde::de::IgnoredAny>(&decoded).is_ok() => {
+                call.arguments(&decoded, sink)
+            }
+            _ => call.arguments(&self.text, sink),
         }
     }
 

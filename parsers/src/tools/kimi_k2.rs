@@ -33,15 +33,17 @@ pub const FORMAT: ToolFormat = ToolFormat {
     call_close: &[CALL_CLOSE, SECTION_CLOSE, SECTION_CLOSE_SINGULAR],
 };
 
-/// The function name in a Kimi call id: `functions.NAME:INDEX` or `NAME:INDEX` → NAME;
-/// a bare counter gives "".
-pub fn name_from_id(id: &str) -> &str {
+/// The function name in a Kimi call id: `functions.NAME:INDEX` or `NAME:INDEX` → NAME; a
+/// bare counter (`0`) gives "" (no name); anything else is malformed (`None`).
+pub fn name_from_id(id: &str) -> Option<&str> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if digits(id) {
+        return Some("");
+    }
     let id = id.strip_prefix("functions.").unwrap_or(id);
-    let name = id.rsplit_once(':').map_or(id, |(name, _)| name);
-    if name.bytes().all(|b| b.is_ascii_digit()) {
-        ""
-    } else {
-        name
+    match id.rsplit_once(':') {
+        Some((name, index)) if !name.is_empty() && digits(index) => Some(name),
+        _ => None,
     }
 }
 
@@ -51,9 +53,11 @@ mod tests {
 
     #[test]
     fn names_come_from_ids() {
-        assert_eq!(name_from_id("functions.get_weather:0"), "get_weather");
-        assert_eq!(name_from_id("get_weather:3"), "get_weather");
-        assert_eq!(name_from_id("functions.a.b:1"), "a.b");
-        assert_eq!(name_from_id("0"), "");
+        assert_eq!(name_from_id("functions.get_weather:0"), Some("get_weather"));
+        assert_eq!(name_from_id("get_weather:3"), Some("get_weather"));
+        assert_eq!(name_from_id("functions.a.b:1"), Some("a.b"));
+        assert_eq!(name_from_id("0"), Some(""));
+        assert_eq!(name_from_id("functions.invalid.0"), None);
+        assert_eq!(name_from_id("functions.f:x"), None);
     }
 }

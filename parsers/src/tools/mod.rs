@@ -260,17 +260,18 @@ impl Extract {
             Header::TypedName { sep, .. } => Some(text.rsplit(sep).next().unwrap_or(text).trim()),
             Header::KimiId { .. } => {
                 self.call.id = text.to_owned();
-                Some(kimi_k2::name_from_id(text))
+                kimi_k2::name_from_id(text)
             }
         };
-        let name = name.unwrap_or_default().trim().trim_matches('"').to_owned();
-        let counter_only = matches!(self.format.header, Header::KimiId { .. }) && !self.call.id.is_empty();
-        if name.is_empty() && !counter_only {
-            self.phase = Phase::Skip;
-            return;
+        // A bare Kimi counter names no function yet; it is inferred when the call ends.
+        let counter_only = name == Some("") && matches!(self.format.header, Header::KimiId { .. });
+        match name.map(|n| n.trim().trim_matches('"')) {
+            Some(n) if counter_only || is_function_name(n) => {
+                self.call.name = n.to_owned();
+                self.begin_body(sink);
+            }
+            _ => self.phase = Phase::Skip,
         }
-        self.call.name = name;
-        self.begin_body(sink);
     }
 
     /// Ends the call: closes its arguments and reports its outcome.
@@ -286,10 +287,16 @@ impl Extract {
             // A Kimi counter id names no function: use the one declared tool whose
             // parameters fit the arguments. A call still without a name is skipped.
             if self.call.name.is_empty() && matches!(self.format.header, Header::KimiId { .. }) {
-                if let Some(name) = arguments_keys(&self.call.args).and_then(|keys| {
-                    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-                    self.schemas.infer_name(&keys).map(str::to_owned)
-                }) {
+                // Arguments that are not a JSON object cannot be matched: then only a
+                // request with a single tool says which function was meant.
+                let keys = arguments_keys(&self.call.args);
+                let inferred = match &keys {
+                    Some(keys) => self
+                        .schemas
+                        .infer_name(&keys.iter().map(String::as_str).collect::<Vec<_>>()),
+                    None => self.schemas.only_tool(),
+                };
+                if let Some(name) = inferred.map(str::to_owned) {
                     self.call.name = name;
                 }
             }
@@ -405,6 +412,11 @@ impl Extract {
             text: &self.raw,
         });
     }
+}
+
+/// Whether a header gave a usable function name: not empty, no whitespace or markup.
+fn is_function_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains(|c: char| c.is_whitespace() || c == '<' || c == '>')
 }
 
 /// The keys of a JSON object argument string.
@@ -796,5 +808,65 @@ mod tests {
         let out = checked(None, Some("kimi_k2"), text);
         assert_eq!(out.tool_calls[0].arguments, "{\"a\": ");
         assert_eq!(out.tool_calls[0].outcome, Some(CallOutcome::InvalidArguments));
+    }
+
+    #[test]
+    fn hermes_string_arguments_are_json_whatever_they_hold() {
+        let out = checked(
+            None,
+            Some("hermes"),
+            r#"<tool_call>{"name": "f", "arguments": "hi"}</tool_call>"#,
+        );
+        assert_eq!(out.tool_calls[0].arguments, "\"hi\"");
+        let out = checked(
+            None,
+            Some("hermes"),
+            r#"<tool_call>{"name": "f", "arguments": "{\"a\": 1}"}</tool_call>"#,
+        );
+        assert_eq!(out.tool_calls[0].arguments, "{\"a\": 1}");
+    }
+
+    #[test]
+    fn calls_without_a_readable_name_are_skipped_and_reported() {
+        let kimi = "<|tool_calls_section_begin|><|tool_call_begin|>functions.bad.0<|tool_call_argument_begin|>{}<|tool_call_end|><|tool_call_begin|>functions.ok:1<|tool_call_argument_begin|>{}<|tool_call_end|><|tool_calls_section_end|>";
+        let coder = "<tool_call>\n<function=broken\n</function>\n</tool_call>\n<tool_call>\n<function=ok>\n</function>\n</tool_call>";
+        for (format, text) in [("kimi_k2", kimi), ("qwen3_coder", coder)] {
+            let out = checked(None, Some(format), text);
+            assert_eq!(calls(&out), vec![("ok".to_owned(), json!({}))], "{format}");
+            assert_eq!(out.fallbacks[0].0, FallbackReason::UnreadableCall, "{format}");
+        }
+    }
+
+    #[test]
+    fn a_kimi_counter_with_one_declared_tool_names_that_tool() {
+        let schema = json!([{"name": "only", "parameters": {"properties": {"a": {}}}}]);
+        let text = "<|tool_calls_section_begin|><|tool_call_begin|>0<|tool_call_argument_begin|>{\"a\": <|tool_call_end|><|tool_calls_section_end|>";
+        let out = with_tools("kimi_k2", &schema, text);
+        assert_eq!(out.tool_calls[0].name, "only");
+        assert_eq!(out.tool_calls[0].id, "0");
+        assert_eq!(out.tool_calls[0].outcome, Some(CallOutcome::InvalidArguments));
+    }
+
+    #[test]
+    fn glm_values_are_the_exact_text_between_their_tags() {
+        let schema = json!([{"name": "edit", "parameters": {"properties": {"s": {"type": "string"}, "n": {"type": "integer"}}}}]);
+        let text = "<tool_call>edit\n<arg_key>s</arg_key>\n<arg_value>  x <arg_key> y  </arg_value>\n<arg_key>n</arg_key><arg_value> 2 </arg_value>\n</tool_call>";
+        let out = with_tools("glm45", &schema, text);
+        assert_eq!(
+            calls(&out),
+            vec![("edit".to_owned(), json!({"s": "  x <arg_key> y  ", "n": 2}))]
+        );
+    }
+
+    #[test]
+    fn a_declared_type_outranks_dsml_string_attributes() {
+        let schema = json!([{"name": "f", "parameters": {"properties": {
+            "n": {"type": "integer"}, "s": {"type": "string"}, "o": {"type": ["string", "null"]}}}}]);
+        let text = "<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"f\">\n<｜DSML｜parameter name=\"n\" string=\"true\">42</｜DSML｜parameter>\n<｜DSML｜parameter name=\"s\" string=\"false\">null</｜DSML｜parameter>\n<｜DSML｜parameter name=\"o\" string=\"true\">null</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls>";
+        let out = with_tools("deepseek_v32", &schema, text);
+        assert_eq!(
+            calls(&out),
+            vec![("f".to_owned(), json!({"n": 42, "s": "null", "o": null}))]
+        );
     }
 }

@@ -19,8 +19,11 @@ use crate::schema::{convert_value, ToolSchemas, TypeSet};
 /// How surrounding whitespace of a value is trimmed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ValueTrim {
-    /// All leading and trailing whitespace (minimax_m2, glm4x, DSML).
+    /// All leading and trailing whitespace (minimax_m2, DSML).
     Whitespace,
+    /// None: the value is exactly the text between its tags (glm4x, whose values may be
+    /// indented code).
+    Keep,
     /// One leading and one trailing newline, which the format puts around values
     /// (qwen3_coder: `<parameter=k>\nvalue\n</parameter>`); other whitespace is data.
     OneNewline,
@@ -42,8 +45,8 @@ pub struct XmlParams {
     /// Where the value has its own open tag (glm's `<arg_value>`): that tag, then the
     /// call closers.
     pub value_open: Option<&'static [&'static str]>,
-    /// Watched inside a value: `value_close`, `param_open` (a missing close), then the
-    /// call and section closers.
+    /// Watched inside a value: `value_close`, then (where the format's models are known to
+    /// drop a close tag) `param_open`, then the call and section closers.
     pub in_value: &'static [&'static str],
     /// Whitespace trimming of values.
     pub trim: ValueTrim,
@@ -59,9 +62,9 @@ enum State {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    /// A string: streamed as it arrives. Until `opened`, the value could still be the
-    /// literal `null` (which is null, not "null"), so it is held.
-    Stream { opened: bool },
+    /// A string: streamed as it arrives. For a nullable string, until `opened` the value
+    /// could still be the literal `null` (which is then null, not "null"), so it is held.
+    Stream { opened: bool, nullable: bool },
     /// Typed when complete.
     Typed(TypeSet),
 }
@@ -92,7 +95,10 @@ impl ParamsBody {
             attrs: String::new(),
             value: String::new(),
             junk: String::new(),
-            kind: Kind::Stream { opened: false },
+            kind: Kind::Stream {
+                opened: false,
+                nullable: false,
+            },
             params: 0,
             lead_done: false,
             held_ws: String::new(),
@@ -125,8 +131,8 @@ impl ParamsBody {
             State::Key => self.key.push_str(text),
             State::ValueOpen => self.junk.push_str(text),
             State::Value => match self.kind {
-                Kind::Stream { opened: true } => self.stream(text, call, sink),
-                Kind::Stream { opened: false } => {
+                Kind::Stream { opened: true, .. } => self.stream(text, call, sink),
+                Kind::Stream { opened: false, .. } => {
                     self.value.push_str(text);
                     if !could_be_null(&self.value) {
                         self.open_string(call, sink);
@@ -230,20 +236,34 @@ impl ParamsBody {
         self.held_ws.clear();
         self.lead_done = false;
         let declared = schemas.param_type(call.name(), &self.key);
-        self.kind = match string_attr(&self.attrs) {
-            Some(true) => Kind::Stream { opened: false },
-            Some(false) => Kind::Typed(declared),
-            None if declared.is_string() => Kind::Stream { opened: false },
-            None => Kind::Typed(declared),
+        // The schema decides where it declares the parameter; else DSML's `string="…"`
+        // attribute; else the value's own literal form.
+        self.kind = if declared.is_string() {
+            Kind::Stream {
+                opened: false,
+                nullable: declared.allows_null(),
+            }
+        } else if !declared.is_unknown() || string_attr(&self.attrs) != Some(true) {
+            Kind::Typed(declared)
+        } else {
+            Kind::Stream {
+                opened: false,
+                nullable: false,
+            }
         };
-        if let Kind::Stream { .. } = self.kind {
+        if let Kind::Stream { nullable, .. } = self.kind {
             self.write_key(call, sink);
+            if !nullable {
+                self.open_string(call, sink);
+            }
         }
     }
 
     /// Opens a streamed string: writes the quote and streams what was held.
     fn open_string(&mut self, call: &mut Call, sink: &mut dyn Sink) {
-        self.kind = Kind::Stream { opened: true };
+        if let Kind::Stream { opened, .. } = &mut self.kind {
+            *opened = true;
+        }
         call.arguments("\"", sink);
         let held = std::mem::take(&mut self.value);
         self.stream(&held, call, sink);
@@ -264,11 +284,15 @@ impl ParamsBody {
     /// Streams a piece of a string value, trimming as the format asks: leading whitespace
     /// is dropped as it comes, trailing whitespace is held until text follows it.
     fn stream(&mut self, text: &str, call: &mut Call, sink: &mut dyn Sink) {
+        if text.is_empty() {
+            return;
+        }
         let mut text = text;
         if !self.lead_done {
             text = match self.p.trim {
                 ValueTrim::Whitespace => text.trim_start(),
                 ValueTrim::OneNewline => text.strip_prefix('\n').unwrap_or(text),
+                ValueTrim::Keep => text,
             };
             if text.is_empty() && self.p.trim == ValueTrim::Whitespace {
                 return;
@@ -281,6 +305,7 @@ impl ParamsBody {
         let body_end = match self.p.trim {
             ValueTrim::Whitespace => text.trim_end().len(),
             ValueTrim::OneNewline => text.strip_suffix('\n').map_or(text.len(), str::len),
+            ValueTrim::Keep => text.len(),
         };
         if body_end == 0 {
             self.held_ws.push_str(text);
@@ -322,11 +347,11 @@ impl ParamsBody {
     fn end_value(&mut self, call: &mut Call, sink: &mut dyn Sink) {
         self.state = State::Between;
         match self.kind {
-            Kind::Stream { opened: false } if self.value.trim() == "null" => {
+            Kind::Stream { opened: false, .. } if self.value.trim() == "null" => {
                 self.value.clear();
                 call.arguments("null", sink);
             }
-            Kind::Stream { opened } => {
+            Kind::Stream { opened, .. } => {
                 if !opened {
                     self.open_string(call, sink);
                 }
@@ -337,6 +362,8 @@ impl ParamsBody {
                 let raw = std::mem::take(&mut self.value);
                 let trimmed = match self.p.trim {
                     ValueTrim::Whitespace => raw.trim(),
+                    // Typed values (numbers, JSON) never keep surrounding whitespace.
+                    ValueTrim::Keep => raw.trim(),
                     ValueTrim::OneNewline => {
                         let r = raw.strip_prefix('\n').unwrap_or(&raw);
                         r.strip_suffix('\n').unwrap_or(r)
