@@ -88,6 +88,11 @@ pub(crate) fn partial_suffix(hay: &str, markers: &[&str]) -> usize {
     }
     let from = bytes.len().saturating_sub(longest - 1);
     for start in from..bytes.len() {
+        // Most positions cannot begin any marker: check the first byte before the rest.
+        let b = bytes[start];
+        if !markers.iter().any(|m| m.as_bytes()[0] == b) {
+            continue;
+        }
         let rest = &bytes[start..];
         if markers
             .iter()
