@@ -280,7 +280,7 @@ impl Extract {
         match &mut body {
             BodyState::Json(b) => b.close(&mut self.call, sink),
             BodyState::Hermes(b) => b.close(&mut self.call, sink),
-            BodyState::Params(b) => b.close(&mut self.call, &self.schemas, sink),
+            BodyState::Params(b) => b.close(&mut self.call, sink),
             BodyState::None => {}
         }
         if !self.call.started {
@@ -362,7 +362,7 @@ impl Extract {
         match &mut self.body {
             BodyState::Json(b) => b.text(text, &mut self.call, sink),
             BodyState::Hermes(b) => b.text(text, &mut self.call, sink),
-            BodyState::Params(b) => b.text(text, &mut self.call, &self.schemas, sink),
+            BodyState::Params(b) => b.text(text, &mut self.call, sink),
             BodyState::None => {}
         }
         if !self.call.started && !self.call.name.is_empty() && matches!(self.body, BodyState::Hermes(_)) {

@@ -125,7 +125,7 @@ impl ParamsBody {
         }
     }
 
-    pub(crate) fn text(&mut self, text: &str, call: &mut Call, _schemas: &ToolSchemas, sink: &mut dyn Sink) {
+    pub(crate) fn text(&mut self, text: &str, call: &mut Call, sink: &mut dyn Sink) {
         match self.state {
             State::Between => self.junk.push_str(text),
             State::Key => self.key.push_str(text),
@@ -383,7 +383,7 @@ impl ParamsBody {
     }
 
     /// Closes the body at the call's end.
-    pub(crate) fn close(&mut self, call: &mut Call, _schemas: &ToolSchemas, sink: &mut dyn Sink) {
+    pub(crate) fn close(&mut self, call: &mut Call, sink: &mut dyn Sink) {
         if self.state == State::Value {
             self.end_value(call, sink);
         }
