@@ -1,0 +1,243 @@
+//! A model's `config.json`, read into the few numbers the engine needs.
+//!
+//! Qwen3, Qwen2 and Llama share one decoder; they differ in flags read here (biases on
+//! the q/k/v projections, per-head q/k RMS norms, how `head_dim` is given).
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// The decoder families braid runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// `Qwen3ForCausalLM`: per-head q/k RMS norms, no biases.
+    Qwen3,
+    /// `Qwen2ForCausalLM`: biases on q/k/v.
+    Qwen2,
+    /// `LlamaForCausalLM`.
+    Llama,
+}
+
+impl Architecture {
+    const SUPPORTED: &'static str = "Qwen3ForCausalLM, Qwen2ForCausalLM, LlamaForCausalLM";
+
+    fn from_name(name: &str) -> Option<Architecture> {
+        match name {
+            "Qwen3ForCausalLM" => Some(Architecture::Qwen3),
+            "Qwen2ForCausalLM" => Some(Architecture::Qwen2),
+            "LlamaForCausalLM" => Some(Architecture::Llama),
+            _ => None,
+        }
+    }
+}
+
+/// What the engine needs from `config.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// The decoder family.
+    pub architecture: Architecture,
+    /// Rows of the embedding (and of the LM head).
+    pub vocab_size: usize,
+    /// Width of the residual stream.
+    pub hidden_size: usize,
+    /// Width of the MLP.
+    pub intermediate_size: usize,
+    /// Decoder layers.
+    pub num_layers: usize,
+    /// Query heads.
+    pub num_heads: usize,
+    /// Key/value heads (grouped-query attention when fewer than `num_heads`).
+    pub num_kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// RMS norm epsilon.
+    pub rms_norm_eps: f64,
+    /// RoPE base.
+    pub rope_theta: f64,
+    /// Longest position the model supports.
+    pub max_position_embeddings: usize,
+    /// Whether the LM head reuses the embedding.
+    pub tie_word_embeddings: bool,
+    /// Whether q/k/v projections have biases.
+    pub qkv_bias: bool,
+    /// Whether q and k get per-head RMS norms (Qwen3).
+    pub qk_norm: bool,
+    /// EOS token ids from the config (`generation_config.json` may add more).
+    pub eos_token_ids: Vec<u32>,
+}
+
+impl ModelConfig {
+    /// Reads `DIR/config.json`.
+    pub fn from_dir(dir: &Path) -> Result<ModelConfig> {
+        let path = dir.join("config.json");
+        let value = read_json(&path)?;
+        ModelConfig::from_json(&value, &path)
+    }
+
+    /// Reads a parsed `config.json`; `path` names it in errors.
+    pub fn from_json(v: &Value, path: &Path) -> Result<ModelConfig> {
+        let cfg = Fields { v, path };
+        let arch_name = match v
+            .get("architectures")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+        {
+            Some(Value::String(name)) => name.clone(),
+            _ => return Err(cfg.error("architectures", "must be a list naming the model class")),
+        };
+        let architecture =
+            Architecture::from_name(&arch_name).ok_or_else(|| Error::UnsupportedArchitecture {
+                path: path.to_path_buf(),
+                architecture: arch_name,
+                supported: Architecture::SUPPORTED,
+            })?;
+        let hidden_size = cfg.usize("hidden_size")?;
+        let num_heads = cfg.usize("num_attention_heads")?;
+        let num_kv_heads = cfg.usize_or("num_key_value_heads", num_heads)?;
+        let head_dim = match v.get("head_dim") {
+            Some(Value::Null) | None if num_heads > 0 => hidden_size / num_heads,
+            _ => cfg.usize("head_dim")?,
+        };
+        if num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
+            return Err(cfg.error(
+                "num_key_value_heads",
+                &format!("{num_kv_heads} does not divide num_attention_heads {num_heads}"),
+            ));
+        }
+        if head_dim % 2 != 0 {
+            return Err(cfg.error(
+                "head_dim",
+                &format!("{head_dim} must be even for rotary embeddings"),
+            ));
+        }
+        if let Some(act) = v.get("hidden_act").and_then(Value::as_str) {
+            if act != "silu" {
+                return Err(cfg.error("hidden_act", &format!("{act:?} is not supported (only silu)")));
+            }
+        }
+        if v.get("rope_scaling").is_some_and(|r| !r.is_null()) {
+            return Err(cfg.error("rope_scaling", "RoPE scaling is not supported yet"));
+        }
+        let eos_token_ids = match v.get("eos_token_id") {
+            Some(Value::Number(n)) => n.as_u64().map(|n| vec![n as u32]).unwrap_or_default(),
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_u64).map(|n| n as u32).collect(),
+            _ => Vec::new(),
+        };
+        Ok(ModelConfig {
+            architecture,
+            vocab_size: cfg.usize("vocab_size")?,
+            hidden_size,
+            intermediate_size: cfg.usize("intermediate_size")?,
+            num_layers: cfg.usize("num_hidden_layers")?,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            rms_norm_eps: cfg.f64_or("rms_norm_eps", 1e-6)?,
+            rope_theta: cfg.f64_or("rope_theta", 10_000.0)?,
+            max_position_embeddings: cfg.usize_or("max_position_embeddings", 4096)?,
+            tie_word_embeddings: cfg.bool_or("tie_word_embeddings", false)?,
+            qkv_bias: match architecture {
+                Architecture::Qwen2 => true,
+                _ => cfg.bool_or("attention_bias", false)?,
+            },
+            qk_norm: architecture == Architecture::Qwen3,
+            eos_token_ids,
+        })
+    }
+
+    /// Width of all key (or value) heads together.
+    pub fn kv_dim(&self) -> usize {
+        self.num_kv_heads * self.head_dim
+    }
+
+    /// Parameters, counted from the shapes.
+    pub fn num_params(&self) -> usize {
+        let (h, i, q, kv) = (
+            self.hidden_size,
+            self.intermediate_size,
+            self.num_heads * self.head_dim,
+            self.kv_dim(),
+        );
+        let attn = h * q * 2 + h * kv * 2 + if self.qk_norm { 2 * self.head_dim } else { 0 };
+        let layer = attn + 3 * h * i + 2 * h;
+        let head = if self.tie_word_embeddings {
+            0
+        } else {
+            self.vocab_size * h
+        };
+        self.vocab_size * h + self.num_layers * layer + h + head
+    }
+}
+
+/// Reads a JSON file, naming it in errors.
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Error::MissingFile {
+                path: path.to_path_buf(),
+            }
+        } else {
+            Error::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    })?;
+    serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+struct Fields<'a> {
+    v: &'a Value,
+    path: &'a Path,
+}
+
+impl Fields<'_> {
+    fn error(&self, field: &str, problem: &str) -> Error {
+        Error::Config {
+            path: PathBuf::from(self.path),
+            field: field.to_owned(),
+            problem: problem.to_owned(),
+        }
+    }
+
+    fn usize(&self, field: &str) -> Result<usize> {
+        match self.v.get(field) {
+            None | Some(Value::Null) => Err(self.error(field, "is missing")),
+            Some(x) => match x.as_u64() {
+                Some(n) if n > 0 => Ok(n as usize),
+                _ => Err(self.error(field, &format!("must be a positive integer, got {x}"))),
+            },
+        }
+    }
+
+    fn usize_or(&self, field: &str, default: usize) -> Result<usize> {
+        match self.v.get(field) {
+            None | Some(Value::Null) => Ok(default),
+            Some(_) => self.usize(field),
+        }
+    }
+
+    fn f64_or(&self, field: &str, default: f64) -> Result<f64> {
+        match self.v.get(field) {
+            None | Some(Value::Null) => Ok(default),
+            Some(x) => x
+                .as_f64()
+                .filter(|f| f.is_finite() && *f > 0.0)
+                .ok_or_else(|| self.error(field, &format!("must be a positive number, got {x}"))),
+        }
+    }
+
+    fn bool_or(&self, field: &str, default: bool) -> Result<bool> {
+        match self.v.get(field) {
+            None | Some(Value::Null) => Ok(default),
+            Some(x) => x
+                .as_bool()
+                .ok_or_else(|| self.error(field, &format!("must be true or false, got {x}"))),
+        }
+    }
+}

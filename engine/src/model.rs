@@ -1,0 +1,476 @@
+//! The decoder (Qwen3, Qwen2, Llama) with a batched forward: one call runs any number of
+//! sequences, each at its own position with its own block table in the paged cache.
+//!
+//! Linear layers run once over all new tokens of the step (the weights are read once per
+//! step, whatever the batch); attention runs per sequence over that sequence's cached
+//! keys and values. Layers hold no per-sequence state: the cache is passed in, so one
+//! model serves every sequence (candle-transformers keeps a cache inside each layer,
+//! which means one sequence per model).
+
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
+
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::kv_cache::KvCache;
+
+/// One sequence's share of a forward step.
+#[derive(Debug, Clone, Copy)]
+pub struct SeqInput<'a> {
+    /// Tokens new in this step: a (chunk of a) prompt, or the last sampled token.
+    pub tokens: &'a [u32],
+    /// Position of `tokens[0]`: how many of the sequence's tokens are cached already.
+    pub start: usize,
+    /// The sequence's block table, covering positions up to `start + tokens.len()`.
+    pub blocks: &'a [u32],
+}
+
+#[derive(Debug)]
+struct Layer {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+    input_norm: RmsNorm,
+    post_norm: RmsNorm,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+/// A loaded decoder.
+#[derive(Debug)]
+pub struct Model {
+    cfg: ModelConfig,
+    embed: Embedding,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    cos: Tensor,
+    sin: Tensor,
+    device: Device,
+    dtype: DType,
+}
+
+impl Model {
+    /// Builds the model from weights named as in Hugging Face checkpoints
+    /// (`model.layers.N.self_attn.q_proj.weight`, …). `progress` hears each layer loaded.
+    pub fn new(
+        cfg: &ModelConfig,
+        vb: &VarBuilder,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> candle_core::Result<Model> {
+        let (h, nh, nkv, hd) = (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        let embed = candle_nn::embedding(cfg.vocab_size, h, vb.pp("model.embed_tokens"))?;
+        let mut layers = Vec::with_capacity(cfg.num_layers);
+        for i in 0..cfg.num_layers {
+            let vb = vb.pp("model.layers").pp(i);
+            let attn = vb.pp("self_attn");
+            let mlp = vb.pp("mlp");
+            layers.push(Layer {
+                q: candle_nn::linear_b(h, nh * hd, cfg.qkv_bias, attn.pp("q_proj"))?,
+                k: candle_nn::linear_b(h, nkv * hd, cfg.qkv_bias, attn.pp("k_proj"))?,
+                v: candle_nn::linear_b(h, nkv * hd, cfg.qkv_bias, attn.pp("v_proj"))?,
+                o: candle_nn::linear_b(nh * hd, h, false, attn.pp("o_proj"))?,
+                q_norm: cfg
+                    .qk_norm
+                    .then(|| candle_nn::rms_norm(hd, cfg.rms_norm_eps, attn.pp("q_norm")))
+                    .transpose()?,
+                k_norm: cfg
+                    .qk_norm
+                    .then(|| candle_nn::rms_norm(hd, cfg.rms_norm_eps, attn.pp("k_norm")))
+                    .transpose()?,
+                input_norm: candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
+                post_norm: candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("post_attention_layernorm"))?,
+                gate: candle_nn::linear_b(h, cfg.intermediate_size, false, mlp.pp("gate_proj"))?,
+                up: candle_nn::linear_b(h, cfg.intermediate_size, false, mlp.pp("up_proj"))?,
+                down: candle_nn::linear_b(cfg.intermediate_size, h, false, mlp.pp("down_proj"))?,
+            });
+            progress(i + 1, cfg.num_layers);
+        }
+        let norm = candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("model.norm"))?;
+        let lm_head = if cfg.tie_word_embeddings {
+            Linear::new(embed.embeddings().clone(), None)
+        } else {
+            candle_nn::linear_no_bias(h, cfg.vocab_size, vb.pp("lm_head"))?
+        };
+        let (cos, sin) = rope_tables(cfg, vb.dtype(), vb.device())?;
+        Ok(Model {
+            cfg: cfg.clone(),
+            embed,
+            layers,
+            norm,
+            lm_head,
+            cos,
+            sin,
+            device: vb.device().clone(),
+            dtype: vb.dtype(),
+        })
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The weights' dtype (the cache uses it too).
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Runs one step for a batch of sequences: writes their new keys and values into the
+    /// cache and returns the next-token logits of each, `[batch.len(), vocab]` in f32.
+    pub fn forward(&self, batch: &[SeqInput<'_>], cache: &KvCache) -> Result<Tensor> {
+        let mut ids = Vec::new();
+        let mut positions = Vec::new();
+        let mut last = Vec::with_capacity(batch.len());
+        for s in batch {
+            if s.tokens.is_empty() {
+                return Err(Error::Input("a sequence in the batch has no new tokens".into()));
+            }
+            let end = s.start + s.tokens.len();
+            if end > self.cfg.max_position_embeddings {
+                return Err(Error::Input(format!(
+                    "position {end} is past the model's limit of {}",
+                    self.cfg.max_position_embeddings
+                )));
+            }
+            if let Some(bad) = s.tokens.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
+                return Err(Error::Input(format!(
+                    "token id {bad} is outside the vocabulary ({})",
+                    self.cfg.vocab_size
+                )));
+            }
+            ids.extend_from_slice(s.tokens);
+            positions.extend((s.start..end).map(|p| p as u32));
+            last.push((ids.len() - 1) as u32);
+        }
+        if batch.is_empty() {
+            return Err(Error::Input("empty batch".into()));
+        }
+        let n = ids.len();
+        let ids = Tensor::from_vec(ids, n, &self.device)?;
+        let positions = Tensor::from_vec(positions, n, &self.device)?;
+        let cos = self.cos.index_select(&positions, 0)?;
+        let sin = self.sin.index_select(&positions, 0)?;
+        let mut x = self.embed.forward(&ids)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = self.layer_forward(i, layer, &x, &cos, &sin, batch, cache)?;
+        }
+        let last = Tensor::from_vec(last, batch.len(), &self.device)?;
+        let h = self.norm.forward(&x.index_select(&last, 0)?)?;
+        Ok(self.lm_head.forward(&h)?.to_dtype(DType::F32)?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn layer_forward(
+        &self,
+        index: usize,
+        layer: &Layer,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        batch: &[SeqInput<'_>],
+        cache: &KvCache,
+    ) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let (n, nh, nkv, hd) = (x.dim(0)?, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        let h = layer.input_norm.forward(x)?;
+        let mut q = layer.q.forward(&h)?.reshape((n, nh, hd))?;
+        let mut k = layer.k.forward(&h)?.reshape((n, nkv, hd))?;
+        let v = layer.v.forward(&h)?;
+        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+            q = qn.forward(&q)?;
+            k = kn.forward(&k)?;
+        }
+        let q = candle_nn::rotary_emb::rope_thd(&q.unsqueeze(0)?.contiguous()?, cos, sin)?.squeeze(0)?;
+        let k = candle_nn::rotary_emb::rope_thd(&k.unsqueeze(0)?.contiguous()?, cos, sin)?
+            .squeeze(0)?
+            .reshape((n, nkv * hd))?;
+        let mut outs = Vec::with_capacity(batch.len());
+        let mut offset = 0;
+        for s in batch {
+            let len = s.tokens.len();
+            cache.write(
+                index,
+                s.blocks,
+                s.start,
+                &k.narrow(0, offset, len)?,
+                &v.narrow(0, offset, len)?,
+            )?;
+            outs.push(self.attention(index, &q.narrow(0, offset, len)?, s, cache)?);
+            offset += len;
+        }
+        let attn = layer.o.forward(&Tensor::cat(&outs, 0)?)?;
+        let x = (x + attn)?;
+        let h = layer.post_norm.forward(&x)?;
+        let mlp = (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
+        Ok((x + layer.down.forward(&mlp)?)?)
+    }
+
+    /// Causal attention of one sequence's new queries `[len, heads, head_dim]` over its
+    /// cached keys and values; computed in f32. Returns `[len, heads * head_dim]`.
+    fn attention(&self, layer: usize, q: &Tensor, s: &SeqInput<'_>, cache: &KvCache) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let (len, nh, nkv, hd) = (s.tokens.len(), cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        let groups = nh / nkv;
+        let ctx = s.start + len;
+        let (k, v) = cache.read(layer, s.blocks, ctx)?;
+        // Query head h reads key/value head h / groups: group the queries by kv head.
+        let q = q
+            .to_dtype(DType::F32)?
+            .reshape((len, nkv, groups, hd))?
+            .permute((1, 2, 0, 3))?
+            .contiguous()?
+            .reshape((nkv, groups * len, hd))?;
+        let k = k
+            .to_dtype(DType::F32)?
+            .reshape((ctx, nkv, hd))?
+            .transpose(0, 1)?
+            .contiguous()?;
+        let v = v
+            .to_dtype(DType::F32)?
+            .reshape((ctx, nkv, hd))?
+            .transpose(0, 1)?
+            .contiguous()?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut scores = (q.matmul(&k.t()?)? * scale)?;
+        if len > 1 {
+            let mask: Vec<f32> = (0..len)
+                .flat_map(|i| (0..ctx).map(move |j| if j > s.start + i { f32::NEG_INFINITY } else { 0.0 }))
+                .collect();
+            let mask = Tensor::from_vec(mask, (len, ctx), &self.device)?;
+            scores = scores
+                .reshape((nkv, groups, len, ctx))?
+                .broadcast_add(&mask)?
+                .reshape((nkv, groups * len, ctx))?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let out = probs
+            .matmul(&v)?
+            .reshape((nkv, groups, len, hd))?
+            .permute((2, 0, 1, 3))?
+            .contiguous()?
+            .reshape((len, nh * hd))?;
+        Ok(out.to_dtype(self.dtype)?)
+    }
+}
+
+/// RoPE cosine and sine tables, `[max_position_embeddings, head_dim / 2]`.
+fn rope_tables(cfg: &ModelConfig, dtype: DType, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+    let dim = cfg.head_dim;
+    let inv_freq: Vec<f32> = (0..dim)
+        .step_by(2)
+        .map(|i| 1f32 / cfg.rope_theta.powf(i as f64 / dim as f64) as f32)
+        .collect();
+    let inv = Tensor::from_vec(inv_freq, (1, dim / 2), device)?;
+    let t = Tensor::arange(0u32, cfg.max_position_embeddings as u32, device)?
+        .to_dtype(DType::F32)?
+        .reshape((cfg.max_position_embeddings, 1))?;
+    let freqs = t.matmul(&inv)?;
+    Ok((freqs.cos()?.to_dtype(dtype)?, freqs.sin()?.to_dtype(dtype)?))
+}
+
+/// Index of the largest value in a `[vocab]` f32 row (greedy sampling).
+pub fn argmax(logits: &Tensor) -> Result<u32> {
+    Ok(logits.argmax(D::Minus1)?.to_scalar::<u32>()?)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::path::PathBuf;
+
+    use candle_core::{DType, Device, Tensor};
+    use candle_transformers::models::qwen3;
+
+    use super::*;
+    use crate::fixture::Qwen3Spec;
+    use crate::{load_model, BlockAllocator, KvCache};
+
+    fn fixture(name: &str, spec: &Qwen3Spec) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("braid-engine-{name}-{}", std::process::id()));
+        spec.write(&dir, &mut |_, _| {}).unwrap();
+        dir
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    /// Blocks for a sequence, taken from a shared allocator so tables interleave.
+    fn take(alloc: &mut BlockAllocator, n: usize) -> Vec<u32> {
+        (0..n).map(|_| alloc.allocate().unwrap()).collect()
+    }
+
+    #[test]
+    fn logits_match_candle_transformers_for_prefill_and_every_greedy_step() {
+        let spec = Qwen3Spec::tiny(512);
+        let dir = fixture("parity", &spec);
+        let model = load_model(&dir, DType::F32, &Device::Cpu, &mut |_, _| {}).unwrap();
+        let rcfg: qwen3::Config = serde_json::from_value(spec.config_json()).unwrap();
+        let tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+        let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+        let mut reference = qwen3::ModelForCausalLM::new(&rcfg, vb).unwrap();
+
+        let cache = KvCache::new(model.config(), 32, 4, DType::F32, &Device::Cpu).unwrap();
+        let mut alloc = BlockAllocator::new(32);
+        let _other = take(&mut alloc, 1);
+        let blocks: Vec<u32> = (0..10)
+            .flat_map(|_| take(&mut alloc, 2).into_iter().take(1))
+            .collect();
+        let prompt = [3u32, 141, 59, 26, 5, 358, 97];
+
+        let ours = model
+            .forward(
+                &[SeqInput {
+                    tokens: &prompt,
+                    start: 0,
+                    blocks: &blocks,
+                }],
+                &cache,
+            )
+            .unwrap();
+        let theirs = reference
+            .forward(
+                &Tensor::new(&prompt[..], &Device::Cpu)
+                    .unwrap()
+                    .unsqueeze(0)
+                    .unwrap(),
+                0,
+            )
+            .unwrap();
+        let theirs = theirs.squeeze(0).unwrap();
+        assert!(
+            max_abs_diff(&ours, &theirs) <= 1e-4,
+            "prefill differs by {}",
+            max_abs_diff(&ours, &theirs)
+        );
+
+        let (mut logits, mut reference_logits) = (ours, theirs);
+        let mut distinct = std::collections::HashSet::new();
+        for step in 0..32 {
+            let token = argmax(&logits.squeeze(0).unwrap()).unwrap();
+            let reference_token = argmax(&reference_logits.squeeze(0).unwrap()).unwrap();
+            assert_eq!(token, reference_token, "greedy choice differs at step {step}");
+            distinct.insert(token);
+            let pos = prompt.len() + step;
+            logits = model
+                .forward(
+                    &[SeqInput {
+                        tokens: &[token],
+                        start: pos,
+                        blocks: &blocks,
+                    }],
+                    &cache,
+                )
+                .unwrap();
+            let input = Tensor::new(&[token], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+            reference_logits = reference.forward(&input, pos).unwrap().squeeze(0).unwrap();
+            let diff = max_abs_diff(&logits, &reference_logits);
+            assert!(diff <= 1e-4, "step {step} differs by {diff}");
+        }
+        assert!(distinct.len() > 3, "degenerate decode: {distinct:?}");
+    }
+
+    fn greedy(model: &Model, batch: &[(Vec<u32>, Vec<u32>)], cache: &KvCache, steps: usize) -> Vec<Vec<u32>> {
+        let mut out: Vec<Vec<u32>> = vec![Vec::new(); batch.len()];
+        let inputs: Vec<SeqInput<'_>> = batch
+            .iter()
+            .map(|(p, b)| SeqInput {
+                tokens: p,
+                start: 0,
+                blocks: b,
+            })
+            .collect();
+        let mut logits = model.forward(&inputs, cache).unwrap();
+        for step in 0..steps {
+            for (i, o) in out.iter_mut().enumerate() {
+                o.push(argmax(&logits.get(i).unwrap()).unwrap());
+            }
+            if step + 1 == steps {
+                break;
+            }
+            let inputs: Vec<SeqInput<'_>> = batch
+                .iter()
+                .zip(&out)
+                .map(|((p, b), o)| SeqInput {
+                    tokens: &o[o.len() - 1..],
+                    start: p.len() + o.len() - 1,
+                    blocks: b,
+                })
+                .collect();
+            logits = model.forward(&inputs, cache).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn sequences_batched_together_decode_exactly_as_alone() {
+        let spec = Qwen3Spec::tiny(512);
+        let dir = fixture("batch", &spec);
+        let model = load_model(&dir, DType::F32, &Device::Cpu, &mut |_, _| {}).unwrap();
+        let prompts: Vec<Vec<u32>> = (0..8)
+            .map(|i| {
+                (0..(1 + i * 3))
+                    .map(|j| ((i * 37 + j * 11) % 500) as u32)
+                    .collect()
+            })
+            .collect();
+        let steps = 12;
+        let mut alloc = BlockAllocator::new(64);
+        let cache = KvCache::new(model.config(), 64, 4, DType::F32, &Device::Cpu).unwrap();
+        let together: Vec<(Vec<u32>, Vec<u32>)> = prompts
+            .iter()
+            .map(|p| (p.clone(), take(&mut alloc, (p.len() + steps).div_ceil(4))))
+            .collect();
+        let batched = greedy(&model, &together, &cache, steps);
+        for (i, p) in prompts.iter().enumerate() {
+            let cache = KvCache::new(model.config(), 16, 4, DType::F32, &Device::Cpu).unwrap();
+            let blocks: Vec<u32> = (0..16).collect();
+            let alone = greedy(&model, &[(p.clone(), blocks)], &cache, steps);
+            assert_eq!(alone[0], batched[i], "prompt {i}");
+        }
+    }
+
+    #[test]
+    fn bad_batches_are_errors_not_panics() {
+        let spec = Qwen3Spec::tiny(64);
+        let dir = fixture("badinput", &spec);
+        let model = load_model(&dir, DType::F32, &Device::Cpu, &mut |_, _| {}).unwrap();
+        let cache = KvCache::new(model.config(), 2, 4, DType::F32, &Device::Cpu).unwrap();
+        let blocks = [0u32];
+        for (tokens, start) in [
+            (&[][..], 0),
+            (&[64u32][..], 0),
+            (&[1u32, 2, 3, 4, 5][..], 0),
+            (&[1u32][..], 5000),
+        ] {
+            let r = model.forward(
+                &[SeqInput {
+                    tokens,
+                    start,
+                    blocks: &blocks,
+                }],
+                &cache,
+            );
+            assert!(r.is_err(), "{tokens:?} at {start} was accepted");
+        }
+    }
+}
