@@ -12,12 +12,14 @@ pub mod error;
 pub mod fixture;
 pub mod kv_cache;
 pub mod model;
+pub mod tokenizer;
 pub mod weights;
 
 pub use config::{Architecture, ModelConfig};
 pub use error::{Error, Result};
 pub use kv_cache::{BlockAllocator, KvCache};
 pub use model::{Model, SeqInput};
+pub use tokenizer::Tokenizer;
 
 use std::path::Path;
 

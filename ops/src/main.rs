@@ -3,6 +3,7 @@
 //! before any library sees them.
 
 mod bench;
+mod fixture;
 mod parse;
 
 use std::process::ExitCode;
@@ -25,6 +26,9 @@ struct Cli {
 enum Command {
     /// Split raw model output (stdin) into reasoning_content, content and tool_calls.
     Parse(parse::ParseArgs),
+    /// Build random-weight model folders in the real Hugging Face layout.
+    #[command(subcommand)]
+    Fixture(fixture::FixtureCommand),
     /// Benchmarks that print JSON.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -35,6 +39,7 @@ fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Parse(args) => parse::run(&args),
         Command::Bench(cmd) => bench::run(&cmd),
+        Command::Fixture(cmd) => fixture::run(&cmd),
     }
 }
 

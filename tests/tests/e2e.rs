@@ -3,3 +3,4 @@
 
 mod cli_parse;
 mod conformance;
+mod engine_fixture;

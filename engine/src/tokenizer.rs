@@ -1,0 +1,94 @@
+//! A model folder's tokenizer (`tokenizer.json` through the `tokenizers` crate) and the
+//! special tokens that end generation.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::config::read_json;
+use crate::error::{Error, Result};
+
+/// The tokenizer of a model folder, with its EOS ids.
+#[derive(Debug, Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    eos_token_ids: Vec<u32>,
+}
+
+impl Tokenizer {
+    /// Loads `DIR/tokenizer.json`; EOS ids come from `generation_config.json`, then
+    /// `config.json`, then `tokenizer_config.json`'s `eos_token`, whichever name them.
+    pub fn from_dir(dir: &Path) -> Result<Tokenizer> {
+        let path = dir.join("tokenizer.json");
+        if !path.exists() {
+            return Err(Error::MissingFile { path });
+        }
+        let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| Error::Config {
+            path: path.clone(),
+            field: "(file)".into(),
+            problem: format!("not a tokenizer: {e}"),
+        })?;
+        let mut eos = Vec::new();
+        for file in ["generation_config.json", "config.json"] {
+            let p = dir.join(file);
+            if p.exists() {
+                eos.extend(ids(read_json(&p)?.get("eos_token_id")));
+            }
+        }
+        let tc = dir.join("tokenizer_config.json");
+        if tc.exists() {
+            let v = read_json(&tc)?;
+            let token = match v.get("eos_token") {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Object(o)) => o.get("content").and_then(Value::as_str).map(str::to_owned),
+                _ => None,
+            };
+            eos.extend(token.and_then(|t| inner.token_to_id(&t)));
+        }
+        eos.sort_unstable();
+        eos.dedup();
+        Ok(Tokenizer {
+            inner,
+            eos_token_ids: eos,
+        })
+    }
+
+    /// Token ids of `text`, special tokens (`<|im_start|>`) recognised, none added.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| Error::Input(format!("cannot tokenize: {e}")))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Text of `ids`, special tokens included.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| Error::Input(format!("cannot detokenize: {e}")))
+    }
+
+    /// Ids that end generation.
+    pub fn eos_token_ids(&self) -> &[u32] {
+        &self.eos_token_ids
+    }
+
+    /// Size of the vocabulary, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The id of a token, if it is in the vocabulary.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+}
+
+fn ids(v: Option<&Value>) -> Vec<u32> {
+    match v {
+        Some(Value::Number(n)) => n.as_u64().map(|n| vec![n as u32]).unwrap_or_default(),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_u64).map(|n| n as u32).collect(),
+        _ => Vec::new(),
+    }
+}
