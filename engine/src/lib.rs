@@ -12,6 +12,7 @@ pub mod error;
 pub mod fixture;
 pub mod kv_cache;
 pub mod model;
+pub mod sampling;
 pub mod tokenizer;
 pub mod weights;
 
@@ -19,6 +20,7 @@ pub use config::{Architecture, ModelConfig};
 pub use error::{Error, Result};
 pub use kv_cache::{BlockAllocator, KvCache};
 pub use model::{Model, SeqInput};
+pub use sampling::{Sampled, Sampler, SamplingParams};
 pub use tokenizer::Tokenizer;
 
 use std::path::Path;
