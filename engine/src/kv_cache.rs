@@ -10,46 +10,65 @@ use candle_core::{DType, Device, Tensor};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 
-/// Hands out cache blocks; a block returns to the free list when its last holder lets go.
+/// Hands out cache blocks. A block returns to the free list when its last holder lets go,
+/// but keeps its contents: the prefix cache may hand it out again (`retain` on a free
+/// block takes it back) until `allocate` reuses it, oldest-freed first.
 #[derive(Debug, Clone)]
 pub struct BlockAllocator {
-    free: Vec<u32>,
+    free: std::collections::VecDeque<u32>,
+    is_free: Vec<bool>,
     refs: Vec<u32>,
+    num_free: usize,
 }
 
 impl BlockAllocator {
     /// An allocator over `num_blocks` blocks, all free.
     pub fn new(num_blocks: usize) -> BlockAllocator {
         BlockAllocator {
-            free: (0..num_blocks as u32).rev().collect(),
+            free: (0..num_blocks as u32).collect(),
+            is_free: vec![true; num_blocks],
             refs: vec![0; num_blocks],
+            num_free: num_blocks,
         }
     }
 
-    /// A free block, now held once; `None` when all are taken.
+    /// The least recently freed block, now held once; `None` when all are taken.
     pub fn allocate(&mut self) -> Option<u32> {
-        let b = self.free.pop()?;
-        self.refs[b as usize] = 1;
-        Some(b)
+        while let Some(b) = self.free.pop_front() {
+            if self.is_free[b as usize] {
+                self.is_free[b as usize] = false;
+                self.refs[b as usize] = 1;
+                self.num_free -= 1;
+                return Some(b);
+            }
+        }
+        None
     }
 
-    /// One more holder of a block (prefix sharing).
+    /// One more holder of a block (prefix sharing); takes it off the free list if free.
     pub fn retain(&mut self, block: u32) {
-        self.refs[block as usize] += 1;
+        let b = block as usize;
+        if self.is_free[b] {
+            self.is_free[b] = false;
+            self.num_free -= 1;
+        }
+        self.refs[b] += 1;
     }
 
     /// One holder fewer; the block is free again when none is left.
     pub fn release(&mut self, block: u32) {
-        let r = &mut self.refs[block as usize];
-        *r = r.saturating_sub(1);
-        if *r == 0 {
-            self.free.push(block);
+        let b = block as usize;
+        self.refs[b] = self.refs[b].saturating_sub(1);
+        if self.refs[b] == 0 && !self.is_free[b] {
+            self.is_free[b] = true;
+            self.num_free += 1;
+            self.free.push_back(block);
         }
     }
 
     /// Blocks not held by anyone.
     pub fn num_free(&self) -> usize {
-        self.free.len()
+        self.num_free
     }
 
     /// All blocks.
@@ -180,6 +199,11 @@ mod tests {
         assert_eq!(a.num_free(), 0);
         a.release(x);
         assert_eq!(a.num_free(), 1);
+        // A free block can be taken back (a prefix-cache hit) before it is reused.
+        a.retain(x);
+        assert_eq!(a.num_free(), 0);
+        assert_eq!(a.allocate(), None);
+        a.release(x);
         assert_eq!(a.allocate(), Some(x));
     }
 }

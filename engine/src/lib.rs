@@ -13,6 +13,7 @@ pub mod fixture;
 pub mod kv_cache;
 pub mod model;
 pub mod sampling;
+pub mod scheduler;
 pub mod tokenizer;
 pub mod weights;
 
@@ -21,6 +22,7 @@ pub use error::{Error, Result};
 pub use kv_cache::{BlockAllocator, KvCache};
 pub use model::{Model, SeqInput};
 pub use sampling::{Sampled, Sampler, SamplingParams};
+pub use scheduler::{Engine, EngineConfig, EngineStats, FinishReason, Request, StepOutput};
 pub use tokenizer::Tokenizer;
 
 use std::path::Path;

@@ -1,0 +1,722 @@
+//! Continuous batching: requests join and leave between steps, long prompts are prefilled
+//! in chunks beside running decodes, full blocks are shared between prompts with a common
+//! prefix, and when the cache is full the newest sequence is preempted (its blocks freed,
+//! its tokens recomputed later) so that no request fails because others hold memory.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+
+use candle_core::Tensor;
+
+use crate::error::{Error, Result};
+use crate::kv_cache::{BlockAllocator, KvCache};
+use crate::model::{Model, SeqInput};
+use crate::sampling::{Sampled, Sampler, SamplingParams};
+
+/// Scheduler limits (vLLM's names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Positions per cache block.
+    pub block_size: usize,
+    /// Cache blocks (from `--kv-cache-memory` via [`KvCache::blocks_for_budget`]).
+    pub num_blocks: usize,
+    /// Sequences in one step, at most.
+    pub max_num_seqs: usize,
+    /// Tokens in one step, at most (prefill chunks and decodes together).
+    pub max_num_batched_tokens: usize,
+    /// Prompt plus output, at most.
+    pub max_model_len: usize,
+    /// Reuse cached blocks of earlier prompts.
+    pub enable_prefix_caching: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            block_size: 16,
+            num_blocks: 1024,
+            max_num_seqs: 256,
+            max_num_batched_tokens: 2048,
+            max_model_len: 4096,
+            enable_prefix_caching: true,
+        }
+    }
+}
+
+/// A generation request, validated by [`Engine::add`].
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Caller's id, unique among live requests.
+    pub id: u64,
+    /// Prompt token ids.
+    pub prompt: Vec<u32>,
+    /// Sampling settings.
+    pub sampling: SamplingParams,
+    /// Output tokens, at most.
+    pub max_tokens: usize,
+    /// Extra ids that end generation (the model's EOS ids always do, unless `ignore_eos`).
+    pub stop_token_ids: Vec<u32>,
+    /// Keep going past EOS.
+    pub ignore_eos: bool,
+}
+
+/// Why a sequence ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An EOS or stop token.
+    Stop,
+    /// `max_tokens` or the model length.
+    Length,
+    /// Cancelled by the caller.
+    Abort,
+}
+
+/// What one step produced for one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepOutput {
+    /// The request.
+    pub id: u64,
+    /// The token sampled this step, if any.
+    pub token: Option<Sampled>,
+    /// Set when the request is done.
+    pub finish: Option<FinishReason>,
+}
+
+/// Counters for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Prompt tokens looked up in the prefix cache.
+    pub prefix_queried_tokens: usize,
+    /// Prompt tokens served from the prefix cache.
+    pub prefix_hit_tokens: usize,
+    /// Sequences preempted for lack of cache.
+    pub preemptions: usize,
+    /// Forward steps run.
+    pub steps: usize,
+}
+
+#[derive(Debug)]
+struct Seq {
+    id: u64,
+    arrival: u64,
+    tokens: Vec<u32>,
+    prompt_len: usize,
+    /// Tokens whose keys and values are in the cache.
+    computed: usize,
+    blocks: Vec<u32>,
+    /// Chain hashes of the full blocks registered in the prefix cache so far.
+    hashes: Vec<u64>,
+    sampler: Sampler,
+    max_tokens: usize,
+    stop_ids: Vec<u32>,
+}
+
+impl Seq {
+    fn generated(&self) -> usize {
+        self.tokens.len() - self.prompt_len
+    }
+}
+
+/// Chain hash of one full block: it stands for every token up to the block's end.
+fn block_hash(prev: u64, tokens: &[u32]) -> u64 {
+    let mut h = DefaultHasher::new();
+    prev.hash(&mut h);
+    tokens.hash(&mut h);
+    h.finish()
+}
+
+/// Cache blocks and the prefix cache: which block holds which chain of full blocks.
+#[derive(Debug)]
+struct Blocks {
+    alloc: BlockAllocator,
+    block_size: usize,
+    caching: bool,
+    /// Full blocks by chain hash, and the hash each cached block holds.
+    prefix: HashMap<u64, u32>,
+    hash_of: Vec<Option<u64>>,
+}
+
+impl Blocks {
+    fn allocate(&mut self) -> Option<u32> {
+        let b = self.alloc.allocate()?;
+        // The block's old contents are gone: it no longer serves its prefix.
+        if let Some(h) = self.hash_of[b as usize].take() {
+            if self.prefix.get(&h) == Some(&b) {
+                self.prefix.remove(&h);
+            }
+        }
+        Some(b)
+    }
+
+    /// Gives `seq` blocks for its next `n` tokens; false (nothing more held) if full.
+    fn grow(&mut self, seq: &mut Seq, n: usize) -> bool {
+        let need = (seq.computed + n).div_ceil(self.block_size);
+        let mut got = Vec::new();
+        while seq.blocks.len() + got.len() < need {
+            match self.allocate() {
+                Some(b) => got.push(b),
+                None => {
+                    for b in got {
+                        self.alloc.release(b);
+                    }
+                    return false;
+                }
+            }
+        }
+        seq.blocks.extend(got);
+        true
+    }
+
+    /// Lets go of a sequence's blocks; registered ones stay cached until reused.
+    fn free(&mut self, seq: &mut Seq) {
+        for b in seq.blocks.drain(..) {
+            self.alloc.release(b);
+        }
+        seq.hashes.clear();
+        seq.computed = 0;
+    }
+
+    /// Serves the longest cached run of a new sequence's full blocks; returns the tokens
+    /// served. At least one token is always left to compute, for its logits.
+    fn match_prefix(&mut self, seq: &mut Seq) -> usize {
+        if !self.caching {
+            return 0;
+        }
+        let bs = self.block_size;
+        let mut prev = 0;
+        for i in 0..(seq.tokens.len() - 1) / bs {
+            let h = block_hash(prev, &seq.tokens[i * bs..(i + 1) * bs]);
+            let Some(&b) = self.prefix.get(&h) else { break };
+            self.alloc.retain(b);
+            seq.blocks.push(b);
+            seq.hashes.push(h);
+            prev = h;
+        }
+        seq.computed = seq.blocks.len() * bs;
+        seq.computed
+    }
+
+    /// Registers the sequence's newly completed full blocks.
+    fn register(&mut self, seq: &mut Seq) {
+        if !self.caching {
+            return;
+        }
+        let bs = self.block_size;
+        while seq.hashes.len() < seq.computed / bs {
+            let i = seq.hashes.len();
+            let prev = seq.hashes.last().copied().unwrap_or(0);
+            let h = block_hash(prev, &seq.tokens[i * bs..(i + 1) * bs]);
+            seq.hashes.push(h);
+            let b = seq.blocks[i];
+            if let std::collections::hash_map::Entry::Vacant(e) = self.prefix.entry(h) {
+                e.insert(b);
+                self.hash_of[b as usize] = Some(h);
+            }
+        }
+    }
+}
+
+/// The engine: a model, its paged cache, and the sequences being served.
+#[derive(Debug)]
+pub struct Engine {
+    model: Model,
+    cache: KvCache,
+    blocks: Blocks,
+    cfg: EngineConfig,
+    eos: Vec<u32>,
+    waiting: VecDeque<Seq>,
+    /// Oldest first.
+    running: Vec<Seq>,
+    arrivals: u64,
+    stats: EngineStats,
+}
+
+impl Engine {
+    /// An engine for `model`; `eos` are the ids that end generation.
+    pub fn new(model: Model, eos: Vec<u32>, cfg: EngineConfig) -> Result<Engine> {
+        if cfg.max_num_seqs == 0 || cfg.max_num_batched_tokens == 0 || cfg.max_model_len == 0 {
+            return Err(Error::Input(
+                "max_num_seqs, max_num_batched_tokens and max_model_len must be positive".into(),
+            ));
+        }
+        let cache = KvCache::new(
+            model.config(),
+            cfg.num_blocks,
+            cfg.block_size,
+            model.dtype(),
+            model.device(),
+        )?;
+        Ok(Engine {
+            blocks: Blocks {
+                alloc: BlockAllocator::new(cfg.num_blocks),
+                block_size: cfg.block_size,
+                caching: cfg.enable_prefix_caching,
+                prefix: HashMap::new(),
+                hash_of: vec![None; cfg.num_blocks],
+            },
+            cache,
+            model,
+            cfg,
+            eos,
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            arrivals: 0,
+            stats: EngineStats::default(),
+        })
+    }
+
+    /// The model served.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    /// Cache blocks not held by any sequence.
+    pub fn free_blocks(&self) -> usize {
+        self.blocks.alloc.num_free()
+    }
+
+    /// Whether any request is waiting or running.
+    pub fn has_work(&self) -> bool {
+        !self.waiting.is_empty() || !self.running.is_empty()
+    }
+
+    /// Queues a request; errors name what is wrong with it.
+    pub fn add(&mut self, req: Request) -> Result<()> {
+        let vocab = self.model.config().vocab_size;
+        if req.prompt.is_empty() {
+            return Err(Error::Input("the prompt is empty".into()));
+        }
+        if req.prompt.len() >= self.cfg.max_model_len {
+            return Err(Error::Input(format!(
+                "the prompt has {} tokens; the maximum model length is {}",
+                req.prompt.len(),
+                self.cfg.max_model_len
+            )));
+        }
+        if req.prompt.len() + 1 > self.cfg.num_blocks * self.cfg.block_size {
+            return Err(Error::Input(format!(
+                "the prompt has {} tokens; the KV cache holds {} in all",
+                req.prompt.len(),
+                self.cfg.num_blocks * self.cfg.block_size
+            )));
+        }
+        if let Some(bad) = req.prompt.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::Input(format!(
+                "token id {bad} is outside the vocabulary ({vocab})"
+            )));
+        }
+        if req.max_tokens == 0 {
+            return Err(Error::Input("max_tokens must be at least 1".into()));
+        }
+        req.sampling.validate().map_err(Error::Input)?;
+        if self.waiting.iter().chain(&self.running).any(|s| s.id == req.id) {
+            return Err(Error::Input(format!("request {} is already running", req.id)));
+        }
+        let mut stop_ids = req.stop_token_ids;
+        if !req.ignore_eos {
+            stop_ids.extend(&self.eos);
+        }
+        self.arrivals += 1;
+        self.waiting.push_back(Seq {
+            id: req.id,
+            arrival: self.arrivals,
+            sampler: Sampler::new(req.sampling, &req.prompt, req.id),
+            prompt_len: req.prompt.len(),
+            tokens: req.prompt,
+            computed: 0,
+            blocks: Vec::new(),
+            hashes: Vec::new(),
+            max_tokens: req.max_tokens,
+            stop_ids,
+        });
+        Ok(())
+    }
+
+    /// Cancels a request and frees its blocks; false if it is not live.
+    pub fn abort(&mut self, id: u64) -> bool {
+        let seq = match self.running.iter().position(|s| s.id == id) {
+            Some(i) => Some(self.running.remove(i)),
+            None => self
+                .waiting
+                .iter()
+                .position(|s| s.id == id)
+                .and_then(|i| self.waiting.remove(i)),
+        };
+        match seq {
+            Some(mut seq) => {
+                self.blocks.free(&mut seq);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends `running[i]` back to the front of the queue, blocks freed: it is recomputed
+    /// from its tokens (prompt and output so far), most likely from its cached prefix.
+    fn preempt(&mut self, i: usize) {
+        let mut seq = self.running.remove(i);
+        self.blocks.free(&mut seq);
+        self.stats.preemptions += 1;
+        tracing::debug!(id = seq.id, "preempted: KV cache full");
+        self.waiting.push_front(seq);
+    }
+
+    /// Runs one step: schedules, runs the model once, samples. Returns what each request
+    /// that advanced (or finished) got.
+    pub fn step(&mut self) -> Result<Vec<StepOutput>> {
+        let mut budget = self.cfg.max_num_batched_tokens;
+        let mut plan: Vec<(usize, usize)> = Vec::new();
+        // Requeued (preempted) sequences come back in arrival order.
+        self.running.sort_by_key(|s| s.arrival);
+        // Running sequences first, oldest first. When the cache is full the newest
+        // running sequence gives way — the one being placed, if nothing is newer.
+        let mut i = 0;
+        while i < self.running.len() && budget > 0 {
+            let seq = &mut self.running[i];
+            let n = (seq.tokens.len() - seq.computed).min(budget);
+            if self.blocks.grow(seq, n) {
+                plan.push((i, n));
+                budget -= n;
+                i += 1;
+            } else if self.running.len() > i + 1 {
+                self.preempt(self.running.len() - 1);
+            } else {
+                self.preempt(i);
+            }
+        }
+        // Then waiting sequences, in order, while there is room.
+        while budget > 0 && self.running.len() < self.cfg.max_num_seqs {
+            let Some(mut seq) = self.waiting.pop_front() else {
+                break;
+            };
+            self.stats.prefix_queried_tokens += seq.tokens.len();
+            self.stats.prefix_hit_tokens += self.blocks.match_prefix(&mut seq);
+            let n = (seq.tokens.len() - seq.computed).min(budget);
+            if !self.blocks.grow(&mut seq, n) {
+                self.stats.prefix_queried_tokens -= seq.tokens.len();
+                self.stats.prefix_hit_tokens -= seq.computed;
+                self.blocks.free(&mut seq);
+                self.waiting.push_front(seq);
+                break;
+            }
+            self.running.push(seq);
+            plan.push((self.running.len() - 1, n));
+            budget -= n;
+        }
+        if plan.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inputs: Vec<SeqInput<'_>> = plan
+            .iter()
+            .map(|&(i, n)| {
+                let s = &self.running[i];
+                SeqInput {
+                    tokens: &s.tokens[s.computed..s.computed + n],
+                    start: s.computed,
+                    blocks: &s.blocks,
+                }
+            })
+            .collect();
+        let logits = self.model.forward(&inputs, &self.cache)?;
+        self.stats.steps += 1;
+        let mut outputs = Vec::new();
+        let mut done = Vec::new();
+        for (row, &(i, n)) in plan.iter().enumerate() {
+            let seq = &mut self.running[i];
+            seq.computed += n;
+            self.blocks.register(seq);
+            if seq.computed < seq.tokens.len() {
+                continue; // a prefill chunk: no token yet
+            }
+            let sampled = seq.sampler.sample(&row_of(&logits, row)?);
+            let token = sampled.token;
+            seq.tokens.push(token);
+            let finish = if seq.stop_ids.contains(&token) {
+                Some(FinishReason::Stop)
+            } else if seq.generated() >= seq.max_tokens || seq.tokens.len() >= self.cfg.max_model_len {
+                Some(FinishReason::Length)
+            } else {
+                None
+            };
+            if finish.is_some() {
+                done.push(i);
+            }
+            outputs.push(StepOutput {
+                id: seq.id,
+                token: Some(sampled),
+                finish,
+            });
+        }
+        for i in done.into_iter().rev() {
+            let mut seq = self.running.remove(i);
+            self.blocks.free(&mut seq);
+        }
+        Ok(outputs)
+    }
+}
+
+fn row_of(logits: &Tensor, row: usize) -> Result<Vec<f32>> {
+    Ok(logits.get(row)?.to_vec1::<f32>()?)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::HashMap;
+
+    use candle_core::{DType, Device};
+
+    use super::*;
+    use crate::fixture::Qwen3Spec;
+    use crate::load_model;
+
+    fn model() -> Model {
+        let dir = std::env::temp_dir().join(format!("braid-sched-{}", std::process::id()));
+        if !dir.join("model.safetensors").exists() {
+            let tmp =
+                dir.with_extension(format!("tmp{:?}", std::thread::current().id()).replace(['(', ')'], ""));
+            Qwen3Spec::tiny(512).write(&tmp, &mut |_, _| {}).unwrap();
+            let _ = std::fs::rename(&tmp, &dir);
+        }
+        load_model(&dir, DType::F32, &Device::Cpu, &mut |_, _| {}).unwrap()
+    }
+
+    fn prompts() -> Vec<Vec<u32>> {
+        (0..8)
+            .map(|i| {
+                (0..(2 + i * 3))
+                    .map(|j| ((i * 37 + j * 11 + 1) % 500) as u32)
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn request(id: u64, prompt: &[u32], max_tokens: usize) -> Request {
+        Request {
+            id,
+            prompt: prompt.to_vec(),
+            sampling: SamplingParams::greedy(),
+            max_tokens,
+            stop_token_ids: vec![],
+            ignore_eos: false,
+        }
+    }
+
+    /// Runs until idle; tokens and finish reason per request.
+    fn drain(engine: &mut Engine) -> HashMap<u64, (Vec<u32>, FinishReason)> {
+        let mut out: HashMap<u64, (Vec<u32>, FinishReason)> = HashMap::new();
+        let mut guard = 0;
+        while engine.has_work() {
+            for o in engine.step().unwrap() {
+                let e = out.entry(o.id).or_insert((Vec::new(), FinishReason::Abort));
+                if let Some(t) = o.token {
+                    e.0.push(t.token);
+                }
+                if let Some(f) = o.finish {
+                    e.1 = f;
+                }
+            }
+            guard += 1;
+            assert!(guard < 10_000, "engine does not finish");
+        }
+        out
+    }
+
+    fn alone(prompt: &[u32], max_tokens: usize) -> Vec<u32> {
+        let cfg = EngineConfig {
+            enable_prefix_caching: false,
+            num_blocks: 64,
+            block_size: 4,
+            ..Default::default()
+        };
+        let mut e = Engine::new(model(), vec![], cfg).unwrap();
+        e.add(request(0, prompt, max_tokens)).unwrap();
+        drain(&mut e).remove(&0).unwrap().0
+    }
+
+    fn engine(cfg: EngineConfig) -> Engine {
+        Engine::new(model(), vec![], cfg).unwrap()
+    }
+
+    #[test]
+    fn batched_requests_get_what_each_gets_alone() {
+        let mut e = engine(EngineConfig {
+            block_size: 4,
+            num_blocks: 128,
+            ..Default::default()
+        });
+        for (i, p) in prompts().iter().enumerate() {
+            e.add(request(i as u64, p, 10)).unwrap();
+        }
+        let out = drain(&mut e);
+        for (i, p) in prompts().iter().enumerate() {
+            assert_eq!(out[&(i as u64)].0, alone(p, 10), "request {i}");
+            assert_eq!(out[&(i as u64)].1, FinishReason::Length);
+        }
+        assert_eq!(e.free_blocks(), 128, "every block is returned");
+    }
+
+    #[test]
+    fn a_tiny_cache_preempts_yet_completes_every_request_the_same() {
+        // 12 blocks of 4 positions: the 8 sequences need up to 9 blocks each.
+        let mut e = engine(EngineConfig {
+            block_size: 4,
+            num_blocks: 12,
+            ..Default::default()
+        });
+        for (i, p) in prompts().iter().enumerate() {
+            e.add(request(i as u64, p, 12)).unwrap();
+        }
+        let out = drain(&mut e);
+        assert!(e.stats().preemptions > 0, "{:?}", e.stats());
+        for (i, p) in prompts().iter().enumerate() {
+            assert_eq!(out[&(i as u64)].0, alone(p, 12), "request {i}");
+        }
+    }
+
+    #[test]
+    fn a_shared_prefix_reuses_cached_blocks() {
+        let mut e = engine(EngineConfig {
+            block_size: 4,
+            num_blocks: 64,
+            ..Default::default()
+        });
+        let first: Vec<u32> = (0..40).map(|j| (j * 7 + 3) % 500).collect();
+        e.add(request(1, &first, 4)).unwrap();
+        drain(&mut e);
+        let before = e.stats();
+        let mut second = first.clone();
+        second.extend([9, 8, 7]);
+        e.add(request(2, &second, 6)).unwrap();
+        let out = drain(&mut e);
+        let hits = e.stats().prefix_hit_tokens - before.prefix_hit_tokens;
+        assert_eq!(hits, 40, "{:?}", e.stats());
+        assert_eq!(out[&2].0, alone(&second, 6));
+    }
+
+    #[test]
+    fn long_prompts_prefill_in_chunks_with_the_same_result() {
+        let p: Vec<u32> = (0..23).map(|j| (j * 13 + 5) % 500).collect();
+        let mut e = engine(EngineConfig {
+            block_size: 4,
+            num_blocks: 32,
+            max_num_batched_tokens: 5,
+            ..Default::default()
+        });
+        e.add(request(3, &p, 5)).unwrap();
+        e.add(request(4, &p[..7], 5)).unwrap();
+        let out = drain(&mut e);
+        assert!(e.stats().steps >= 23 / 5 + 4);
+        assert_eq!(out[&3].0, alone(&p, 5));
+        assert_eq!(out[&4].0, alone(&p[..7], 5));
+    }
+
+    #[test]
+    fn cancelling_frees_blocks() {
+        let mut e = engine(EngineConfig {
+            block_size: 4,
+            num_blocks: 32,
+            enable_prefix_caching: false,
+            ..Default::default()
+        });
+        let p = prompts();
+        e.add(request(1, &p[5], 50)).unwrap();
+        e.add(request(2, &p[6], 3)).unwrap();
+        e.step().unwrap();
+        e.step().unwrap();
+        let held = 32 - e.free_blocks();
+        assert!(held > 0);
+        assert!(e.abort(1));
+        assert!(!e.abort(1));
+        assert!(32 - e.free_blocks() < held);
+        drain(&mut e);
+        assert_eq!(e.free_blocks(), 32);
+    }
+
+    #[test]
+    fn stop_ids_end_a_request() {
+        let p = &prompts()[2];
+        let free_run = alone(p, 6);
+        let mut e = Engine::new(
+            model(),
+            vec![free_run[3]],
+            EngineConfig {
+                block_size: 4,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        e.add(request(1, p, 6)).unwrap();
+        let first_stop = free_run.iter().position(|&t| t == free_run[3]).unwrap_or(3);
+        let out = drain(&mut e);
+        assert_eq!(out[&1], (free_run[..=first_stop].to_vec(), FinishReason::Stop));
+    }
+
+    #[test]
+    fn seeded_sampling_is_the_same_batched_or_alone() {
+        let sampled = |batch: bool| {
+            let mut e = engine(EngineConfig {
+                block_size: 4,
+                num_blocks: 128,
+                ..Default::default()
+            });
+            let ps = prompts();
+            for (i, p) in ps.iter().enumerate() {
+                if batch || i == 3 {
+                    let mut r = request(i as u64, p, 12);
+                    r.sampling = SamplingParams {
+                        temperature: 0.9,
+                        top_p: 0.95,
+                        seed: Some(42 + i as u64),
+                        ..Default::default()
+                    };
+                    e.add(r).unwrap();
+                }
+            }
+            drain(&mut e).remove(&3).unwrap().0
+        };
+        assert_eq!(sampled(true), sampled(false));
+    }
+
+    #[test]
+    fn bad_requests_are_refused_with_reasons() {
+        let mut e = engine(EngineConfig {
+            block_size: 4,
+            num_blocks: 8,
+            max_model_len: 20,
+            ..Default::default()
+        });
+        let cases = [
+            (request(1, &[], 4), "empty"),
+            (request(2, &[1; 25], 4), "maximum model length"),
+            (request(3, &[600], 4), "outside the vocabulary"),
+            (request(4, &[1], 0), "max_tokens"),
+            (
+                Request {
+                    sampling: SamplingParams {
+                        top_p: 2.0,
+                        ..Default::default()
+                    },
+                    ..request(5, &[1], 4)
+                },
+                "top_p",
+            ),
+        ];
+        for (req, needle) in cases {
+            let err = e.add(req).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+        e.add(request(6, &[1], 4)).unwrap();
+        assert!(e
+            .add(request(6, &[1], 4))
+            .unwrap_err()
+            .to_string()
+            .contains("already"));
+    }
+}
