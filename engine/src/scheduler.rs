@@ -591,8 +591,7 @@ mod tests {
         e.add(request(1, &first, 4)).unwrap();
         drain(&mut e);
         let before = e.stats();
-        let mut second = first.clone();
-        second.extend([9, 8, 7]);
+        let second: Vec<u32> = first.iter().copied().chain([9, 8, 7]).collect();
         e.add(request(2, &second, 6)).unwrap();
         let out = drain(&mut e);
         let hits = e.stats().prefix_hit_tokens - before.prefix_hit_tokens;
