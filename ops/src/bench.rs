@@ -1,5 +1,6 @@
 //! `braid bench …`: benchmarks that print JSON on stdout (progress goes to stderr).
 
+mod engine;
 mod parse;
 
 use std::process::ExitCode;
@@ -10,10 +11,15 @@ pub(crate) enum BenchCommand {
     /// Parser cost per format: µs per chunk, MB/s and allocations when 4k- and 64k-token
     /// outputs are streamed in 4-char chunks.
     Parse(parse::ParseBenchArgs),
+    /// Engine throughput on a model folder: prefill, decode at several batch sizes, the
+    /// candle-transformers reference on the same weights, TTFT with and without a cached
+    /// prefix, peak memory.
+    Engine(engine::EngineBenchArgs),
 }
 
 pub(crate) fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Parse(args) => parse::run(args),
+        BenchCommand::Engine(args) => engine::run(args),
     }
 }

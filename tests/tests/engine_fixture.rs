@@ -91,3 +91,41 @@ fn a_fixture_loads_tokenizes_and_decodes_like_a_checkpoint() {
     assert_eq!(first, run(), "greedy decoding is deterministic");
     assert!(tok.decode(&first).is_ok());
 }
+
+#[test]
+fn bench_engine_prints_the_figures_with_the_reference() {
+    let dir = build_fixture("bench");
+    let out = Command::new(braid_bin())
+        .args(["bench", "engine", "--model"])
+        .arg(&dir)
+        .args([
+            "--prompt-tokens",
+            "32",
+            "--decode-steps",
+            "4",
+            "--batches",
+            "1,2",
+            "--shared-prefix",
+            "64",
+        ])
+        .args(["--kv-cache-mib", "32"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run braid: {e}"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    for key in [
+        "prefill_tok_s",
+        "ttft_ms",
+        "peak_rss_mb",
+        "kv_bytes_per_token",
+        "params",
+    ] {
+        assert!(json[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {json}");
+    }
+    assert_eq!(json["decode"].as_array().map(Vec::len), Some(2), "{json}");
+    assert!(json["reference"]["decode_tok_s"]
+        .as_f64()
+        .is_some_and(|v| v > 0.0));
+    assert_eq!(json["reference"]["greedy_tokens_match"], true, "{json}");
+    assert_eq!(json["prefix_cache"]["hit_tokens"], 64, "{json}");
+}

@@ -1,0 +1,264 @@
+//! `braid bench engine --model DIR`: the engine's speed on a model folder, with
+//! candle-transformers' Qwen3 on the same weights as the reference, in one run.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use braid_engine::{load_model, Engine, EngineConfig, KvCache, Model, ModelConfig, Request, SamplingParams};
+use candle_core::{DType, Device, Tensor};
+use serde_json::json;
+
+/// Options of `braid bench engine`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct EngineBenchArgs {
+    /// A model folder (e.g. from `braid fixture qwen3 --preset qwen3-0.6b`).
+    #[arg(long)]
+    model: PathBuf,
+    /// Weight dtype: f32 or bf16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Prompt length for the prefill and TTFT figures.
+    #[arg(long, default_value_t = 512)]
+    prompt_tokens: usize,
+    /// Decode steps timed per batch size.
+    #[arg(long, default_value_t = 32)]
+    decode_steps: usize,
+    /// Batch sizes for decode.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    batches: Vec<usize>,
+    /// Shared prefix for the prefix-cache TTFT figure.
+    #[arg(long, default_value_t = 2048)]
+    shared_prefix: usize,
+    /// KV cache budget in MiB.
+    #[arg(long, default_value_t = 2048)]
+    kv_cache_mib: usize,
+}
+
+fn dtype(name: &str) -> anyhow::Result<DType> {
+    match name {
+        "f32" => Ok(DType::F32),
+        "bf16" => Ok(DType::BF16),
+        other => bail!("unknown --dtype {other:?}; known: f32, bf16"),
+    }
+}
+
+/// Deterministic prompt tokens inside the vocabulary.
+fn tokens(n: usize, salt: u32, vocab: usize) -> Vec<u32> {
+    (0..n as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(salt) >> 7) % vocab as u32)
+        .collect()
+}
+
+fn engine(model: Model, cfg: &ModelConfig, args: &EngineBenchArgs, dt: DType) -> anyhow::Result<Engine> {
+    let block_size = 16;
+    let num_blocks = KvCache::blocks_for_budget(cfg, args.kv_cache_mib << 20, block_size, dt);
+    let max_model_len = cfg.max_position_embeddings.min(num_blocks * block_size);
+    Ok(Engine::new(
+        model,
+        vec![],
+        EngineConfig {
+            block_size,
+            num_blocks,
+            max_model_len,
+            max_num_batched_tokens: 4096,
+            ..Default::default()
+        },
+    )?)
+}
+
+fn request(id: u64, prompt: Vec<u32>, max_tokens: usize) -> Request {
+    Request {
+        id,
+        prompt,
+        sampling: SamplingParams::greedy(),
+        max_tokens,
+        stop_token_ids: vec![],
+        ignore_eos: true,
+    }
+}
+
+/// Runs until request `id` has its first token; milliseconds taken.
+fn time_to_first_token(e: &mut Engine, id: u64) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    loop {
+        if e.step()?.iter().any(|o| o.id == id && o.token.is_some()) {
+            return Ok(t.elapsed().as_secs_f64() * 1e3);
+        }
+        if !e.has_work() {
+            bail!("request {id} finished without a token");
+        }
+    }
+}
+
+/// Decode tokens per second at `batch`, and the greedy tokens of request 0.
+fn decode(e: &mut Engine, batch: usize, steps: usize, vocab: usize) -> anyhow::Result<(f64, Vec<u32>)> {
+    for b in 0..batch {
+        e.add(request(b as u64, tokens(16, b as u32 + 1, vocab), steps + 1))?;
+    }
+    let mut first: Vec<u32> = Vec::new();
+    // Prefill until every sequence has its first token.
+    let mut started = 0;
+    while started < batch {
+        for o in e.step()? {
+            if o.id == 0 {
+                first.extend(o.token.map(|t| t.token));
+            }
+            started += 1;
+        }
+    }
+    let t = Instant::now();
+    let mut produced = 0;
+    while e.has_work() {
+        for o in e.step()? {
+            produced += 1;
+            if o.id == 0 {
+                first.extend(o.token.map(|t| t.token));
+            }
+        }
+    }
+    Ok((produced as f64 / t.elapsed().as_secs_f64(), first))
+}
+
+/// candle-transformers' Qwen3 on the same weights: single-sequence greedy decode.
+fn reference(args: &EngineBenchArgs, dt: DType, vocab: usize) -> anyhow::Result<(f64, Vec<u32>)> {
+    let config: candle_transformers::models::qwen3::Config =
+        serde_json::from_str(&std::fs::read_to_string(args.model.join("config.json"))?)
+            .context("config.json as candle-transformers reads it")?;
+    let mut tensors = HashMap::new();
+    for file in braid_engine::weights::safetensors_files(&args.model)? {
+        tensors.extend(candle_core::safetensors::load(&file, &Device::Cpu)?);
+    }
+    let vb = candle_nn::VarBuilder::from_tensors(tensors, dt, &Device::Cpu);
+    let mut model = candle_transformers::models::qwen3::ModelForCausalLM::new(&config, vb)?;
+    let prompt = tokens(16, 1, vocab);
+    let logits = model.forward(&Tensor::new(prompt.as_slice(), &Device::Cpu)?.unsqueeze(0)?, 0)?;
+    let mut next = logits
+        .flatten_all()?
+        .to_dtype(DType::F32)?
+        .argmax(0)?
+        .to_scalar::<u32>()?;
+    let mut out = vec![next];
+    let t = Instant::now();
+    for step in 0..args.decode_steps {
+        let input = Tensor::new(&[next], &Device::Cpu)?.unsqueeze(0)?;
+        let logits = model.forward(&input, prompt.len() + step)?;
+        next = logits
+            .flatten_all()?
+            .to_dtype(DType::F32)?
+            .argmax(0)?
+            .to_scalar::<u32>()?;
+        out.push(next);
+    }
+    Ok((args.decode_steps as f64 / t.elapsed().as_secs_f64(), out))
+}
+
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+pub(crate) fn run(args: &EngineBenchArgs) -> anyhow::Result<ExitCode> {
+    let dt = dtype(&args.dtype)?;
+    if args.batches.is_empty()
+        || args.batches.contains(&0)
+        || args.prompt_tokens == 0
+        || args.decode_steps == 0
+    {
+        bail!("--batches, --prompt-tokens and --decode-steps must be positive");
+    }
+    let cfg = ModelConfig::from_dir(&args.model)?;
+    let bar = indicatif::ProgressBar::new(cfg.num_layers as u64).with_style(
+        indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message("loading layers");
+    let load = |bar: &indicatif::ProgressBar| {
+        load_model(&args.model, dt, &Device::Cpu, &mut |done, _| {
+            bar.set_position(done as u64)
+        })
+    };
+    let vocab = cfg.vocab_size;
+    let step = |msg: &str| {
+        bar.set_message(msg.to_owned());
+        bar.set_length(1);
+        bar.set_position(0);
+    };
+
+    // Prefill and time to first token.
+    let mut e = engine(load(&bar)?, &cfg, args, dt)?;
+    step("prefill");
+    e.add(request(1, tokens(args.prompt_tokens, 7, vocab), 1))?;
+    let ttft_ms = time_to_first_token(&mut e, 1)?;
+    let prefill_tok_s = args.prompt_tokens as f64 / (ttft_ms / 1e3);
+
+    // The reference first, so neither side gains from running second (warm caches).
+    step("candle-transformers reference");
+    let (reference_tok_s, reference_tokens) = reference(args, dt, vocab)?;
+
+    // Decode at each batch size, on a fresh engine each time.
+    let mut rows = Vec::new();
+    let mut batch1_tokens = Vec::new();
+    for &batch in &args.batches {
+        step(&format!("decode batch {batch}"));
+        let mut e = engine(load(&bar)?, &cfg, args, dt)?;
+        let (tok_s, first) = decode(&mut e, batch, args.decode_steps, vocab)?;
+        if batch == 1 {
+            batch1_tokens = first;
+        }
+        rows.push(json!({"batch": batch, "tok_s": round(tok_s)}));
+    }
+
+    // Prefix cache: the same long prefix twice, with different endings.
+    step("prefix cache");
+    let mut e = engine(load(&bar)?, &cfg, args, dt)?;
+    let prefix = tokens(args.shared_prefix, 11, vocab);
+    let with_end = |end: u32| {
+        prefix
+            .iter()
+            .copied()
+            .chain(tokens(16, end, vocab))
+            .collect::<Vec<u32>>()
+    };
+    e.add(request(1, with_end(1), 1))?;
+    let ttft_cold_ms = time_to_first_token(&mut e, 1)?;
+    e.add(request(2, with_end(2), 1))?;
+    let ttft_warm_ms = time_to_first_token(&mut e, 2)?;
+    let hit_tokens = e.stats().prefix_hit_tokens;
+    bar.finish_and_clear();
+
+    let report = json!({
+        "model": args.model,
+        "dtype": args.dtype,
+        "params": cfg.num_params(),
+        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "prefill_tokens": args.prompt_tokens,
+        "prefill_tok_s": round(prefill_tok_s),
+        "ttft_ms": round(ttft_ms),
+        "decode": rows,
+        "reference": {
+            "name": "candle-transformers qwen3 (single sequence)",
+            "decode_tok_s": round(reference_tok_s),
+            "greedy_tokens_match": batch1_tokens.is_empty() || reference_tokens.starts_with(&batch1_tokens)
+                || batch1_tokens.starts_with(&reference_tokens),
+        },
+        "prefix_cache": {
+            "shared_prefix_tokens": args.shared_prefix,
+            "hit_tokens": hit_tokens,
+            "ttft_cold_ms": round(ttft_cold_ms),
+            "ttft_warm_ms": round(ttft_warm_ms),
+        },
+        "peak_rss_mb": peak_rss_mb().map(round),
+        "kv_bytes_per_token": KvCache::bytes_per_token(&cfg, dt),
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
