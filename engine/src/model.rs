@@ -473,4 +473,49 @@ mod tests {
             assert!(r.is_err(), "{tokens:?} at {start} was accepted");
         }
     }
+
+    #[test]
+    fn bf16_weights_track_f32_and_batch_the_same() {
+        let spec = Qwen3Spec::tiny(256);
+        let dir = fixture("bf16", &spec);
+        let logits = |dtype: DType| {
+            let model = load_model(&dir, dtype, &Device::Cpu, &mut |_, _| {}).unwrap();
+            let cache = KvCache::new(model.config(), 8, 4, dtype, &Device::Cpu).unwrap();
+            let blocks: Vec<u32> = (0..8).collect();
+            model
+                .forward(
+                    &[SeqInput {
+                        tokens: &[5, 77, 3, 200, 9],
+                        start: 0,
+                        blocks: &blocks,
+                    }],
+                    &cache,
+                )
+                .unwrap()
+        };
+        let (full, half) = (logits(DType::F32), logits(DType::BF16));
+        let scale = full.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = max_abs_diff(&full, &half);
+        assert!(
+            diff < 0.05 * scale,
+            "bf16 logits are off by {diff} (scale {scale})"
+        );
+
+        let model = load_model(&dir, DType::BF16, &Device::Cpu, &mut |_, _| {}).unwrap();
+        let cache = KvCache::new(model.config(), 32, 4, DType::BF16, &Device::Cpu).unwrap();
+        let mut alloc = BlockAllocator::new(32);
+        let batch: Vec<(Vec<u32>, Vec<u32>)> = [vec![1u32, 2, 3], vec![9; 7], vec![100, 3]]
+            .into_iter()
+            .map(|p| (p, take(&mut alloc, 4)))
+            .collect();
+        let together = greedy(&model, &batch, &cache, 6);
+        for (i, (p, _)) in batch.iter().enumerate() {
+            let cache = KvCache::new(model.config(), 4, 4, DType::BF16, &Device::Cpu).unwrap();
+            assert_eq!(
+                greedy(&model, &[(p.clone(), vec![0, 1, 2, 3])], &cache, 6)[0],
+                together[i],
+                "prompt {i}"
+            );
+        }
+    }
 }
