@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod fixture;
 pub mod kv_cache;
+mod matvec;
 pub mod model;
 pub mod sampling;
 pub mod scheduler;

@@ -13,6 +13,31 @@ use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
+use crate::matvec::{MatVec, MAX_ROWS};
+
+/// A linear layer: small-batch f32 products go through [`MatVec`] (memory-bandwidth
+/// matrix-vector), the rest through candle's matmul.
+#[derive(Debug)]
+struct Proj(Linear);
+
+impl Proj {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let w = self.0.weight();
+        if x.rank() == 2
+            && x.dim(0)? <= MAX_ROWS
+            && x.dtype() == DType::F32
+            && x.device().is_cpu()
+            && w.is_contiguous()
+        {
+            let y = x.contiguous()?.apply_op2_no_bwd(w, &MatVec)?;
+            return Ok(match self.0.bias() {
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            });
+        }
+        Ok(self.0.forward(x)?)
+    }
+}
 
 /// One sequence's share of a forward step.
 #[derive(Debug, Clone, Copy)]
@@ -27,17 +52,17 @@ pub struct SeqInput<'a> {
 
 #[derive(Debug)]
 struct Layer {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
+    q: Proj,
+    k: Proj,
+    v: Proj,
+    o: Proj,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
     input_norm: RmsNorm,
     post_norm: RmsNorm,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+    gate: Proj,
+    up: Proj,
+    down: Proj,
 }
 
 /// A loaded decoder.
@@ -47,7 +72,7 @@ pub struct Model {
     embed: Embedding,
     layers: Vec<Layer>,
     norm: RmsNorm,
-    lm_head: Linear,
+    lm_head: Proj,
     cos: Tensor,
     sin: Tensor,
     device: Device,
@@ -70,10 +95,10 @@ impl Model {
             let attn = vb.pp("self_attn");
             let mlp = vb.pp("mlp");
             layers.push(Layer {
-                q: candle_nn::linear_b(h, nh * hd, cfg.qkv_bias, attn.pp("q_proj"))?,
-                k: candle_nn::linear_b(h, nkv * hd, cfg.qkv_bias, attn.pp("k_proj"))?,
-                v: candle_nn::linear_b(h, nkv * hd, cfg.qkv_bias, attn.pp("v_proj"))?,
-                o: candle_nn::linear_b(nh * hd, h, false, attn.pp("o_proj"))?,
+                q: Proj(candle_nn::linear_b(h, nh * hd, cfg.qkv_bias, attn.pp("q_proj"))?),
+                k: Proj(candle_nn::linear_b(h, nkv * hd, cfg.qkv_bias, attn.pp("k_proj"))?),
+                v: Proj(candle_nn::linear_b(h, nkv * hd, cfg.qkv_bias, attn.pp("v_proj"))?),
+                o: Proj(candle_nn::linear_b(nh * hd, h, false, attn.pp("o_proj"))?),
                 q_norm: cfg
                     .qk_norm
                     .then(|| candle_nn::rms_norm(hd, cfg.rms_norm_eps, attn.pp("q_norm")))
@@ -84,18 +109,33 @@ impl Model {
                     .transpose()?,
                 input_norm: candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
                 post_norm: candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("post_attention_layernorm"))?,
-                gate: candle_nn::linear_b(h, cfg.intermediate_size, false, mlp.pp("gate_proj"))?,
-                up: candle_nn::linear_b(h, cfg.intermediate_size, false, mlp.pp("up_proj"))?,
-                down: candle_nn::linear_b(cfg.intermediate_size, h, false, mlp.pp("down_proj"))?,
+                gate: Proj(candle_nn::linear_b(
+                    h,
+                    cfg.intermediate_size,
+                    false,
+                    mlp.pp("gate_proj"),
+                )?),
+                up: Proj(candle_nn::linear_b(
+                    h,
+                    cfg.intermediate_size,
+                    false,
+                    mlp.pp("up_proj"),
+                )?),
+                down: Proj(candle_nn::linear_b(
+                    cfg.intermediate_size,
+                    h,
+                    false,
+                    mlp.pp("down_proj"),
+                )?),
             });
             progress(i + 1, cfg.num_layers);
         }
         let norm = candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("model.norm"))?;
-        let lm_head = if cfg.tie_word_embeddings {
+        let lm_head = Proj(if cfg.tie_word_embeddings {
             Linear::new(embed.embeddings().clone(), None)
         } else {
             candle_nn::linear_no_bias(h, cfg.vocab_size, vb.pp("lm_head"))?
-        };
+        });
         let (cos, sin) = rope_tables(cfg, vb.dtype(), vb.device())?;
         Ok(Model {
             cfg: cfg.clone(),
