@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use serde_json::json;
 
 use crate::error::{Error, Result};
+use crate::rng::SplitMix;
 
 /// The shape of a random Qwen3 model.
 #[derive(Debug, Clone, PartialEq)]
@@ -178,34 +179,26 @@ impl Qwen3Spec {
     }
 }
 
-/// Seeded standard normal numbers (SplitMix64 + Box-Muller), reproducible everywhere.
+/// Seeded standard normal numbers (Box-Muller over SplitMix64), reproducible everywhere.
 struct Gaussian {
-    state: u64,
+    rng: SplitMix,
     spare: Option<f32>,
 }
 
 impl Gaussian {
     fn new(seed: u64) -> Gaussian {
         Gaussian {
-            state: seed ^ 0x5DEE_CE66_D1CE_4E5B,
+            rng: SplitMix::new(seed ^ 0x5DEE_CE66_D1CE_4E5B),
             spare: None,
         }
-    }
-
-    fn uniform(&mut self) -> f64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
     }
 
     fn next(&mut self) -> f32 {
         if let Some(s) = self.spare.take() {
             return s;
         }
-        let u1 = self.uniform().max(1e-300);
-        let u2 = self.uniform();
+        let u1 = self.rng.next_f64().max(1e-300);
+        let u2 = self.rng.next_f64();
         let r = (-2.0 * u1.ln()).sqrt();
         let (s, c) = (2.0 * std::f64::consts::PI * u2).sin_cos();
         self.spare = Some((r * s) as f32);

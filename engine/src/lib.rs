@@ -13,6 +13,7 @@ pub mod fixture;
 pub mod kv_cache;
 mod matvec;
 pub mod model;
+mod rng;
 pub mod sampling;
 pub mod scheduler;
 pub mod tokenizer;

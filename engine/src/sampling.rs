@@ -7,6 +7,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::rng::SplitMix;
+
 /// A request's sampling settings, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplingParams {
@@ -107,7 +109,7 @@ pub struct Sampled {
 #[derive(Debug, Clone)]
 pub struct Sampler {
     params: SamplingParams,
-    rng: u64,
+    rng: SplitMix,
     output_counts: HashMap<u32, u32>,
     seen: HashSet<u32>,
     scratch: Vec<(u32, f32)>,
@@ -119,20 +121,12 @@ impl Sampler {
     pub fn new(params: SamplingParams, prompt: &[u32], fallback_seed: u64) -> Sampler {
         let seed = params.seed.unwrap_or(fallback_seed);
         Sampler {
-            rng: seed ^ 0x2545_F491_4F6C_DD1D,
+            rng: SplitMix::new(seed ^ 0x2545_F491_4F6C_DD1D),
             seen: prompt.iter().copied().collect(),
             params,
             output_counts: HashMap::new(),
             scratch: Vec::new(),
         }
-    }
-
-    fn uniform(&mut self) -> f32 {
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
     }
 
     /// Chooses the next token from a row of logits and records it.
@@ -223,7 +217,7 @@ impl Sampler {
             cands.truncate(keep);
         }
         let total: f32 = cands.iter().map(|c| c.1).sum();
-        let mut target = self.uniform() * total;
+        let mut target = self.rng.next_f32() * total;
         let mut chosen = cands.last().map_or(0, |c| c.0);
         for &(t, w) in &cands {
             if target < w {
