@@ -89,6 +89,10 @@ impl SamplingParams {
         Ok(())
     }
 
+    fn has_penalties(&self) -> bool {
+        self.repetition_penalty != 1.0 || self.frequency_penalty != 0.0 || self.presence_penalty != 0.0
+    }
+
     fn is_greedy(&self) -> bool {
         self.temperature == 0.0 || self.top_k == 1
     }
@@ -138,12 +142,20 @@ impl Sampler {
             }
             None => (None, None),
         };
-        let mut work = logits.to_vec();
-        self.apply_penalties(&mut work);
-        let token = if self.params.is_greedy() {
-            argmax(&work)
+        // The row is copied only when a penalty changes it.
+        let penalised;
+        let work: &[f32] = if self.params.has_penalties() {
+            let mut w = logits.to_vec();
+            self.apply_penalties(&mut w);
+            penalised = w;
+            &penalised
         } else {
-            self.draw(&work)
+            logits
+        };
+        let token = if self.params.is_greedy() {
+            argmax(work)
+        } else {
+            self.draw(work)
         };
         *self.output_counts.entry(token).or_insert(0) += 1;
         self.seen.insert(token);
