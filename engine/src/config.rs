@@ -120,11 +120,7 @@ impl ModelConfig {
         if v.get("rope_scaling").is_some_and(|r| !r.is_null()) {
             return Err(cfg.error("rope_scaling", "RoPE scaling is not supported yet"));
         }
-        let eos_token_ids = match v.get("eos_token_id") {
-            Some(Value::Number(n)) => n.as_u64().map(|n| vec![n as u32]).unwrap_or_default(),
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_u64).map(|n| n as u32).collect(),
-            _ => Vec::new(),
-        };
+        let eos_token_ids = token_ids(v.get("eos_token_id"));
         Ok(ModelConfig {
             architecture,
             vocab_size: cfg.usize("vocab_size")?,
@@ -168,6 +164,15 @@ impl ModelConfig {
             self.vocab_size * h
         };
         self.vocab_size * h + self.num_layers * layer + h + head
+    }
+}
+
+/// Token ids given as one number or a list (`eos_token_id` in Hugging Face configs).
+pub(crate) fn token_ids(v: Option<&Value>) -> Vec<u32> {
+    match v {
+        Some(Value::Number(n)) => n.as_u64().map(|n| vec![n as u32]).unwrap_or_default(),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_u64).map(|n| n as u32).collect(),
+        _ => Vec::new(),
     }
 }
 

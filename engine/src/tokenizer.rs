@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::config::read_json;
+use crate::config::{read_json, token_ids};
 use crate::error::{Error, Result};
 
 /// The tokenizer of a model folder, with its EOS ids.
@@ -32,7 +32,7 @@ impl Tokenizer {
         for file in ["generation_config.json", "config.json"] {
             let p = dir.join(file);
             if p.exists() {
-                eos.extend(ids(read_json(&p)?.get("eos_token_id")));
+                eos.extend(token_ids(read_json(&p)?.get("eos_token_id")));
             }
         }
         let tc = dir.join("tokenizer_config.json");
@@ -82,13 +82,5 @@ impl Tokenizer {
     /// The id of a token, if it is in the vocabulary.
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
-    }
-}
-
-fn ids(v: Option<&Value>) -> Vec<u32> {
-    match v {
-        Some(Value::Number(n)) => n.as_u64().map(|n| vec![n as u32]).unwrap_or_default(),
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_u64).map(|n| n as u32).collect(),
-        _ => Vec::new(),
     }
 }

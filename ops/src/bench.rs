@@ -23,3 +23,9 @@ pub(crate) fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Engine(args) => engine::run(args),
     }
 }
+
+/// `x` rounded to `places` decimals, for JSON figures.
+fn round(x: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (x * f).round() / f
+}

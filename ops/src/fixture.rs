@@ -122,9 +122,9 @@ pub(crate) fn run(cmd: &FixtureCommand) -> anyhow::Result<ExitCode> {
         .collect();
     spec.eos_token_ids = eos.clone();
 
-    let bar = indicatif::ProgressBar::new(spec.tensors().len() as u64).with_style(
-        indicatif::ProgressStyle::with_template("writing weights {bar:30} {pos}/{len} tensors")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    let bar = crate::progress_bar(
+        spec.tensors().len() as u64,
+        "writing weights {bar:30} {pos}/{len} tensors",
     );
     spec.write(&args.out, &mut |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();

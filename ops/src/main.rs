@@ -34,6 +34,14 @@ enum Command {
     Bench(bench::BenchCommand),
 }
 
+/// A progress bar on stderr for a long operation a user waits on.
+pub(crate) fn progress_bar(len: u64, template: &str) -> indicatif::ProgressBar {
+    indicatif::ProgressBar::new(len).with_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    )
+}
+
 fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {

@@ -11,6 +11,8 @@ use braid_engine::{load_model, Engine, EngineConfig, KvCache, Model, ModelConfig
 use candle_core::{DType, Device, Tensor};
 use serde_json::json;
 
+use super::round;
+
 /// Options of `braid bench engine`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct EngineBenchArgs {
@@ -162,10 +164,6 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn round(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
 pub(crate) fn run(args: &EngineBenchArgs) -> anyhow::Result<ExitCode> {
     let dt = dtype(&args.dtype)?;
     if args.batches.is_empty()
@@ -176,10 +174,7 @@ pub(crate) fn run(args: &EngineBenchArgs) -> anyhow::Result<ExitCode> {
         bail!("--batches, --prompt-tokens and --decode-steps must be positive");
     }
     let cfg = ModelConfig::from_dir(&args.model)?;
-    let bar = indicatif::ProgressBar::new(cfg.num_layers as u64).with_style(
-        indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = crate::progress_bar(cfg.num_layers as u64, "{msg} {bar:30} {pos}/{len}");
     bar.set_message("loading layers");
     let load = |bar: &indicatif::ProgressBar| {
         load_model(&args.model, dt, &Device::Cpu, &mut |done, _| {
@@ -214,7 +209,7 @@ pub(crate) fn run(args: &EngineBenchArgs) -> anyhow::Result<ExitCode> {
         if batch == 1 {
             batch1_tokens = first;
         }
-        rows.push(json!({"batch": batch, "tok_s": round(tok_s)}));
+        rows.push(json!({"batch": batch, "tok_s": round(tok_s, 2)}));
     }
 
     // Prefix cache: the same long prefix twice, with different endings.
@@ -241,22 +236,22 @@ pub(crate) fn run(args: &EngineBenchArgs) -> anyhow::Result<ExitCode> {
         "params": cfg.num_params(),
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "prefill_tokens": args.prompt_tokens,
-        "prefill_tok_s": round(prefill_tok_s),
-        "ttft_ms": round(ttft_ms),
+        "prefill_tok_s": round(prefill_tok_s, 2),
+        "ttft_ms": round(ttft_ms, 2),
         "decode": rows,
         "reference": {
             "name": "candle-transformers qwen3 (single sequence)",
-            "decode_tok_s": round(reference_tok_s),
+            "decode_tok_s": round(reference_tok_s, 2),
             "greedy_tokens_match": batch1_tokens.is_empty() || reference_tokens.starts_with(&batch1_tokens)
                 || batch1_tokens.starts_with(&reference_tokens),
         },
         "prefix_cache": {
             "shared_prefix_tokens": args.shared_prefix,
             "hit_tokens": hit_tokens,
-            "ttft_cold_ms": round(ttft_cold_ms),
-            "ttft_warm_ms": round(ttft_warm_ms),
+            "ttft_cold_ms": round(ttft_cold_ms, 2),
+            "ttft_warm_ms": round(ttft_warm_ms, 2),
         },
-        "peak_rss_mb": peak_rss_mb().map(round),
+        "peak_rss_mb": peak_rss_mb().map(|x| round(x, 2)),
         "kv_bytes_per_token": KvCache::bytes_per_token(&cfg, dt),
     });
     println!("{}", serde_json::to_string_pretty(&report)?);

@@ -16,6 +16,8 @@ use braid_parsers::{Event, OutputConfig, OutputParser, StreamParser, ToolSchemas
 use serde_json::{json, Value};
 use stats_alloc::Region;
 
+use super::round;
+
 /// Options of `braid bench parse`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ParseBenchArgs {
@@ -335,11 +337,6 @@ fn measure(row: &Row, tokens: usize, chunk_chars: usize, min: Duration) -> Value
     out
 }
 
-fn round(x: f64, places: i32) -> f64 {
-    let f = 10f64.powi(places);
-    (x * f).round() / f
-}
-
 pub(crate) fn run(args: &ParseBenchArgs) -> anyhow::Result<ExitCode> {
     if args.chunk_chars == 0 || args.tokens.is_empty() || args.tokens.contains(&0) {
         anyhow::bail!("--chunk-chars and every --tokens size must be positive");
@@ -352,10 +349,7 @@ pub(crate) fn run(args: &ParseBenchArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let bar = indicatif::ProgressBar::new(plan.len() as u64).with_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = crate::progress_bar(plan.len() as u64, "{bar:30} {pos}/{len} {msg}");
     let min = Duration::from_millis(args.min_ms);
     let mut results = Vec::new();
     for (tokens, row) in &plan {
