@@ -1,4 +1,37 @@
-//! braid's bus: the message types exchanged between pipeline stages and one bus interface
-//! with an in-process and a NATS transport.
+//! braid's bus: the messages every stage exchanges, and one interface to send them —
+//! in-process by default, NATS to spread stages over processes and machines.
 //!
-//! Placeholder for the pipeline issue.
+//! The key design decision: **a request is pinned to one replica of every stateful stage
+//! when it is admitted.** The executor, detokenizer, splitter and extractor keep
+//! per-request state (a sequence, a UTF-8 tail, parser state), so a request's messages
+//! must all reach the same replica, in order. A NATS queue group would scatter them, so
+//! the ingress picks the replicas from the heartbeats it hears ([`Beat`]), writes them
+//! into the request's [`Route`], and each stage sends to the next replica's own subject.
+//! The same heartbeats tell the ingress when a replica on a route has died, so it can end
+//! that request with a clear error at once. Only the stateless tokenizer takes work from
+//! a queue group.
+//!
+//! The crate is light (serde, bytes, tokio channels, async-nats) so that programs outside
+//! braid can subscribe to `braid.out.<request>` with it.
+
+mod codec;
+mod error;
+mod id;
+mod inproc;
+pub mod message;
+pub mod subject;
+mod transport;
+
+use std::time::Duration;
+
+pub use codec::{decode, encode};
+pub use error::{Error, Result};
+pub use id::{InstanceId, RequestId, Stage};
+pub use message::*;
+pub use transport::{redact, Bus, Message, NatsOptions, Subscription};
+
+/// How often every replica says it is alive.
+pub const BEAT_INTERVAL: Duration = Duration::from_millis(200);
+
+/// A replica unheard for this long is taken for dead.
+pub const BEAT_TIMEOUT: Duration = Duration::from_millis(1000);

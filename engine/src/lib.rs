@@ -8,6 +8,7 @@
 //! The engine knows nothing of the bus or HTTP.
 
 pub mod config;
+pub mod detokenize;
 pub mod error;
 pub mod fixture;
 pub mod kv_cache;
@@ -20,6 +21,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use config::{Architecture, ModelConfig};
+pub use detokenize::{IncrementalDecoder, StopMatcher, TokenBytes};
 pub use error::{Error, Result};
 pub use kv_cache::{BlockAllocator, KvCache};
 pub use model::{Model, SeqInput};

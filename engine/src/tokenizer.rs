@@ -3,9 +3,12 @@
 
 use std::path::Path;
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::config::{read_json, token_ids};
+use crate::detokenize::TokenBytes;
 use crate::error::{Error, Result};
 
 /// The tokenizer of a model folder, with its EOS ids.
@@ -13,6 +16,7 @@ use crate::error::{Error, Result};
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     eos_token_ids: Vec<u32>,
+    bytes: Option<Arc<TokenBytes>>,
 }
 
 impl Tokenizer {
@@ -47,9 +51,11 @@ impl Tokenizer {
         }
         eos.sort_unstable();
         eos.dedup();
+        let bytes = TokenBytes::of(&inner).map(Arc::new);
         Ok(Tokenizer {
             inner,
             eos_token_ids: eos,
+            bytes,
         })
     }
 
@@ -67,6 +73,17 @@ impl Tokenizer {
         self.inner
             .decode(ids, false)
             .map_err(|e| Error::Input(format!("cannot detokenize: {e}")))
+    }
+
+    /// Text of `ids`, decoding errors becoming an empty string (for incremental decoding,
+    /// where ids come from the model's own vocabulary).
+    pub fn decode_lossy(&self, ids: &[u32], skip_special_tokens: bool) -> String {
+        self.inner.decode(ids, skip_special_tokens).unwrap_or_default()
+    }
+
+    /// Each token's bytes, when the vocabulary is byte-level BPE.
+    pub fn token_bytes(&self) -> Option<&TokenBytes> {
+        self.bytes.as_deref()
     }
 
     /// Ids that end generation.

@@ -97,6 +97,21 @@ pub enum StartOverride {
 }
 
 impl ReasoningFormat {
+    /// Where output starts, read from the end of the rendered prompt: a prompt that ends
+    /// with the open marker (trailing whitespace aside) leaves the model inside reasoning;
+    /// one that ends with the close marker (thinking switched off) starts in the answer;
+    /// anything else leaves it to the format. Earlier turns' markers do not count.
+    pub fn start_from_prompt(&self, prompt: &str) -> StartOverride {
+        let tail = prompt.trim_end();
+        if !self.open.is_empty() && tail.ends_with(self.open) {
+            StartOverride::InReasoning
+        } else if !self.close.is_empty() && tail.ends_with(self.close) {
+            StartOverride::InContent
+        } else {
+            StartOverride::FormatDefault
+        }
+    }
+
     /// Whether thinking is on for these `chat_template_kwargs` (a JSON object or null).
     pub fn thinking_enabled(&self, kwargs: Option<&serde_json::Value>) -> bool {
         match self.switch {
@@ -334,6 +349,22 @@ mod tests {
 
     fn s(x: &str) -> Option<String> {
         Some(x.to_owned())
+    }
+
+    #[test]
+    fn start_is_read_from_the_end_of_the_prompt_only() {
+        let f = crate::reasoning_format("qwen3").unwrap_or_else(|e| panic!("{e}"));
+        let history = "<|im_start|>assistant\n<think>\nx\n</think>\n\nhi<|im_end|>\n";
+        assert_eq!(
+            f.start_from_prompt("u<|im_start|>assistant\n<think>\n"),
+            StartOverride::InReasoning
+        );
+        assert_eq!(
+            f.start_from_prompt("<|im_start|>assistant\n<think>\n\n</think>\n\n"),
+            StartOverride::InContent
+        );
+        let fresh = format!("{history}<|im_start|>assistant\n");
+        assert_eq!(f.start_from_prompt(&fresh), StartOverride::FormatDefault);
     }
 
     #[test]

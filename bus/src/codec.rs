@@ -1,0 +1,54 @@
+//! MessagePack encoding of envelopes, with the schema version checked on the way in.
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::message::SCHEMA_VERSION;
+
+/// Encodes a message once into the bytes every transport sends.
+pub fn encode<T: Serialize>(message: &T) -> Bytes {
+    // Serialising plain data into a Vec cannot fail; an empty payload would be refused
+    // by the receiver as malformed, never misread.
+    Bytes::from(rmp_serde::to_vec(message).unwrap_or_default())
+}
+
+/// Decodes a message that arrived on `subject`. A payload of another schema version is
+/// [`Error::Version`]; anything else that does not decode is [`Error::Malformed`].
+pub fn decode<T: DeserializeOwned>(subject: &str, payload: &[u8]) -> Result<T> {
+    match rmp_serde::from_slice::<T>(payload) {
+        Ok(v) => match version_of(payload) {
+            Some(got) if got != SCHEMA_VERSION => Err(version_error(subject, got)),
+            _ => Ok(v),
+        },
+        Err(e) => match version_of(payload) {
+            Some(got) if got != SCHEMA_VERSION => Err(version_error(subject, got)),
+            _ => Err(Error::Malformed {
+                subject: subject.to_owned(),
+                reason: e.to_string(),
+            }),
+        },
+    }
+}
+
+fn version_error(subject: &str, got: u16) -> Error {
+    Error::Version {
+        subject: subject.to_owned(),
+        got,
+        expected: SCHEMA_VERSION,
+    }
+}
+
+/// The version field every message leads with: an envelope is `[[version, ...], body]`
+/// and a beat is `[version, ...]`. Reads only that field, whatever the rest holds.
+fn version_of(mut payload: &[u8]) -> Option<u16> {
+    rmp::decode::read_array_len(&mut payload).ok()?;
+    if payload
+        .first()
+        .is_some_and(|&b| (0x90..=0x9f).contains(&b) || b == 0xdc || b == 0xdd)
+    {
+        rmp::decode::read_array_len(&mut payload).ok()?;
+    }
+    rmp::decode::read_int(&mut payload).ok()
+}
