@@ -15,6 +15,7 @@
 //! braid can subscribe to `braid.out.<request>` with it.
 
 mod codec;
+mod collect;
 mod error;
 mod id;
 mod inproc;
@@ -25,6 +26,7 @@ mod transport;
 use std::time::Duration;
 
 pub use codec::{decode, encode};
+pub use collect::{Collected, CollectedCall};
 pub use error::{Error, Result};
 pub use id::{InstanceId, RequestId, Stage};
 pub use message::*;

@@ -6,6 +6,7 @@
 //! | `braid.<stage>.<instance>` | the stage before | that one replica (requests are pinned) |
 //! | `braid.out.<request>` | the extractor | the request's ingress, and anyone else allowed |
 //! | `braid.cancel` | ingress | every stateful replica |
+//! | `braid.executor.<instance>.stop` | a detokenizer (stop string) | that executor |
 //! | `braid.beat` | every replica, every [`crate::BEAT_INTERVAL`] | every process |
 
 use crate::id::{InstanceId, RequestId, Stage};
@@ -29,4 +30,10 @@ pub fn instance(stage: Stage, instance: InstanceId) -> String {
 /// One request's output stream.
 pub fn out(id: RequestId) -> String {
     format!("braid.out.{id}")
+}
+
+/// Where a detokenizer tells one executor that a request hit a stop string (only the
+/// executor stops; the stages after it still finish the request).
+pub fn stop(executor: InstanceId) -> String {
+    format!("braid.executor.{executor}.stop")
 }

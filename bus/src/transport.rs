@@ -41,6 +41,16 @@ pub struct Bus {
     transport: Transport,
 }
 
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_nats() {
+            "Bus(nats)"
+        } else {
+            "Bus(inproc)"
+        })
+    }
+}
+
 #[derive(Clone)]
 enum Transport {
     InProc(InProc),

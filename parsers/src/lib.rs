@@ -24,9 +24,9 @@ pub mod tools;
 pub use assemble::{ParsedCall, ParsedOutput};
 pub use event::{CallOutcome, Event, FallbackReason, Sink, StreamParser};
 pub use output::{OutputConfig, OutputParser};
-pub use reasoning::{ReasoningFormat, StartOverride};
+pub use reasoning::{ReasoningFormat, ReasoningPlacement, ReasoningSplitter, StartOverride};
 pub use schema::ToolSchemas;
-pub use tools::ToolFormat;
+pub use tools::{ToolExtractor, ToolFormat};
 
 /// A parser configuration that cannot work.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

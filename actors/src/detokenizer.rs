@@ -1,0 +1,104 @@
+//! The detokenizer stage: each engine step's token ids in, whole UTF-8 text out, stop
+//! strings applied (and the executor told to stop when one matches).
+
+use std::sync::Arc;
+
+use braid_bus::{subject, Cancel, Finish, Header, InstanceId, RequestId, Setup, Stage, Step, Text};
+use braid_engine::{IncrementalDecoder, StopMatcher, Tokenizer};
+
+use crate::stage::{Incoming, Outbox, Stateful};
+
+/// Decodes tokens for many requests.
+pub(crate) struct Detokenizer {
+    tokenizer: Arc<Tokenizer>,
+}
+
+impl Detokenizer {
+    pub(crate) fn new(tokenizer: Arc<Tokenizer>) -> Self {
+        Detokenizer { tokenizer }
+    }
+}
+
+/// One request's decoding state.
+pub(crate) struct DetokState {
+    decoder: IncrementalDecoder,
+    stops: StopMatcher,
+    executor: InstanceId,
+    raw: String,
+    /// Tokens consumed since the last output.
+    tokens: u32,
+}
+
+impl Incoming for Step {
+    fn take_setup(&mut self) -> Option<Box<Setup>> {
+        self.setup.take()
+    }
+    fn is_last(&self) -> bool {
+        self.finish.is_some()
+    }
+}
+
+impl Stateful for Detokenizer {
+    type In = Step;
+    type Out = Text;
+    type State = DetokState;
+    const STAGE: Stage = Stage::Detokenizer;
+
+    fn open(&self, setup: &Setup) -> Result<DetokState, String> {
+        Ok(DetokState {
+            decoder: IncrementalDecoder::new(Arc::clone(&self.tokenizer), setup.skip_special_tokens),
+            stops: StopMatcher::new(&setup.stop, setup.include_stop_str),
+            executor: setup.route.map_or(InstanceId(0), |r| r.executor),
+            raw: String::new(),
+            tokens: 0,
+        })
+    }
+
+    fn on(
+        &self,
+        id: RequestId,
+        st: &mut DetokState,
+        step: Step,
+        setup: Option<Box<Setup>>,
+        out: &mut Outbox,
+    ) -> Option<(Text, bool)> {
+        st.tokens += step.tokens.len() as u32;
+        st.raw.clear();
+        st.decoder.push(&step.tokens, &mut st.raw);
+        let mut finish = step.finish;
+        if finish.is_some() {
+            st.decoder.finish(&mut st.raw);
+        }
+        let mut text = String::with_capacity(st.raw.len());
+        if st.stops.push(&st.raw, &mut text) {
+            if finish.is_none() {
+                // Only the executor stops; the stages after us finish with this text.
+                let cancel = Cancel {
+                    reason: "stop string".into(),
+                };
+                out.send(
+                    &Arc::from(subject::stop(st.executor)),
+                    Header::new(id, 0, true),
+                    &cancel,
+                );
+            }
+            finish = Some(Finish::Stop);
+        } else if finish.is_some() {
+            st.stops.finish(&mut text);
+        }
+        if text.is_empty() && finish.is_none() && setup.is_none() {
+            return None;
+        }
+        let ends = finish.is_some();
+        let tokens = std::mem::take(&mut st.tokens);
+        Some((
+            Text {
+                text,
+                tokens,
+                finish,
+                setup,
+            },
+            ends,
+        ))
+    }
+}

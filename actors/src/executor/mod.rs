@@ -1,0 +1,243 @@
+//! The executor stage: prompts in, one [`Step`] message per engine step per request out.
+//!
+//! The model runs on its own thread (it is CPU- or GPU-bound and must not stall the
+//! async runtime). The actor only forwards prefills and cancels to that thread as
+//! [`Command`]s; the thread steps the [`Executor`], and a publisher task sends what each
+//! step produced. Two executors exist: the candle engine ([`engine`]) and recorded
+//! outputs ([`replay`]) for load tests and parser end-to-end tests without weights.
+
+pub mod engine;
+pub mod replay;
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use braid_bus::{
+    decode, subject, Envelope, FailureKind, Finish, Header, InstanceId, Message, Prefill, RequestId, Setup,
+    Stage, Step,
+};
+use tokio::sync::mpsc;
+
+use crate::membership::Members;
+use crate::stage::{Logic, Outbox, StageCtx};
+
+/// What the executor thread produced for one request in one step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecOutput {
+    /// The request.
+    pub id: RequestId,
+    /// Every token this step made for it.
+    pub tokens: Vec<u32>,
+    /// Set when it is done.
+    pub finish: Option<Finish>,
+}
+
+/// Something that turns prompts into tokens, a step at a time, for many requests.
+pub trait Executor: Send {
+    /// Starts a request; an `Err` says what is wrong with it, for the client.
+    fn add(&mut self, id: RequestId, prefill: &Prefill) -> Result<(), String>;
+    /// Stops a request (no output follows).
+    fn abort(&mut self, id: RequestId);
+    /// Whether any request is waiting or running.
+    fn has_work(&self) -> bool;
+    /// Runs one step, appending what each request got.
+    fn step(&mut self, out: &mut Vec<ExecOutput>) -> Result<(), String>;
+}
+
+/// What the executor actor tells its thread.
+pub(crate) enum Command {
+    /// Start a request.
+    Add(RequestId, Box<Prefill>),
+    /// Stop a request.
+    Abort(RequestId),
+}
+
+/// The executor actor's logic: decode, forward to the thread.
+pub(crate) struct ExecutorLogic {
+    commands: std_mpsc::Sender<Command>,
+    load: Arc<AtomicU32>,
+}
+
+impl Logic for ExecutorLogic {
+    fn handle(&mut self, msg: &Message, out: &mut Outbox) -> Result<(), braid_bus::Error> {
+        let env: Envelope<Prefill> = decode(&msg.subject, &msg.payload)?;
+        out.sent_ns = Some(env.header.sent_ns);
+        let id = env.header.id;
+        if self.commands.send(Command::Add(id, Box::new(env.body))).is_err() {
+            out.fail(
+                id,
+                Stage::Executor,
+                FailureKind::Unavailable,
+                "the executor thread has stopped".into(),
+            );
+        }
+        Ok(())
+    }
+
+    fn cancel(&mut self, id: RequestId, _out: &mut Outbox) {
+        let _ = self.commands.send(Command::Abort(id));
+    }
+
+    fn load(&self) -> u32 {
+        self.load.load(Ordering::Relaxed)
+    }
+}
+
+/// A request the thread is running: where its steps go.
+struct Live {
+    next: Arc<str>,
+    origin: InstanceId,
+    seq: u32,
+    setup: Option<Box<Setup>>,
+}
+
+/// Starts the executor thread and its publisher; returns the actor logic's maker.
+pub(crate) fn start(ctx: &StageCtx, executor: Box<dyn Executor>) -> impl Fn() -> ExecutorLogic + Send + Sync {
+    let (commands, rx) = std_mpsc::channel();
+    let (tx, mut published) = mpsc::channel::<Outbox>(64);
+    let bus = ctx.bus.clone();
+    tokio::spawn(async move {
+        while let Some(mut outbox) = published.recv().await {
+            for (subject, payload) in outbox.take() {
+                if let Err(e) = bus.publish(&subject, payload).await {
+                    tracing::warn!("executor: {e}");
+                }
+            }
+        }
+    });
+    let (members, load) = (ctx.members.clone(), Arc::clone(&ctx.load));
+    let thread_load = Arc::clone(&load);
+    let spawned = std::thread::Builder::new()
+        .name("braid-executor".into())
+        .spawn(move || run(executor, &rx, &tx, &members, &thread_load));
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the executor thread: {e}");
+    }
+    let commands = std::sync::Mutex::new(commands);
+    move || ExecutorLogic {
+        commands: commands.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        load: Arc::clone(&load),
+    }
+}
+
+/// The executor thread: apply commands, step, hand each step's messages to the
+/// publisher (waiting when it is behind: backpressure reaches the model).
+fn run(
+    mut exec: Box<dyn Executor>,
+    commands: &std_mpsc::Receiver<Command>,
+    publish: &mpsc::Sender<Outbox>,
+    members: &Members,
+    load: &AtomicU32,
+) {
+    let mut live: HashMap<RequestId, Live> = HashMap::new();
+    let mut outputs = Vec::new();
+    let mut last_sweep = Instant::now();
+    loop {
+        let mut out = Outbox::default();
+        // Block for work when idle; otherwise take what has arrived and step.
+        let first = if exec.has_work() {
+            commands.try_recv().ok()
+        } else {
+            match commands.recv() {
+                Ok(c) => Some(c),
+                Err(_) => return,
+            }
+        };
+        for cmd in first
+            .into_iter()
+            .chain(std::iter::from_fn(|| commands.try_recv().ok()))
+        {
+            match cmd {
+                Command::Add(id, prefill) => add(&mut *exec, &mut live, id, *prefill, &mut out),
+                Command::Abort(id) => {
+                    if live.remove(&id).is_some() {
+                        exec.abort(id);
+                    }
+                }
+            }
+        }
+        if last_sweep.elapsed() > Duration::from_millis(500) {
+            last_sweep = Instant::now();
+            let orphans: Vec<RequestId> = live
+                .iter()
+                .filter(|(_, l)| members.gone(l.origin))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in orphans {
+                tracing::info!("executor: aborting {id}: its ingress is gone");
+                live.remove(&id);
+                exec.abort(id);
+            }
+        }
+        if exec.has_work() {
+            outputs.clear();
+            match std::panic::catch_unwind(AssertUnwindSafe(|| exec.step(&mut outputs))) {
+                Ok(Ok(())) => {}
+                Ok(Err(message)) => fail_all(&mut *exec, &mut live, &mut out, message),
+                Err(_) => fail_all(&mut *exec, &mut live, &mut out, "the executor panicked".into()),
+            }
+            for o in outputs.drain(..) {
+                let Some(l) = live.get_mut(&o.id) else { continue };
+                let last = o.finish.is_some();
+                let step = Step {
+                    tokens: o.tokens,
+                    finish: o.finish,
+                    setup: l.setup.take(),
+                };
+                out.send(&l.next, Header::new(o.id, l.seq, last), &step);
+                l.seq += 1;
+                if last {
+                    live.remove(&o.id);
+                }
+            }
+        }
+        load.store(live.len() as u32, Ordering::Relaxed);
+        if !out.is_empty() && publish.blocking_send(out).is_err() {
+            return;
+        }
+    }
+}
+
+fn add(
+    exec: &mut dyn Executor,
+    live: &mut HashMap<RequestId, Live>,
+    id: RequestId,
+    prefill: Prefill,
+    out: &mut Outbox,
+) {
+    let Some(route) = prefill.setup.route else {
+        out.fail(
+            id,
+            Stage::Executor,
+            FailureKind::Internal,
+            "request arrived without a route".into(),
+        );
+        return;
+    };
+    if let Err(message) = exec.add(id, &prefill) {
+        out.fail(id, Stage::Executor, FailureKind::BadRequest, message);
+        return;
+    }
+    live.insert(
+        id,
+        Live {
+            next: Arc::from(subject::instance(Stage::Detokenizer, route.detokenizer)),
+            origin: route.ingress,
+            seq: 0,
+            setup: Some(Box::new(prefill.setup)),
+        },
+    );
+}
+
+/// Ends every live request with an error (the executor failed under them).
+fn fail_all(exec: &mut dyn Executor, live: &mut HashMap<RequestId, Live>, out: &mut Outbox, message: String) {
+    tracing::error!("executor step failed: {message}");
+    for (id, _) in live.drain() {
+        exec.abort(id);
+        out.fail(id, Stage::Executor, FailureKind::Internal, message.clone());
+    }
+}

@@ -1,0 +1,165 @@
+//! The tool-extractor stage: split text in, OpenAI-shaped deltas out on
+//! `braid.out.<request>` (the parsers' [`ToolExtractor`], one per request), with usage
+//! on the last chunk.
+
+use std::sync::Arc;
+
+use braid_bus::{Chunk, Delta, RequestId, SegmentKind, Setup, Split, Stage, Usage};
+use braid_parsers::{Event, Sink, StreamParser, ToolExtractor, ToolSchemas};
+
+use crate::stage::{Incoming, Outbox, Stateful};
+
+/// Extracts tool calls.
+pub(crate) struct Extractor;
+
+/// One request's extractor and token counts.
+pub(crate) struct ExtractState {
+    tools: Option<ToolExtractor>,
+    usage: Usage,
+}
+
+impl Incoming for Split {
+    fn take_setup(&mut self) -> Option<Box<Setup>> {
+        self.setup.take()
+    }
+    fn is_last(&self) -> bool {
+        self.finish.is_some()
+    }
+}
+
+/// Turns parser events into deltas, merging neighbouring text of the same kind.
+struct Deltas<'a> {
+    out: &'a mut Vec<Delta>,
+}
+
+impl Sink for Deltas<'_> {
+    fn event(&mut self, event: Event<'_>) {
+        let delta = match event {
+            Event::Reasoning(t) => {
+                if let Some(Delta::Reasoning { text }) = self.out.last_mut() {
+                    return text.push_str(t);
+                }
+                Delta::Reasoning { text: t.to_owned() }
+            }
+            Event::Content(t) => {
+                if let Some(Delta::Content { text }) = self.out.last_mut() {
+                    return text.push_str(t);
+                }
+                Delta::Content { text: t.to_owned() }
+            }
+            Event::ToolCallStart { index, id, name } => Delta::ToolCallStart {
+                index: index as u32,
+                id: id.to_owned(),
+                name: name.to_owned(),
+            },
+            Event::ToolCallArguments { index, fragment } => {
+                if let Some(Delta::ToolCallArguments {
+                    index: last,
+                    fragment: f,
+                }) = self.out.last_mut()
+                {
+                    if *last as usize == index {
+                        return f.push_str(fragment);
+                    }
+                }
+                Delta::ToolCallArguments {
+                    index: index as u32,
+                    fragment: fragment.to_owned(),
+                }
+            }
+            Event::ToolCallEnd { index, outcome } => Delta::ToolCallEnd {
+                index: index as u32,
+                outcome: outcome.as_str().to_owned(),
+            },
+            Event::ToolCallAborted { index } => Delta::ToolCallAborted { index: index as u32 },
+            Event::Fallback { reason, text } => Delta::Fallback {
+                reason: reason.as_str().to_owned(),
+                text: text.to_owned(),
+                content: reason.text_is_content(),
+            },
+        };
+        self.out.push(delta);
+    }
+}
+
+impl Stateful for Extractor {
+    type In = Split;
+    type Out = Chunk;
+    type State = ExtractState;
+    const STAGE: Stage = Stage::Extractor;
+
+    fn open(&self, setup: &Setup) -> Result<ExtractState, String> {
+        let tools = match &setup.tool_parser {
+            Some(name) => {
+                let format = braid_parsers::tool_format(name).map_err(|e| e.to_string())?;
+                let tools = match &setup.tools_json {
+                    Some(json) => serde_json::from_str::<serde_json::Value>(json)
+                        .map_err(|e| format!("tools is not JSON: {e}"))?,
+                    None => serde_json::Value::Null,
+                };
+                Some(ToolExtractor::new(
+                    format,
+                    Arc::new(ToolSchemas::from_tools(&tools)),
+                    "call_",
+                ))
+            }
+            None => None,
+        };
+        Ok(ExtractState {
+            tools,
+            usage: Usage {
+                prompt_tokens: setup.prompt_tokens,
+                ..Usage::default()
+            },
+        })
+    }
+
+    fn on(
+        &self,
+        _id: RequestId,
+        st: &mut ExtractState,
+        split: Split,
+        _setup: Option<Box<Setup>>,
+        _out: &mut Outbox,
+    ) -> Option<(Chunk, bool)> {
+        st.usage.completion_tokens += split.tokens;
+        st.usage.reasoning_tokens += split.reasoning_tokens;
+        let mut deltas = Vec::new();
+        let mut sink = Deltas { out: &mut deltas };
+        for seg in &split.segments {
+            match (seg.kind, &mut st.tools) {
+                (SegmentKind::Content, Some(tools)) => tools.push(&seg.text, &mut sink),
+                (SegmentKind::Content, None) => sink.event(Event::Content(&seg.text)),
+                (SegmentKind::Reasoning, tools) => {
+                    if let Some(tools) = tools {
+                        tools.break_text(&mut sink);
+                    }
+                    sink.event(Event::Reasoning(&seg.text));
+                }
+                (SegmentKind::InlineReasoning, tools) => {
+                    if let Some(tools) = tools {
+                        tools.break_text(&mut sink);
+                    }
+                    sink.event(Event::Content(&seg.text));
+                }
+            }
+        }
+        let last = split.finish.is_some();
+        if last {
+            if let Some(tools) = &mut st.tools {
+                tools.finish(&mut sink);
+            }
+        }
+        if deltas.is_empty() && !last {
+            return None;
+        }
+        Some((
+            Chunk {
+                deltas,
+                finish: split.finish,
+                usage: last.then_some(st.usage),
+            },
+            false,
+        ))
+    }
+}

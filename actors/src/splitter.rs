@@ -1,0 +1,137 @@
+//! The reasoning-splitter stage: text in, ordered reasoning and answer segments out
+//! (the parsers' [`ReasoningSplitter`], one per request).
+
+use braid_bus::{RequestId, Segment, SegmentKind, Setup, Split, Stage, Start, Text};
+use braid_parsers::{Event, ReasoningPlacement, ReasoningSplitter, Sink, StartOverride, StreamParser};
+
+use crate::stage::{Incoming, Outbox, Stateful};
+
+/// Splits reasoning from answers.
+pub(crate) struct Splitter;
+
+/// One request's splitter (none when the request has no reasoning parser).
+pub(crate) struct SplitState {
+    splitter: Option<ReasoningSplitter>,
+    inline: bool,
+}
+
+impl Incoming for Text {
+    fn take_setup(&mut self) -> Option<Box<Setup>> {
+        self.setup.take()
+    }
+    fn is_last(&self) -> bool {
+        self.finish.is_some()
+    }
+}
+
+/// Collects events as segments, merging neighbours of the same kind.
+struct Segments<'a> {
+    out: &'a mut Vec<Segment>,
+    inline: bool,
+}
+
+impl Segments<'_> {
+    fn add(&mut self, kind: SegmentKind, text: &str) {
+        match self.out.last_mut() {
+            Some(last) if last.kind == kind => last.text.push_str(text),
+            _ => self.out.push(Segment {
+                kind,
+                text: text.to_owned(),
+            }),
+        }
+    }
+}
+
+impl Sink for Segments<'_> {
+    fn event(&mut self, event: Event<'_>) {
+        match event {
+            Event::Reasoning(t) if self.inline => self.add(SegmentKind::InlineReasoning, t),
+            Event::Reasoning(t) => self.add(SegmentKind::Reasoning, t),
+            Event::Content(t) => self.add(SegmentKind::Content, t),
+            // The splitter emits only text; other events belong to the extractor.
+            _ => {}
+        }
+    }
+}
+
+impl Stateful for Splitter {
+    type In = Text;
+    type Out = Split;
+    type State = SplitState;
+    const STAGE: Stage = Stage::Splitter;
+
+    fn open(&self, setup: &Setup) -> Result<SplitState, String> {
+        let Some(name) = &setup.reasoning_parser else {
+            return Ok(SplitState {
+                splitter: None,
+                inline: false,
+            });
+        };
+        let format = braid_parsers::reasoning_format(name).map_err(|e| e.to_string())?;
+        let kwargs = match &setup.chat_template_kwargs_json {
+            Some(json) => Some(
+                serde_json::from_str::<serde_json::Value>(json)
+                    .map_err(|e| format!("chat_template_kwargs is not JSON: {e}"))?,
+            ),
+            None => None,
+        };
+        let start = match setup.start {
+            Start::FormatDefault => StartOverride::FormatDefault,
+            Start::InReasoning => StartOverride::InReasoning,
+            Start::InContent => StartOverride::InContent,
+        };
+        Ok(SplitState {
+            splitter: Some(ReasoningSplitter::new(
+                format,
+                format.thinking_enabled(kwargs.as_ref()),
+                start,
+            )),
+            inline: format.placement == ReasoningPlacement::InlineTags,
+        })
+    }
+
+    fn on(
+        &self,
+        _id: RequestId,
+        st: &mut SplitState,
+        text: Text,
+        setup: Option<Box<Setup>>,
+        _out: &mut Outbox,
+    ) -> Option<(Split, bool)> {
+        let mut segments = Vec::new();
+        let mut reasoning_tokens = 0;
+        match &mut st.splitter {
+            Some(splitter) => {
+                if splitter.in_reasoning() {
+                    reasoning_tokens = text.tokens;
+                }
+                let mut sink = Segments {
+                    out: &mut segments,
+                    inline: st.inline,
+                };
+                splitter.push(&text.text, &mut sink);
+                if text.finish.is_some() {
+                    splitter.finish(&mut sink);
+                }
+            }
+            None if !text.text.is_empty() => segments.push(Segment {
+                kind: SegmentKind::Content,
+                text: text.text,
+            }),
+            None => {}
+        }
+        if segments.is_empty() && text.finish.is_none() && setup.is_none() && text.tokens == 0 {
+            return None;
+        }
+        Some((
+            Split {
+                segments,
+                tokens: text.tokens,
+                reasoning_tokens,
+                finish: text.finish,
+                setup,
+            },
+            false,
+        ))
+    }
+}

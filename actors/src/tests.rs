@@ -1,0 +1,270 @@
+//! The pipeline in one process, end to end, on the replay executor and the real Qwen3
+//! tokenizer.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use braid_bus::{
+    encode, subject, Bus, Collected, FailureKind, Finish, Prompt, Sampling, Setup, Stage, Submit,
+};
+use braid_engine::Tokenizer;
+use braid_parsers::testkit::{parse, Chunking};
+use braid_parsers::OutputConfig;
+
+use crate::executor::replay::{Pace, ReplayExecutor};
+use crate::{ExecutorFactory, Node, NodeConfig};
+
+fn tokenizer() -> Option<Arc<Tokenizer>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.fixtures/tokenizer-qwen3");
+    if !dir.join("tokenizer.json").exists() {
+        eprintln!("skipped: run scripts/setup to fetch the Qwen3 tokenizer");
+        return None;
+    }
+    Some(Arc::new(Tokenizer::from_dir(&dir).unwrap()))
+}
+
+async fn node(
+    tok: &Arc<Tokenizer>,
+    outputs: Vec<(Option<String>, String)>,
+    pace: Pace,
+    max_inflight: usize,
+) -> Node {
+    let t = Arc::clone(tok);
+    let factory: ExecutorFactory = Arc::new(move || {
+        let pairs: Vec<(Option<&str>, &str)> =
+            outputs.iter().map(|(m, o)| (m.as_deref(), o.as_str())).collect();
+        Ok(Box::new(ReplayExecutor::from_outputs(&pairs, Arc::clone(&t), pace)?) as Box<dyn crate::Executor>)
+    });
+    let config = NodeConfig {
+        stages: NodeConfig::all_stages(),
+        tokenizer: Some(Arc::clone(tok)),
+        executor: Some(factory),
+        max_inflight,
+        submit_timeout: Duration::from_secs(10),
+    };
+    let node = Node::start(Bus::in_process(), config).await.unwrap();
+    assert!(
+        node.wait_ready(Duration::from_secs(5)).await,
+        "stages did not come up"
+    );
+    node
+}
+
+fn submit(prompt: &str, reasoning: Option<&str>, tools: Option<&str>) -> Submit {
+    Submit {
+        prompt: Prompt::Text(prompt.to_owned()),
+        sampling: Sampling {
+            max_tokens: 4096,
+            ..Sampling::default()
+        },
+        setup: Setup {
+            reasoning_parser: reasoning.map(str::to_owned),
+            tool_parser: tools.map(str::to_owned),
+            tools_json: Some(
+                r#"[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}]"#.into(),
+            ),
+            skip_special_tokens: true,
+            ..Setup::default()
+        },
+    }
+}
+
+async fn run(node: &Node, s: Submit) -> Collected {
+    let mut response = node.ingress.as_ref().unwrap().submit(s).await.unwrap();
+    let mut all = Collected::default();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(20), response.next())
+        .await
+        .unwrap()
+    {
+        all.push(&chunk);
+    }
+    all
+}
+
+const QWEN: &str = "<think>\nThe user wants Paris weather; I will call the tool.\n</think>\n\n\
+<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
+const KIMI: &str = "Paris weather needed.◁/think▷Let me check.<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>{\"city\": \"Paris\"}<|tool_call_end|><|tool_calls_section_end|>";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stage_together_matches_the_parsers_alone() {
+    let Some(tok) = tokenizer() else { return };
+    let cases = [
+        ("qwen3", "hermes", QWEN),
+        ("deepseek_r1", "hermes", "abc</think>The answer is 42."),
+        ("kimi_k2", "kimi_k2", KIMI),
+    ];
+    for tokens_per_step in [1, 3, 7] {
+        for (reasoning, tools, output) in cases {
+            let pace = Pace {
+                tokens_per_step,
+                interval: Duration::ZERO,
+            };
+            let node = node(&tok, vec![(None, output.to_owned())], pace, 16).await;
+            let got = run(&node, submit("hi", Some(reasoning), Some(tools))).await;
+            let mut config = OutputConfig::from_names(Some(reasoning), Some(tools)).unwrap();
+            config.schemas = Arc::new(braid_parsers::ToolSchemas::from_tools(
+                &serde_json::from_str(submit("", None, None).setup.tools_json.as_deref().unwrap()).unwrap(),
+            ));
+            let want = parse(&config, output, Chunking::Whole);
+            let case = format!("{reasoning}/{tools} at {tokens_per_step} tokens per step");
+            assert_eq!(got.reasoning, want.reasoning, "{case}");
+            assert_eq!(got.content, want.content, "{case}");
+            let calls: Vec<(&str, &str)> = got
+                .tool_calls
+                .iter()
+                .map(|c| (c.name.as_str(), c.arguments.as_str()))
+                .collect();
+            let want_calls: Vec<(&str, &str)> = want
+                .tool_calls
+                .iter()
+                .map(|c| (c.name.as_str(), c.arguments.as_str()))
+                .collect();
+            assert_eq!(calls, want_calls, "{case}");
+            assert_eq!(got.finish, Some(Finish::Stop), "{case}");
+            let usage = got.usage.unwrap();
+            assert_eq!(
+                usage.completion_tokens as usize,
+                tok.encode(output).unwrap().len(),
+                "{case}"
+            );
+            assert_eq!(usage.prompt_tokens, 1, "{case}");
+            node.shutdown().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_streams_each_get_their_own_output() {
+    let Some(tok) = tokenizer() else { return };
+    let outputs = (0..200)
+        .map(|i| {
+            (
+                Some(format!("[req {i}]")),
+                format!(
+                    "<think>thinking about {i}</think>answer for {i}: {}",
+                    "x ".repeat(i % 17)
+                ),
+            )
+        })
+        .collect();
+    let pace = Pace {
+        tokens_per_step: 2,
+        interval: Duration::from_millis(2),
+    };
+    let node = Arc::new(node(&tok, outputs, pace, 256).await);
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let node = Arc::clone(&node);
+        tasks.push(tokio::spawn(async move {
+            (
+                i,
+                run(
+                    &node,
+                    submit(&format!("question [req {i}]"), Some("deepseek_r1"), None),
+                )
+                .await,
+            )
+        }));
+    }
+    for t in tasks {
+        let (i, got) = t.await.unwrap();
+        assert_eq!(got.reasoning, format!("thinking about {i}"));
+        assert_eq!(got.content, format!("answer for {i}: {}", "x ".repeat(i % 17)));
+        assert_eq!(got.finish, Some(Finish::Stop));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_strings_end_the_output_and_the_rest_of_the_pipeline_finishes() {
+    let Some(tok) = tokenizer() else { return };
+    let pace = Pace {
+        tokens_per_step: 1,
+        interval: Duration::from_millis(1),
+    };
+    let long = format!("one two three STOP four {}", "five ".repeat(500));
+    let node = node(&tok, vec![(None, long)], pace, 16).await;
+    let mut s = submit("hi", None, None);
+    s.setup.stop = vec!["STOP".into()];
+    let started = Instant::now();
+    let got = run(&node, s).await;
+    assert_eq!(got.content, "one two three ");
+    assert_eq!(got.finish, Some(Finish::Stop));
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "the executor kept playing after the stop string"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_refused_at_admission_and_a_panicking_stage_restarts() {
+    let Some(tok) = tokenizer() else { return };
+    let pace = Pace {
+        tokens_per_step: 1,
+        interval: Duration::from_millis(20),
+    };
+    let node = node(&tok, vec![(None, "word ".repeat(200))], pace, 2).await;
+    let ingress = node.ingress.clone().unwrap();
+    let mut a = ingress.submit(submit("a", None, None)).await.unwrap();
+    let _b = ingress.submit(submit("b", None, None)).await.unwrap();
+    let refused = ingress.submit(submit("c", None, None)).await.err().unwrap();
+    assert_eq!(refused.kind, FailureKind::Overloaded);
+    // Garbage and a wrong-version message on the detokenizer's subject kill nothing.
+    let detok = node
+        .replicas()
+        .into_iter()
+        .find(|(s, _)| *s == Stage::Detokenizer)
+        .unwrap()
+        .1;
+    node.bus
+        .publish(
+            &subject::instance(Stage::Detokenizer, detok),
+            bytes::Bytes::from_static(b"\x93garbage"),
+        )
+        .await
+        .unwrap();
+    let mut wrong = encode(&braid_bus::Envelope {
+        header: braid_bus::Header::new(a.id, 9, false),
+        body: braid_bus::Step {
+            tokens: vec![1],
+            finish: None,
+            setup: None,
+        },
+    })
+    .to_vec();
+    wrong[2] = 0x63; // version 99
+    node.bus
+        .publish(&subject::instance(Stage::Detokenizer, detok), wrong.into())
+        .await
+        .unwrap();
+    assert!(
+        a.next().await.unwrap().finish.is_none(),
+        "request a still streams"
+    );
+    // A panic in the detokenizer: its requests end with a clear error, the stage restarts.
+    assert!(node.panic_stage(Stage::Detokenizer));
+    let started = Instant::now();
+    let mut end = None;
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(5), a.next())
+        .await
+        .unwrap()
+    {
+        end = chunk.finish;
+    }
+    match end {
+        Some(Finish::Failed(f)) => {
+            assert_eq!(f.kind, FailureKind::Unavailable);
+            assert!(f.message.contains("detokenizer"), "{}", f.message);
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(a);
+    drop(_b);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let got = run(&node, submit("again", None, None)).await;
+    assert_eq!(got.content, "word ".repeat(200));
+    assert_eq!(got.finish, Some(Finish::Stop));
+}
