@@ -141,11 +141,21 @@ impl Bus {
                 reason: format!("cannot read credentials file {}: {e}", creds.display()),
             })?;
         }
-        let addr = if tls {
-            url.replacen("tls://", "nats://", 1)
-        } else {
-            url.to_owned()
+        let rest = &url[url.find("://").map_or(0, |i| i + 3)..];
+        let (userinfo, host) = match rest.rfind('@') {
+            Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+            None => (None, rest),
         };
+        match userinfo {
+            Some(info) => match info.split_once(':') {
+                Some((user, pass)) => {
+                    opts = opts.user_and_password(percent_decode(user), percent_decode(pass))
+                }
+                None => opts = opts.token(percent_decode(info)),
+            },
+            None => {}
+        }
+        let addr = format!("nats://{host}");
         let client = opts.connect(addr).await.map_err(|e| Error::Connect {
             url: shown,
             reason: e.to_string(),
@@ -153,6 +163,14 @@ impl Bus {
         Ok(Bus {
             transport: Transport::Nats(client),
         })
+    }
+
+    /// Whether the bus can carry messages now (NATS: connected; in-process: always).
+    pub fn connected(&self) -> bool {
+        match &self.transport {
+            Transport::InProc(_) => true,
+            Transport::Nats(client) => client.connection_state() == async_nats::connection::State::Connected,
+        }
     }
 
     /// Whether this is the NATS transport.
@@ -259,6 +277,30 @@ impl Bus {
             Transport::Nats(client) => client.flush().await.map_err(|e| transport_error("flush", "", e)),
         }
     }
+}
+
+/// Decodes `%XX` escapes (URL userinfo); anything malformed is kept as written.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn transport_error(verb: &'static str, subject: &str, e: impl std::fmt::Display) -> Error {

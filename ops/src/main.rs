@@ -5,6 +5,7 @@
 mod bench;
 mod fixture;
 mod parse;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -29,6 +30,10 @@ enum Command {
     /// Build random-weight model folders in the real Hugging Face layout.
     #[command(subcommand)]
     Fixture(fixture::FixtureCommand),
+    /// Serve a model over the OpenAI API: every stage in this process.
+    Serve(serve::ServeArgs),
+    /// Run some stages as their own process on a shared NATS bus.
+    Stage(serve::StageArgs),
     /// Benchmarks that print JSON.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -42,12 +47,24 @@ pub(crate) fn progress_bar(len: u64, template: &str) -> indicatif::ProgressBar {
     )
 }
 
+/// Logs to stderr through `tracing`; `RUST_LOG` sets the filter (default `info`).
+pub(crate) fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Parse(args) => parse::run(&args),
         Command::Bench(cmd) => bench::run(&cmd),
         Command::Fixture(cmd) => fixture::run(&cmd),
+        Command::Serve(args) => serve::serve(&args),
+        Command::Stage(args) => serve::stage(&args),
     }
 }
 

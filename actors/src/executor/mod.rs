@@ -101,8 +101,12 @@ pub(crate) fn start(ctx: &StageCtx, executor: Box<dyn Executor>) -> impl Fn() ->
     let (tx, mut published) = mpsc::channel::<Outbox>(64);
     let bus = ctx.bus.clone();
     tokio::spawn(async move {
+        let sent = metrics::counter!("braid_bus_messages_total", "stage" => "executor", "direction" => "out");
+        let bytes = metrics::counter!("braid_bus_bytes_total", "stage" => "executor", "direction" => "out");
         while let Some(mut outbox) = published.recv().await {
             for (subject, payload) in outbox.take() {
+                sent.increment(1);
+                bytes.increment(payload.len() as u64);
                 if let Err(e) = bus.publish(&subject, payload).await {
                     tracing::warn!("executor: {e}");
                 }

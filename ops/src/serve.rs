@@ -1,0 +1,305 @@
+//! `braid serve` (every stage in one process) and `braid stage` (some stages, as their
+//! own process on a shared NATS bus).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use braid_actors::{EngineExecutor, Executor, ExecutorFactory, Node, NodeConfig, Pace, ReplayExecutor};
+use braid_bus::{Bus, NatsOptions, Stage};
+use braid_engine::{load_model, Engine, EngineConfig, KvCache, ModelConfig, Tokenizer};
+use candle_core::{DType, Device};
+use clap::Args;
+
+/// Options shared by `serve` and `stage`: the model, the executor, the bus.
+#[derive(Debug, Args)]
+pub(crate) struct PipelineArgs {
+    /// Tokenizer folder, when it is not the model folder (e.g. for `--executor replay:…`).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// `engine` (the model folder, on braid's engine) or `replay:FILE` (recorded outputs,
+    /// JSONL).
+    #[arg(long, default_value = "engine")]
+    executor: String,
+    /// Replay: tokens each request gets per step.
+    #[arg(long, default_value_t = 1)]
+    replay_tokens_per_step: usize,
+    /// Replay: milliseconds between steps.
+    #[arg(long, default_value_t = 10)]
+    replay_interval_ms: u64,
+    /// Weight dtype: f32 or bf16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// KV cache size in MiB.
+    #[arg(long, default_value_t = 1024)]
+    kv_cache_mib: usize,
+    /// Sequences in one step, at most.
+    #[arg(long, default_value_t = 256)]
+    max_num_seqs: usize,
+    /// Tokens in one step, at most.
+    #[arg(long, default_value_t = 2048)]
+    max_num_batched_tokens: usize,
+    /// Prompt plus output, at most (default: the model's, capped by the cache).
+    #[arg(long)]
+    max_model_len: Option<usize>,
+    /// The bus: `inproc`, `nats://[user:pass@|token@]HOST:PORT` or `tls://HOST:PORT`.
+    #[arg(long, default_value = "inproc")]
+    bus: String,
+    /// NATS credentials file (JWT + NKey).
+    #[arg(long)]
+    nats_creds: Option<PathBuf>,
+    /// PEM root certificates for `tls://`.
+    #[arg(long)]
+    nats_ca: Option<PathBuf>,
+    /// Requests one ingress admits at once; more get 429.
+    #[arg(long, default_value_t = 1024)]
+    max_inflight: usize,
+    /// The model name clients use (default: the model folder's name).
+    #[arg(long)]
+    served_model_name: Option<String>,
+    /// HTTP address of the ingress.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// HTTP port of the ingress.
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+}
+
+/// `braid serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The model folder (config.json, *.safetensors, tokenizer.json).
+    model: Option<PathBuf>,
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+}
+
+/// `braid stage`.
+#[derive(Debug, Args)]
+pub(crate) struct StageArgs {
+    /// Stages to run, comma-separated: ingress, tokenizer, executor, detokenizer,
+    /// splitter, extractor.
+    stages: String,
+    /// The model folder (for the tokenizer, detokenizer and executor stages).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Replicas of each stage in this process (the ingress always has one).
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+}
+
+pub(crate) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    run_node(args.model.as_deref(), NodeConfig::all_stages(), &args.pipeline)
+}
+
+pub(crate) fn stage(args: &StageArgs) -> anyhow::Result<ExitCode> {
+    if args.replicas == 0 {
+        bail!("--replicas must be at least 1");
+    }
+    let mut stages = Vec::new();
+    for name in args.stages.split(',').map(str::trim) {
+        let Some(stage) = Stage::from_name(name) else {
+            let known: Vec<&str> = Stage::ALL.iter().map(|s| s.as_str()).collect();
+            bail!("unknown stage {name:?}; known: {}", known.join(", "));
+        };
+        let n = if stage == Stage::Ingress { 1 } else { args.replicas };
+        stages.push((stage, n));
+    }
+    if args.pipeline.bus == "inproc" && stages.len() < Stage::ALL.len() {
+        bail!("`braid stage` runs part of the pipeline: give --bus nats://HOST:PORT so the other stages can reach it");
+    }
+    run_node(args.model.as_deref(), stages, &args.pipeline)
+}
+
+fn dtype(name: &str) -> anyhow::Result<DType> {
+    match name {
+        "f32" => Ok(DType::F32),
+        "bf16" => Ok(DType::BF16),
+        other => bail!("unknown --dtype {other:?}; known: f32, bf16"),
+    }
+}
+
+fn device() -> anyhow::Result<Device> {
+    #[cfg(feature = "cuda")]
+    {
+        return Ok(Device::new_cuda(0)?);
+    }
+    #[allow(unreachable_code)]
+    Ok(Device::Cpu)
+}
+
+/// The executor factory the flags describe.
+fn executor(
+    model: Option<&Path>,
+    tokenizer: Option<&Arc<Tokenizer>>,
+    p: &PipelineArgs,
+) -> anyhow::Result<ExecutorFactory> {
+    if let Some(file) = p.executor.strip_prefix("replay:") {
+        let tok = Arc::clone(
+            tokenizer
+                .context("--executor replay needs a tokenizer: give --tokenizer DIR or a model folder")?,
+        );
+        let pace = Pace {
+            tokens_per_step: p.replay_tokens_per_step,
+            interval: Duration::from_millis(p.replay_interval_ms),
+        };
+        let file = PathBuf::from(file);
+        // Read it now, so a bad file is an error at startup.
+        ReplayExecutor::load(&file, Arc::clone(&tok), pace)?;
+        return Ok(Arc::new(move || {
+            Ok(Box::new(ReplayExecutor::load(&file, Arc::clone(&tok), pace)?) as Box<dyn Executor>)
+        }));
+    }
+    if p.executor != "engine" {
+        bail!("unknown --executor {:?}; use engine or replay:FILE", p.executor);
+    }
+    let dir = model
+        .context("the engine executor needs a model folder")?
+        .to_path_buf();
+    let cfg = ModelConfig::from_dir(&dir)?;
+    let dt = dtype(&p.dtype)?;
+    let dev = device()?;
+    let tok = tokenizer.map(Arc::clone);
+    let block_size = 16;
+    let num_blocks = KvCache::blocks_for_budget(&cfg, p.kv_cache_mib << 20, block_size, dt);
+    if num_blocks == 0 {
+        bail!("--kv-cache-mib {} holds no block of this model", p.kv_cache_mib);
+    }
+    let engine_cfg = EngineConfig {
+        block_size,
+        num_blocks,
+        max_num_seqs: p.max_num_seqs,
+        max_num_batched_tokens: p.max_num_batched_tokens,
+        max_model_len: p
+            .max_model_len
+            .unwrap_or(cfg.max_position_embeddings)
+            .min(num_blocks * block_size),
+        enable_prefix_caching: true,
+    };
+    Ok(Arc::new(move || {
+        let bar = crate::progress_bar(cfg.num_layers as u64, "loading model {bar:30} {pos}/{len} layers");
+        let model = load_model(&dir, dt, &dev, &mut |done, _| bar.set_position(done as u64))
+            .map_err(|e| braid_actors::StageError::Config(e.to_string()))?;
+        bar.finish_and_clear();
+        let eos = tok
+            .as_ref()
+            .map(|t| t.eos_token_ids().to_vec())
+            .unwrap_or_default();
+        let engine = Engine::new(model, eos, engine_cfg.clone())
+            .map_err(|e| braid_actors::StageError::Config(e.to_string()))?;
+        tracing::info!(
+            "engine ready: {} KV blocks of {block_size}",
+            engine_cfg.num_blocks
+        );
+        Ok(Box::new(EngineExecutor::new(engine)) as Box<dyn Executor>)
+    }))
+}
+
+fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs) -> anyhow::Result<ExitCode> {
+    crate::init_logging();
+    let needs = |s: Stage| stages.iter().any(|(x, _)| *x == s);
+    let tok_dir = p.tokenizer.as_deref().or(model);
+    let tokenizer = if needs(Stage::Tokenizer) || needs(Stage::Detokenizer) || needs(Stage::Executor) {
+        match tok_dir {
+            Some(dir) => {
+                Some(Arc::new(Tokenizer::from_dir(dir).with_context(|| {
+                    format!("loading the tokenizer of {}", dir.display())
+                })?))
+            }
+            None if needs(Stage::Tokenizer) || needs(Stage::Detokenizer) => {
+                bail!("the tokenizer and detokenizer stages need a model folder or --tokenizer DIR")
+            }
+            None => None,
+        }
+    } else {
+        None
+    };
+    let executor = if needs(Stage::Executor) {
+        Some(executor(model, tokenizer.as_ref(), p)?)
+    } else {
+        None
+    };
+    let model_name = p.served_model_name.clone().unwrap_or_else(|| {
+        model
+            .and_then(|m| m.file_name())
+            .map_or_else(|| "braid".to_owned(), |n| n.to_string_lossy().into_owned())
+    });
+    let config = NodeConfig {
+        stages,
+        tokenizer,
+        executor,
+        max_inflight: p.max_inflight,
+        submit_timeout: Duration::from_secs(30),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .context("installing the metrics recorder")?;
+        let options = NatsOptions {
+            creds: p.nats_creds.clone(),
+            ca: p.nats_ca.clone(),
+            name: Some(format!("braid-{}", std::process::id())),
+        };
+        let bus = Bus::connect(&p.bus, &options).await?;
+        let node = Node::start(bus, config).await?;
+        let server = match node.ingress.clone() {
+            Some(ingress) => {
+                let state = braid_api::AppState {
+                    ingress,
+                    members: node.members.clone(),
+                    model: model_name,
+                };
+                let app = braid_api::router(state).route(
+                    "/metrics",
+                    axum::routing::get(move || std::future::ready(metrics.render())),
+                );
+                let addr = format!("{}:{}", p.host, p.port);
+                let listener = tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?;
+                tracing::info!("serving on http://{}", listener.local_addr()?);
+                if !node.wait_ready(Duration::from_secs(10)).await {
+                    tracing::warn!("not every stage is up yet; /health says which are missing");
+                }
+                Some(tokio::spawn(async move { axum::serve(listener, app).await }))
+            }
+            None => None,
+        };
+        let stages: Vec<String> = node.replicas().iter().map(|(s, i)| format!("{s} {i}")).collect();
+        tracing::info!("running: {}", stages.join(", "));
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        if let Some(s) = server {
+            s.abort();
+        }
+        node.shutdown().await;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
