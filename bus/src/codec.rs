@@ -11,7 +11,11 @@ use crate::message::SCHEMA_VERSION;
 pub fn encode<T: Serialize>(message: &T) -> Bytes {
     // Serialising plain data into a Vec cannot fail; an empty payload would be refused
     // by the receiver as malformed, never misread.
-    Bytes::from(rmp_serde::to_vec(message).unwrap_or_default())
+    let mut buf = Vec::with_capacity(128);
+    match rmp_serde::encode::write(&mut buf, message) {
+        Ok(()) => Bytes::from(buf),
+        Err(_) => Bytes::new(),
+    }
 }
 
 /// Decodes a message that arrived on `subject`. A payload of another schema version is

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -27,7 +27,7 @@ struct Listeners {
 struct Group {
     name: String,
     members: Vec<(u64, Tx)>,
-    next: usize,
+    next: AtomicU64,
 }
 
 #[derive(Default)]
@@ -38,20 +38,20 @@ struct Table {
 /// The in-process bus: cheap to clone, shared by every stage of the process.
 #[derive(Clone, Default)]
 pub(crate) struct InProc {
-    table: Arc<Mutex<Table>>,
+    table: Arc<RwLock<Table>>,
     ids: Arc<AtomicU64>,
 }
 
 /// Removes its subscription from the table when dropped.
 pub(crate) struct Unsubscribe {
-    table: Arc<Mutex<Table>>,
+    table: Arc<RwLock<Table>>,
     subject: Arc<str>,
     sub: u64,
 }
 
 impl Drop for Unsubscribe {
     fn drop(&mut self) {
-        let mut table = lock(&self.table);
+        let mut table = write(&self.table);
         let empty = match table.subjects.get_mut(&self.subject) {
             Some(l) => {
                 l.plain.retain(|(id, _)| *id != self.sub);
@@ -69,10 +69,14 @@ impl Drop for Unsubscribe {
     }
 }
 
-fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
-    // A panic while holding this lock cannot leave the table inconsistent (every update
-    // is a single push or retain), so a poisoned lock is still usable.
-    table.lock().unwrap_or_else(|p| p.into_inner())
+// A panic while holding this lock cannot leave the table inconsistent (every update is a
+// single push or retain), so a poisoned lock is still usable.
+fn write(table: &RwLock<Table>) -> RwLockWriteGuard<'_, Table> {
+    table.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read(table: &RwLock<Table>) -> RwLockReadGuard<'_, Table> {
+    table.read().unwrap_or_else(|p| p.into_inner())
 }
 
 impl InProc {
@@ -83,7 +87,7 @@ impl InProc {
     ) -> (mpsc::Receiver<Message>, Unsubscribe) {
         let (tx, rx) = mpsc::channel(CAPACITY);
         let sub = self.ids.fetch_add(1, Ordering::Relaxed);
-        let mut table = lock(&self.table);
+        let mut table = write(&self.table);
         let key: Arc<str> = match table.subjects.get_key_value(subject) {
             Some((k, _)) => Arc::clone(k),
             None => Arc::from(subject),
@@ -96,7 +100,7 @@ impl InProc {
                 None => listeners.groups.push(Group {
                     name: name.to_owned(),
                     members: vec![(sub, tx)],
-                    next: 0,
+                    next: AtomicU64::new(0),
                 }),
             },
         }
@@ -115,25 +119,21 @@ impl InProc {
         let mut waiting: Vec<(Tx, Message)> = Vec::new();
         let mut delivered = 0;
         {
-            let mut table = lock(&self.table);
-            let Some((key, _)) = table.subjects.get_key_value(subject) else {
-                return 0;
-            };
-            let key = Arc::clone(key);
-            let Some(listeners) = table.subjects.get_mut(&key) else {
+            let table = read(&self.table);
+            let Some((key, listeners)) = table.subjects.get_key_value(subject) else {
                 return 0;
             };
             let picks = listeners
                 .groups
-                .iter_mut()
+                .iter()
                 .filter(|g| !g.members.is_empty())
                 .map(|g| {
-                    g.next = (g.next + 1) % g.members.len();
-                    &g.members[g.next].1
+                    let turn = g.next.fetch_add(1, Ordering::Relaxed) as usize;
+                    &g.members[turn % g.members.len()].1
                 });
             for tx in listeners.plain.iter().map(|(_, tx)| tx).chain(picks) {
                 let message = Message {
-                    subject: Arc::clone(&key),
+                    subject: Arc::clone(key),
                     payload: payload.clone(),
                     reply: reply.clone(),
                 };

@@ -304,8 +304,11 @@ pub struct Split {
 }
 
 /// One OpenAI-shaped change to the response.
+///
+/// On the wire each delta is a one-key map from its snake_case name to its fields, e.g.
+/// `{"content": {"text": "Hi"}}` (serde's external tagging: decodes without buffering).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Delta {
     /// More `reasoning_content`.
     Reasoning {

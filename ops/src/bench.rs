@@ -2,6 +2,7 @@
 
 mod engine;
 mod parse;
+mod pipeline;
 
 use std::process::ExitCode;
 
@@ -15,12 +16,16 @@ pub(crate) enum BenchCommand {
     /// candle-transformers reference on the same weights, TTFT with and without a cached
     /// prefix, peak memory.
     Engine(engine::EngineBenchArgs),
+    /// Pipeline cost: CPU µs per streamed token added by the stages and the bus (replay
+    /// executor), in-process and over NATS, at several concurrencies.
+    Pipeline(pipeline::PipelineBenchArgs),
 }
 
 pub(crate) fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Parse(args) => parse::run(args),
         BenchCommand::Engine(args) => engine::run(args),
+        BenchCommand::Pipeline(args) => pipeline::run(args),
     }
 }
 

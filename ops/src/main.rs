@@ -2,6 +2,7 @@
 //! lives in its own module, and clap's structs become validated configuration there
 //! before any library sees them.
 
+mod alloc;
 mod bench;
 mod fixture;
 mod parse;
@@ -11,9 +12,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Counts allocations, so `braid bench` can report them per chunk.
+/// The process allocator (mimalloc, counted).
 #[global_allocator]
-static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+static GLOBAL: alloc::Counting = alloc::Counting;
 
 /// braid: an LLM inference server for interleaved thinking.
 #[derive(Debug, Parser)]

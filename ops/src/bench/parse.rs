@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use braid_parsers::testkit::{chunks, Chunking, SplitMix};
 use braid_parsers::{Event, OutputConfig, OutputParser, StreamParser, ToolSchemas};
 use serde_json::{json, Value};
-use stats_alloc::Region;
 
 use super::round;
 
@@ -301,9 +300,10 @@ fn measure(row: &Row, tokens: usize, chunk_chars: usize, min: Duration) -> Value
             .count()
     });
     // Allocations, counted on one run.
-    let region = Region::new(crate::GLOBAL);
+    let (allocs_before, bytes_before) = crate::GLOBAL.totals();
     let (_, _, sink) = run_once(&row.config, &pieces, split);
-    let allocs = region.change();
+    let (allocs_after, bytes_after) = crate::GLOBAL.totals();
+    let (allocations, allocated_bytes) = (allocs_after - allocs_before, bytes_after - bytes_before);
     // Time: the best of repeated runs.
     let started = Instant::now();
     let (mut best_all, mut best_tail) = (Duration::MAX, Duration::MAX);
@@ -324,8 +324,8 @@ fn measure(row: &Row, tokens: usize, chunk_chars: usize, min: Duration) -> Value
         "chunks": pieces.len(),
         "us_per_chunk": round(us / n, 4),
         "mb_per_s": round(row.text.len() as f64 / best_all.as_secs_f64() / 1e6, 1),
-        "allocs_per_chunk": round(allocs.allocations as f64 / n, 4),
-        "alloc_bytes_per_chunk": round(allocs.bytes_allocated as f64 / n, 2),
+        "allocs_per_chunk": round(allocations as f64 / n, 4),
+        "alloc_bytes_per_chunk": round(allocated_bytes as f64 / n, 2),
         "runs": runs,
         "events": sink.events,
     });
