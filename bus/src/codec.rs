@@ -44,15 +44,12 @@ fn version_error(subject: &str, got: u16) -> Error {
     }
 }
 
-/// The version field every message leads with: an envelope is `[[version, ...], body]`
-/// and a beat is `[version, ...]`. Reads only that field, whatever the rest holds.
+/// The version field of an envelope, `[[version, ...], body]`, whatever the rest holds
+/// (`None` for anything not shaped like an envelope).
 fn version_of(mut payload: &[u8]) -> Option<u16> {
-    rmp::decode::read_array_len(&mut payload).ok()?;
-    if payload
-        .first()
-        .is_some_and(|&b| (0x90..=0x9f).contains(&b) || b == 0xdc || b == 0xdd)
-    {
-        rmp::decode::read_array_len(&mut payload).ok()?;
+    if rmp::decode::read_array_len(&mut payload).ok()? != 2 {
+        return None;
     }
+    rmp::decode::read_array_len(&mut payload).ok()?;
     rmp::decode::read_int(&mut payload).ok()
 }

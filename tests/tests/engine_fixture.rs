@@ -5,26 +5,12 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use braid_engine::{load_model, BlockAllocator, KvCache, SeqInput, Tokenizer};
-use braid_tests::{braid_bin, repo_root};
+use braid_tests::braid_bin;
+
 use candle_core::{DType, Device};
 
 fn build_fixture(name: &str) -> PathBuf {
-    let tokenizer = repo_root().join(".fixtures/tokenizer-qwen3");
-    assert!(
-        tokenizer.join("tokenizer.json").exists(),
-        "{} is missing: run scripts/setup",
-        tokenizer.display()
-    );
-    let out = std::env::temp_dir().join(format!("braid-e2e-{name}-{}", std::process::id()));
-    let status = Command::new(braid_bin())
-        .args(["fixture", "qwen3", "--out"])
-        .arg(&out)
-        .arg("--tokenizer")
-        .arg(&tokenizer)
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run braid: {e}"));
-    assert!(status.success(), "braid fixture qwen3 failed");
-    out
+    braid_tests::qwen3_fixture(name)
 }
 
 #[test]
