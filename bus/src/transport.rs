@@ -146,14 +146,11 @@ impl Bus {
             Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
             None => (None, rest),
         };
-        match userinfo {
-            Some(info) => match info.split_once(':') {
-                Some((user, pass)) => {
-                    opts = opts.user_and_password(percent_decode(user), percent_decode(pass))
-                }
-                None => opts = opts.token(percent_decode(info)),
-            },
-            None => {}
+        if let Some(info) = userinfo {
+            opts = match info.split_once(':') {
+                Some((user, pass)) => opts.user_and_password(percent_decode(user), percent_decode(pass)),
+                None => opts.token(percent_decode(info)),
+            };
         }
         let addr = format!("nats://{host}");
         let client = opts.connect(addr).await.map_err(|e| Error::Connect {

@@ -181,8 +181,8 @@ fn run(
             outputs.clear();
             match std::panic::catch_unwind(AssertUnwindSafe(|| exec.step(&mut outputs))) {
                 Ok(Ok(())) => {}
-                Ok(Err(message)) => fail_all(&mut *exec, &mut live, &mut out, message),
-                Err(_) => fail_all(&mut *exec, &mut live, &mut out, "the executor panicked".into()),
+                Ok(Err(message)) => fail_all(&mut *exec, &mut live, &mut out, &message),
+                Err(_) => fail_all(&mut *exec, &mut live, &mut out, "the executor panicked"),
             }
             for o in outputs.drain(..) {
                 let Some(l) = live.get_mut(&o.id) else { continue };
@@ -238,10 +238,10 @@ fn add(
 }
 
 /// Ends every live request with an error (the executor failed under them).
-fn fail_all(exec: &mut dyn Executor, live: &mut HashMap<RequestId, Live>, out: &mut Outbox, message: String) {
+fn fail_all(exec: &mut dyn Executor, live: &mut HashMap<RequestId, Live>, out: &mut Outbox, message: &str) {
     tracing::error!("executor step failed: {message}");
     for (id, _) in live.drain() {
         exec.abort(id);
-        out.fail(id, Stage::Executor, FailureKind::Internal, message.clone());
+        out.fail(id, Stage::Executor, FailureKind::Internal, message.to_owned());
     }
 }
