@@ -6,7 +6,7 @@ use std::sync::Arc;
 use braid_bus::{subject, Cancel, Finish, Header, InstanceId, RequestId, Setup, Stage, Step, Text};
 use braid_engine::{IncrementalDecoder, StopMatcher, Tokenizer};
 
-use crate::stage::{Incoming, Outbox, Stateful};
+use crate::stage::{Outbox, Stateful};
 
 /// Decodes tokens for many requests.
 pub(crate) struct Detokenizer {
@@ -27,15 +27,6 @@ pub(crate) struct DetokState {
     raw: String,
     /// Tokens consumed since the last output.
     tokens: u32,
-}
-
-impl Incoming for Step {
-    fn take_setup(&mut self) -> Option<Box<Setup>> {
-        self.setup.take()
-    }
-    fn is_last(&self) -> bool {
-        self.finish.is_some()
-    }
 }
 
 impl Stateful for Detokenizer {

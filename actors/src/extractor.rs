@@ -7,7 +7,7 @@ use std::sync::Arc;
 use braid_bus::{Chunk, Delta, RequestId, SegmentKind, Setup, Split, Stage, Usage};
 use braid_parsers::{Event, Sink, StreamParser, ToolExtractor, ToolSchemas};
 
-use crate::stage::{Incoming, Outbox, Stateful};
+use crate::stage::{Outbox, Stateful};
 
 /// Extracts tool calls.
 pub(crate) struct Extractor;
@@ -16,15 +16,6 @@ pub(crate) struct Extractor;
 pub(crate) struct ExtractState {
     tools: Option<ToolExtractor>,
     usage: Usage,
-}
-
-impl Incoming for Split {
-    fn take_setup(&mut self) -> Option<Box<Setup>> {
-        self.setup.take()
-    }
-    fn is_last(&self) -> bool {
-        self.finish.is_some()
-    }
 }
 
 /// Turns parser events into deltas, merging neighbouring text of the same kind.

@@ -4,7 +4,7 @@
 use braid_bus::{RequestId, Segment, SegmentKind, Setup, Split, Stage, Start, Text};
 use braid_parsers::{Event, ReasoningPlacement, ReasoningSplitter, Sink, StartOverride, StreamParser};
 
-use crate::stage::{Incoming, Outbox, Stateful};
+use crate::stage::{Outbox, Stateful};
 
 /// Splits reasoning from answers.
 pub(crate) struct Splitter;
@@ -13,15 +13,6 @@ pub(crate) struct Splitter;
 pub(crate) struct SplitState {
     splitter: Option<ReasoningSplitter>,
     inline: bool,
-}
-
-impl Incoming for Text {
-    fn take_setup(&mut self) -> Option<Box<Setup>> {
-        self.setup.take()
-    }
-    fn is_last(&self) -> bool {
-        self.finish.is_some()
-    }
 }
 
 /// Collects events as segments, merging neighbours of the same kind.

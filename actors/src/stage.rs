@@ -314,6 +314,23 @@ pub(crate) trait Incoming: DeserializeOwned {
     fn is_last(&self) -> bool;
 }
 
+/// Every hop after the executor carries `setup` on its first message and `finish` on its
+/// last.
+macro_rules! incoming {
+    ($($message:ty),*) => {$(
+        impl Incoming for $message {
+            fn take_setup(&mut self) -> Option<Box<Setup>> {
+                self.setup.take()
+            }
+            fn is_last(&self) -> bool {
+                self.finish.is_some()
+            }
+        }
+    )*};
+}
+
+incoming!(braid_bus::Step, braid_bus::Text, braid_bus::Split);
+
 /// One stateful stage: per-request state opened from the setup, then one input message
 /// in, at most one output message out.
 pub(crate) trait Stateful: Send + 'static {

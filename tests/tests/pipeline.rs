@@ -23,6 +23,34 @@ fn recordings(name: &str, lines: &[Value]) -> PathBuf {
     path
 }
 
+/// `braid serve` over `bus` with the replay executor playing `outputs`; returns the
+/// process and its HTTP port once it is healthy.
+fn serve_replay(bus: &str, outputs: &[&str], name: &str) -> (Proc, u16) {
+    let lines: Vec<Value> = outputs.iter().map(|o| json!({"output": o})).collect();
+    let replay = format!("replay:{}", recordings(name, &lines).display());
+    let port = free_port();
+    let tok = tokenizer_dir();
+    let proc = Proc::braid(
+        &[
+            "serve",
+            "--bus",
+            bus,
+            "--tokenizer",
+            &tok,
+            "--executor",
+            &replay,
+            "--port",
+            &port.to_string(),
+        ],
+        name,
+    );
+    assert!(
+        wait_healthy(port, Duration::from_secs(30)),
+        "{name}: braid serve did not come up"
+    );
+    (proc, port)
+}
+
 fn completion(port: u16, body: &Value) -> Value {
     let (status, text) = http(port, "POST", "/v1/completions", &body.to_string());
     assert_eq!(status, 200, "{text}");
@@ -201,26 +229,8 @@ fn a_stage_killed_mid_stream_fails_its_requests_fast_and_serves_again_once_back(
 
 #[test]
 fn stages_reconnect_after_the_nats_server_restarts() {
-    let rec = recordings("restart", &[json!({"output": "back again"})]);
     let mut nats = NatsServer::start(&[]);
-    let port = free_port();
-    let replay = format!("replay:{}", rec.display());
-    let tok = tokenizer_dir();
-    let _all = Proc::braid(
-        &[
-            "serve",
-            "--bus",
-            &nats.url(None),
-            "--tokenizer",
-            &tok,
-            "--executor",
-            &replay,
-            "--port",
-            &port.to_string(),
-        ],
-        "restart",
-    );
-    assert!(wait_healthy(port, Duration::from_secs(30)));
+    let (_all, port) = serve_replay(&nats.url(None), &["back again"], "restart");
     assert_eq!(
         completion(port, &json!({"prompt": "x"}))["choices"][0]["text"],
         "back again"
@@ -312,24 +322,7 @@ fn a_nats_server_that_requires_credentials_turns_away_stages_without_them() {
         !wrong.output().contains("nope"),
         "the password leaked into the log"
     );
-    let rec = recordings("creds", &[json!({"output": "authorised"})]);
-    let replay = format!("replay:{}", rec.display());
-    let port = free_port();
-    let _ok = Proc::braid(
-        &[
-            "serve",
-            "--bus",
-            &nats.url(Some("braid:s3cret")),
-            "--tokenizer",
-            &tok,
-            "--executor",
-            &replay,
-            "--port",
-            &port.to_string(),
-        ],
-        "creds-ok",
-    );
-    assert!(wait_healthy(port, Duration::from_secs(30)));
+    let (_ok, port) = serve_replay(&nats.url(Some("braid:s3cret")), &["authorised"], "creds-ok");
     assert_eq!(
         completion(port, &json!({"prompt": "x"}))["choices"][0]["text"],
         "authorised"
@@ -344,29 +337,12 @@ fn the_example_subscriber_reads_token_streams_and_bad_messages_kill_nothing() {
     else {
         panic!("the test venv is missing: run scripts/setup");
     };
-    let rec = recordings(
-        "subscriber",
-        &[json!({"output": "<think>plan</think>streamed to anyone allowed"})],
-    );
     let nats = NatsServer::start(&[]);
-    let port = free_port();
-    let replay = format!("replay:{}", rec.display());
-    let tok = tokenizer_dir();
-    let _all = Proc::braid(
-        &[
-            "serve",
-            "--bus",
-            &nats.url(None),
-            "--tokenizer",
-            &tok,
-            "--executor",
-            &replay,
-            "--port",
-            &port.to_string(),
-        ],
+    let (_all, port) = serve_replay(
+        &nats.url(None),
+        &["<think>plan</think>streamed to anyone allowed"],
         "subscriber-serve",
     );
-    assert!(wait_healthy(port, Duration::from_secs(30)));
     let script = repo_root()
         .join("ops/examples/subscribe.py")
         .display()
