@@ -31,7 +31,7 @@ pub(crate) struct PipelineBenchArgs {
     #[arg(long, default_value_t = 8)]
     tokens_per_step: usize,
     /// Streamed tokens to measure per configuration (spread over its streams).
-    #[arg(long, default_value_t = 400_000)]
+    #[arg(long, default_value_t = 1_000_000)]
     total_tokens: usize,
     /// The nats-server binary (default: .fixtures/venv/bin/nats-server, then PATH).
     #[arg(long)]
