@@ -30,6 +30,17 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A chat template that does not compile (or no template where one is needed).
+    #[error("chat template {source_name}: {problem}")]
+    Template {
+        /// Where the template came from.
+        source_name: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A conversation the template cannot render (it raised, or a message is unusable).
+    #[error("cannot render the conversation: {0}")]
+    Render(String),
     /// A config field is missing or has an unusable value.
     #[error("{path}: field `{field}`: {problem}")]
     Config {

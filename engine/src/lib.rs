@@ -7,6 +7,7 @@
 //! whole batch, and sequences join and leave between steps without touching the model.
 //! The engine knows nothing of the bus or HTTP.
 
+pub mod chat;
 pub mod config;
 pub mod detokenize;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod scheduler;
 pub mod tokenizer;
 pub mod weights;
 
+pub use chat::{ChatRenderer, Conversation};
 pub use config::{Architecture, ModelConfig};
 pub use detokenize::{IncrementalDecoder, StopMatcher, TokenBytes};
 pub use error::{Error, Result};

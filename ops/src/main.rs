@@ -6,6 +6,7 @@ mod alloc;
 mod bench;
 mod fixture;
 mod parse;
+mod render;
 mod serve;
 
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ enum Command {
     /// Build random-weight model folders in the real Hugging Face layout.
     #[command(subcommand)]
     Fixture(fixture::FixtureCommand),
+    /// Print the prompt a conversation renders to through a chat template.
+    Render(render::RenderArgs),
     /// Serve a model over the OpenAI API: every stage in this process.
     Serve(serve::ServeArgs),
     /// Run some stages as their own process on a shared NATS bus.
@@ -65,6 +68,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Bench(cmd) => bench::run(&cmd),
         Command::Fixture(cmd) => fixture::run(&cmd),
         Command::Serve(args) => serve::serve(&args),
+        Command::Render(args) => render::run(&args),
         Command::Stage(args) => serve::stage(&args),
     }
 }
