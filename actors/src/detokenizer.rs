@@ -35,7 +35,7 @@ impl Stateful for Detokenizer {
     type State = DetokState;
     const STAGE: Stage = Stage::Detokenizer;
 
-    fn open(&self, setup: &Setup) -> Result<DetokState, String> {
+    fn open(&self, _id: RequestId, setup: &Setup) -> Result<DetokState, String> {
         Ok(DetokState {
             decoder: IncrementalDecoder::new(Arc::clone(&self.tokenizer), setup.skip_special_tokens),
             stops: StopMatcher::new(&setup.stop, setup.include_stop_str),

@@ -79,7 +79,7 @@ impl Stateful for Extractor {
     type State = ExtractState;
     const STAGE: Stage = Stage::Extractor;
 
-    fn open(&self, setup: &Setup) -> Result<ExtractState, String> {
+    fn open(&self, id: RequestId, setup: &Setup) -> Result<ExtractState, String> {
         let tools = match &setup.tool_parser {
             Some(name) => {
                 let format = braid_parsers::tool_format(name).map_err(|e| e.to_string())?;
@@ -88,10 +88,12 @@ impl Stateful for Extractor {
                         .map_err(|e| format!("tools is not JSON: {e}"))?,
                     None => serde_json::Value::Null,
                 };
+                // Ids unique across requests, so a client's replayed turn names one call.
+                let prefix = format!("call_{id}_");
                 Some(ToolExtractor::new(
                     format,
                     Arc::new(ToolSchemas::from_tools(&tools)),
-                    "call_",
+                    &prefix,
                 ))
             }
             None => None,

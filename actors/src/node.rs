@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use braid_bus::{subject, Bus, InstanceId, Stage};
-use braid_engine::Tokenizer;
+use braid_engine::{ChatRenderer, Tokenizer};
 use ractor::{Actor, ActorRef};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -19,7 +19,7 @@ use crate::membership::{self, Heart, Members};
 use crate::splitter::Splitter;
 use crate::stage::{self, Logic, MakeLogic, Slot, StageCtx, StageMsg, StatefulLogic};
 use crate::supervisor::{SupervisorActor, SupervisorArgs};
-use crate::tokenizer::TokenizerLogic;
+use crate::tokenizer::{PromptConfig, TokenizerLogic};
 use crate::StageError;
 
 /// Makes one executor (called once per executor replica, on a blocking thread).
@@ -32,6 +32,10 @@ pub struct NodeConfig {
     pub stages: Vec<(Stage, usize)>,
     /// The model's tokenizer (the tokenizer and detokenizer stages need it).
     pub tokenizer: Option<Arc<Tokenizer>>,
+    /// The model's chat template (the tokenizer stage renders chat requests with it).
+    pub chat: Option<Arc<ChatRenderer>>,
+    /// Prompt plus output, at most (the tokenizer stage refuses longer requests).
+    pub max_model_len: Option<u32>,
     /// Makes executors (the executor stage needs it).
     pub executor: Option<ExecutorFactory>,
     /// Requests one ingress admits at once; more are refused as overload.
@@ -132,8 +136,12 @@ impl Node {
         };
         let make: MakeLogic = match stage {
             Stage::Tokenizer => {
-                let tok = tokenizer()?;
-                Arc::new(move || Ok(Box::new(TokenizerLogic::new(Arc::clone(&tok))) as Box<dyn Logic>))
+                let prompts = PromptConfig {
+                    tokenizer: tokenizer()?,
+                    chat: config.chat.clone(),
+                    max_model_len: config.max_model_len,
+                };
+                Arc::new(move || Ok(Box::new(TokenizerLogic::new(prompts.clone())) as Box<dyn Logic>))
             }
             Stage::Detokenizer => {
                 let tok = tokenizer()?;

@@ -51,7 +51,7 @@ impl Stateful for Splitter {
     type State = SplitState;
     const STAGE: Stage = Stage::Splitter;
 
-    fn open(&self, setup: &Setup) -> Result<SplitState, String> {
+    fn open(&self, _id: RequestId, setup: &Setup) -> Result<SplitState, String> {
         let Some(name) = &setup.reasoning_parser else {
             return Ok(SplitState {
                 splitter: None,

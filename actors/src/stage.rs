@@ -343,7 +343,7 @@ pub(crate) trait Stateful: Send + 'static {
     /// Which stage this is.
     const STAGE: Stage;
     /// Opens a request's state; an `Err` ends the request with that message.
-    fn open(&self, setup: &Setup) -> Result<Self::State, String>;
+    fn open(&self, id: RequestId, setup: &Setup) -> Result<Self::State, String>;
     /// Handles one input: returns the output, if one is due, and whether it is the
     /// request's last. `setup` is `Some` on the first message and must be passed on, so
     /// an output is due whenever it is `Some` or the input is last. `out` takes extra
@@ -403,7 +403,7 @@ impl<T: Stateful> Logic for StatefulLogic<T> {
                 Some((stage, inst)) => Arc::from(subject::instance(stage, inst)),
                 None => Arc::from(subject::out(id)),
             };
-            match self.stage.open(setup) {
+            match self.stage.open(id, setup) {
                 Ok(state) => {
                     self.requests.insert(
                         id,

@@ -42,6 +42,8 @@ async fn node(
         stages: NodeConfig::all_stages(),
         tokenizer: Some(Arc::clone(tok)),
         executor: Some(factory),
+        chat: None,
+        max_model_len: None,
         max_inflight,
         submit_timeout: Duration::from_secs(10),
     };

@@ -8,19 +8,54 @@ use braid_bus::{
     decode, encode, subject, Admitted, Envelope, Failure, FailureKind, Header, Message, Prefill, Prompt,
     Stage, Start, Submit,
 };
-use braid_engine::Tokenizer;
+use braid_engine::{ChatRenderer, Conversation, Tokenizer};
 use braid_parsers::StartOverride;
 
 use crate::stage::{Logic, Outbox};
 
+/// What the tokenizer stage renders and checks prompts with.
+#[derive(Clone)]
+pub(crate) struct PromptConfig {
+    /// The model's tokenizer.
+    pub(crate) tokenizer: Arc<Tokenizer>,
+    /// The model's chat template (chat requests need it).
+    pub(crate) chat: Option<Arc<ChatRenderer>>,
+    /// Prompt plus output, at most (prompts at or over it are refused).
+    pub(crate) max_model_len: Option<u32>,
+}
+
+/// Output length when neither the request nor the model sets one.
+const DEFAULT_MAX_TOKENS: u32 = 4096;
+
 /// Tokenizes prompts.
 pub(crate) struct TokenizerLogic {
-    tokenizer: Arc<Tokenizer>,
+    config: PromptConfig,
 }
 
 impl TokenizerLogic {
-    pub(crate) fn new(tokenizer: Arc<Tokenizer>) -> Self {
-        TokenizerLogic { tokenizer }
+    pub(crate) fn new(config: PromptConfig) -> Self {
+        TokenizerLogic { config }
+    }
+
+    /// Renders a conversation through the chat template.
+    fn render(&self, messages: &str, tools: Option<&str>, kwargs: Option<&str>) -> Result<String, String> {
+        let chat = self.config.chat.as_ref().ok_or(
+            "this model has no chat template; use /v1/completions or start braid with --chat-template",
+        )?;
+        let parse = |what: &str, json: &str| {
+            serde_json::from_str::<serde_json::Value>(json)
+                .map_err(|e| format!("{what} is not valid JSON: {e}"))
+        };
+        let messages = parse("messages", messages)?;
+        let tools = tools.map(|t| parse("tools", t)).transpose()?;
+        let kwargs = kwargs.map(|k| parse("chat_template_kwargs", k)).transpose()?;
+        chat.render(&Conversation {
+            messages: &messages,
+            tools: tools.as_ref(),
+            kwargs: kwargs.as_ref(),
+            add_generation_prompt: true,
+        })
+        .map_err(|e| e.to_string())
     }
 
     /// The prefill for a request, or why it cannot have one.
@@ -30,16 +65,25 @@ impl TokenizerLogic {
             sampling,
             mut setup,
         } = submit;
+        let tokenizer = &self.config.tokenizer;
         let (ids, text) = match prompt {
-            Prompt::Text(text) => (self.tokenizer.encode(&text).map_err(|e| e.to_string())?, text),
+            Prompt::Text(text) => (tokenizer.encode(&text).map_err(|e| e.to_string())?, text),
+            Prompt::Chat {
+                messages_json,
+                tools_json,
+                kwargs_json,
+            } => {
+                let text = self.render(&messages_json, tools_json.as_deref(), kwargs_json.as_deref())?;
+                (tokenizer.encode(&text).map_err(|e| e.to_string())?, text)
+            }
             Prompt::Tokens(ids) => {
-                let vocab = self.tokenizer.vocab_size() as u32;
+                let vocab = tokenizer.vocab_size() as u32;
                 if let Some(bad) = ids.iter().find(|&&t| t >= vocab) {
                     return Err(format!(
                         "prompt token id {bad} is outside the vocabulary (size {vocab})"
                     ));
                 }
-                let text = self.tokenizer.decode_lossy(&ids, false);
+                let text = tokenizer.decode_lossy(&ids, false);
                 (ids, text)
             }
         };
@@ -57,7 +101,27 @@ impl TokenizerLogic {
         if let Some(name) = &setup.tool_parser {
             braid_parsers::tool_format(name).map_err(|e| e.to_string())?;
         }
-        setup.prompt_tokens = ids.len() as u32;
+        let prompt_len = ids.len() as u32;
+        let mut sampling = sampling;
+        if let Some(max) = self.config.max_model_len {
+            if prompt_len >= max {
+                return Err(format!(
+                    "this model's maximum context length is {max} tokens; the prompt has {prompt_len}"
+                ));
+            }
+            if sampling.max_tokens == 0 {
+                sampling.max_tokens = max - prompt_len;
+            } else if prompt_len + sampling.max_tokens > max {
+                return Err(format!(
+                    "this model's maximum context length is {max} tokens; the request asks for {} ({prompt_len} in the prompt, {} to generate): lower max_tokens",
+                    prompt_len + sampling.max_tokens,
+                    sampling.max_tokens
+                ));
+            }
+        } else if sampling.max_tokens == 0 {
+            sampling.max_tokens = DEFAULT_MAX_TOKENS;
+        }
+        setup.prompt_tokens = prompt_len;
         Ok(Prefill {
             prompt: ids,
             sampling,

@@ -4,7 +4,6 @@
 
 use std::convert::Infallible;
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::AppState;
+use crate::{AppState, RawBody};
 
 /// The request body (OpenAI's fields, plus vLLM's sampling extensions).
 #[derive(Debug, Deserialize)]
@@ -191,7 +190,10 @@ pub(crate) fn usage_json(u: Usage) -> Value {
 }
 
 /// The handler.
-pub(crate) async fn completions(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+pub(crate) async fn completions(
+    State(state): State<AppState>,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
     let req: CompletionRequest = parse_body(&body)?;
     state.check_model(req.model.as_deref())?;
     if req.n.is_some_and(|n| n != 1) {

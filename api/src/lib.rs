@@ -6,19 +6,51 @@
 //! `{"error": {…}}`, so a malformed body, an overload and a stage lost mid-stream all
 //! look alike to clients.
 
+mod chat;
 mod completions;
 mod error;
+pub mod replay;
+mod tokenize;
 
-use axum::extract::State;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use braid_actors::{Ingress, Members};
 use braid_bus::Stage;
-use serde_json::json;
+use braid_engine::{ChatRenderer, Tokenizer};
+use serde_json::{json, Map, Value};
 
 pub use error::ApiError;
+pub use replay::ReasoningCache;
+
+/// Which fields carry reasoning in responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReasoningField {
+    /// `reasoning_content` (vLLM's, DeepSeek's).
+    #[default]
+    ReasoningContent,
+    /// `reasoning_content` and `reasoning` (for clients that read the newer name).
+    Both,
+}
+
+/// How chat requests are parsed and rendered.
+#[derive(Debug, Clone, Default)]
+pub struct ChatSettings {
+    /// The reasoning parser (vLLM's names).
+    pub reasoning_parser: Option<String>,
+    /// The tool-call parser.
+    pub tool_parser: Option<String>,
+    /// `chat_template_kwargs` every request starts from.
+    pub default_kwargs: Option<Map<String, Value>>,
+    /// Where reasoning goes in responses.
+    pub reasoning_field: ReasoningField,
+}
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -29,6 +61,20 @@ pub struct AppState {
     pub members: Members,
     /// The served model name.
     pub model: String,
+    /// Chat parsing and rendering settings.
+    pub chat: ChatSettings,
+    /// Reasoning kept for replay (`None`: off).
+    pub replay: Option<Arc<ReasoningCache>>,
+    /// The tokenizer, for `/tokenize` and `/detokenize`.
+    pub tokenizer: Option<Arc<Tokenizer>>,
+    /// The chat template, for `/tokenize` with messages.
+    pub renderer: Option<Arc<ChatRenderer>>,
+    /// Prompt plus output, at most (reported by `/tokenize`).
+    pub max_model_len: Option<u32>,
+    /// Required as `Authorization: Bearer KEY` on `/v1/*`, when set.
+    pub api_key: Option<String>,
+    /// Request bodies over this many bytes get 413.
+    pub max_body_bytes: usize,
 }
 
 impl AppState {
@@ -48,6 +94,29 @@ impl AppState {
     }
 }
 
+/// A request body as bytes; a body over the limit (or unreadable) is an OpenAI-shaped
+/// error, not axum's plain text.
+pub(crate) struct RawBody(pub(crate) Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| ApiError {
+                status: e.status(),
+                message: if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    "the request body is too large".into()
+                } else {
+                    e.body_text()
+                },
+                param: None,
+            })
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub(crate) fn unix_time() -> u64 {
     std::time::SystemTime::now()
@@ -56,12 +125,38 @@ pub(crate) fn unix_time() -> u64 {
         .unwrap_or(0)
 }
 
+/// `Authorization: Bearer KEY` on `/v1/*` when a key is set.
+async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(key) = &state.api_key {
+        let given = req
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(key.as_str()) {
+            return ApiError {
+                status: StatusCode::UNAUTHORIZED,
+                message: "a valid API key is required: Authorization: Bearer KEY".into(),
+                param: None,
+            }
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
 /// The HTTP routes, callable from tests without a socket.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(health))
+    let v1 = Router::new()
         .route("/v1/models", get(models))
         .route("/v1/completions", post(completions::completions))
+        .route("/v1/chat/completions", post(chat::chat))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+    Router::new()
+        .merge(v1)
+        .route("/health", get(health))
+        .route("/tokenize", post(tokenize::tokenize))
+        .route("/detokenize", post(tokenize::detokenize))
         .fallback(|| async {
             ApiError {
                 status: StatusCode::NOT_FOUND,
@@ -69,6 +164,7 @@ pub fn router(state: AppState) -> Router {
                 param: None,
             }
         })
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .with_state(state)
 }
 
@@ -98,6 +194,6 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
 async fn models(State(state): State<AppState>) -> impl IntoResponse {
     axum::Json(json!({
         "object": "list",
-        "data": [{"id": state.model, "object": "model", "created": unix_time(), "owned_by": "braid"}],
+        "data": [{"id": state.model, "object": "model", "created": unix_time(), "owned_by": "braid", "max_model_len": state.max_model_len}],
     }))
 }

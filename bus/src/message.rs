@@ -100,12 +100,21 @@ pub enum Prompt {
     Text(String),
     /// Token ids, used as they are.
     Tokens(Vec<u32>),
+    /// A conversation, rendered by the tokenizer stage through the model's chat template.
+    Chat {
+        /// The OpenAI `messages` array, as JSON text (reasoning already re-injected).
+        messages_json: String,
+        /// The `tools` array, as JSON text.
+        tools_json: Option<String>,
+        /// `chat_template_kwargs` (server defaults merged with the request's), as JSON.
+        kwargs_json: Option<String>,
+    },
 }
 
 /// Sampling and length settings (validated by the API; checked again by the executor).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sampling {
-    /// Output tokens, at most.
+    /// Output tokens, at most; 0 means up to the model's length (the tokenizer sets it).
     pub max_tokens: u32,
     /// 0 is greedy.
     pub temperature: f32,

@@ -35,11 +35,11 @@ pub(crate) fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
         (None, Some(file)) => {
             let source =
                 std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-            ChatRenderer::Jinja(JinjaTemplate::new(
+            ChatRenderer::Jinja(Box::new(JinjaTemplate::new(
                 source,
                 Default::default(),
                 &file.display().to_string(),
-            )?)
+            )?))
         }
         (None, None) => bail!("give --model DIR or --chat-template FILE"),
     };

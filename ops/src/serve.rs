@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use braid_actors::{EngineExecutor, Executor, ExecutorFactory, Node, NodeConfig, Pace, ReplayExecutor};
 use braid_bus::{Bus, NatsOptions, Stage};
-use braid_engine::{load_model, Engine, EngineConfig, KvCache, ModelConfig, Tokenizer};
+use braid_engine::{
+    load_model, ChatRenderer, Conversation, Engine, EngineConfig, KvCache, ModelConfig, Tokenizer,
+};
 use candle_core::{DType, Device};
 use clap::Args;
 
@@ -59,6 +61,35 @@ pub(crate) struct PipelineArgs {
     /// The model name clients use (default: the model folder's name).
     #[arg(long)]
     served_model_name: Option<String>,
+    /// Reasoning parser (vLLM's names: deepseek_r1, qwen3, kimi_k2, minimax_m2, glm45,
+    /// deepseek_v3, …).
+    #[arg(long)]
+    reasoning_parser: Option<String>,
+    /// Tool-call parser (hermes, qwen3_coder, kimi_k2, deepseek_v31, deepseek_v32,
+    /// minimax_m2, glm45, glm47, …).
+    #[arg(long, alias = "tool-parser")]
+    tool_call_parser: Option<String>,
+    /// A Jinja chat template file, instead of the model folder's.
+    #[arg(long)]
+    chat_template: Option<PathBuf>,
+    /// `chat_template_kwargs` every request starts from (a JSON object).
+    #[arg(long)]
+    default_chat_template_kwargs: Option<String>,
+    /// Where responses carry reasoning: `reasoning_content`, or `both` (adds `reasoning`).
+    #[arg(long, default_value = "reasoning_content")]
+    reasoning_field: String,
+    /// Assistant turns whose reasoning is kept for re-injection (0 turns it off).
+    #[arg(long, default_value_t = 10_000)]
+    reasoning_replay_size: usize,
+    /// Seconds replayable reasoning is kept.
+    #[arg(long, default_value_t = 3600)]
+    reasoning_replay_ttl: u64,
+    /// Require `Authorization: Bearer KEY` on /v1/*.
+    #[arg(long, env = "BRAID_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Request bodies over this many bytes get 413.
+    #[arg(long, default_value_t = 16 << 20)]
+    max_body_bytes: usize,
     /// HTTP address of the ingress.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
@@ -137,7 +168,7 @@ fn executor(
     model: Option<&Path>,
     tokenizer: Option<&Arc<Tokenizer>>,
     p: &PipelineArgs,
-) -> anyhow::Result<ExecutorFactory> {
+) -> anyhow::Result<(ExecutorFactory, Option<u32>)> {
     if let Some(file) = p.executor.strip_prefix("replay:") {
         let tok = Arc::clone(
             tokenizer
@@ -150,9 +181,10 @@ fn executor(
         let file = PathBuf::from(file);
         // Read it now, so a bad file is an error at startup.
         ReplayExecutor::load(&file, Arc::clone(&tok), pace)?;
-        return Ok(Arc::new(move || {
+        let factory: ExecutorFactory = Arc::new(move || {
             Ok(Box::new(ReplayExecutor::load(&file, Arc::clone(&tok), pace)?) as Box<dyn Executor>)
-        }));
+        });
+        return Ok((factory, p.max_model_len.map(|m| m as u32)));
     }
     if p.executor != "engine" {
         bail!("unknown --executor {:?}; use engine or replay:FILE", p.executor);
@@ -180,7 +212,8 @@ fn executor(
             .min(num_blocks * block_size),
         enable_prefix_caching: true,
     };
-    Ok(Arc::new(move || {
+    let max_model_len = engine_cfg.max_model_len as u32;
+    let factory: ExecutorFactory = Arc::new(move || {
         let bar = crate::progress_bar(cfg.num_layers as u64, "loading model {bar:30} {pos}/{len} layers");
         let model = load_model(&dir, dt, &dev, &mut |done, _| bar.set_position(done as u64))
             .map_err(|e| braid_actors::StageError::Config(e.to_string()))?;
@@ -196,7 +229,81 @@ fn executor(
             engine_cfg.num_blocks
         );
         Ok(Box::new(EngineExecutor::new(engine)) as Box<dyn Executor>)
-    }))
+    });
+    Ok((factory, Some(max_model_len)))
+}
+
+/// The chat settings the flags describe (parser names checked now, not per request).
+fn chat_settings(p: &PipelineArgs) -> anyhow::Result<braid_api::ChatSettings> {
+    if let Some(r) = &p.reasoning_parser {
+        braid_parsers::reasoning_format(r)?;
+    }
+    if let Some(t) = &p.tool_call_parser {
+        braid_parsers::tool_format(t)?;
+    }
+    let default_kwargs = match &p.default_chat_template_kwargs {
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(m)) => Some(m),
+            _ => bail!("--default-chat-template-kwargs must be a JSON object"),
+        },
+        None => None,
+    };
+    let reasoning_field = match p.reasoning_field.as_str() {
+        "reasoning_content" => braid_api::ReasoningField::ReasoningContent,
+        "both" => braid_api::ReasoningField::Both,
+        other => bail!("unknown --reasoning-field {other:?}; use reasoning_content or both"),
+    };
+    Ok(braid_api::ChatSettings {
+        reasoning_parser: p.reasoning_parser.clone(),
+        tool_parser: p.tool_call_parser.clone(),
+        default_kwargs,
+        reasoning_field,
+    })
+}
+
+/// Renders a probe conversation with one tool call through the template and checks the
+/// configured tool parser reads the call back; a template and parser that disagree would
+/// make every replayed tool call unreadable to the model's own format.
+fn self_test(renderer: &ChatRenderer, tool_parser: &str) -> Result<(), String> {
+    // Templates differ on an empty tool-call turn's content: some render the calls only
+    // for `null` (DeepSeek-R1), some cannot read `null` (Qwen3). Either may pass.
+    let empty = probe(renderer, tool_parser, &serde_json::json!(""));
+    empty.or_else(|first| probe(renderer, tool_parser, &serde_json::Value::Null).map_err(|_| first))
+}
+
+fn probe(renderer: &ChatRenderer, tool_parser: &str, content: &serde_json::Value) -> Result<(), String> {
+    let messages = serde_json::json!([
+        {"role": "user", "content": "BRAID-PROBE-TURN"},
+        {"role": "assistant", "content": content, "tool_calls": [{"id": "functions.braid_probe:0", "type": "function",
+            "function": {"name": "braid_probe", "arguments": "{\"x\": 1}"}}]}
+    ]);
+    let tools = serde_json::json!([{"type": "function", "function": {"name": "braid_probe",
+        "parameters": {"type": "object", "properties": {"x": {"type": "integer"}}}}}]);
+    let text = renderer
+        .render(&Conversation {
+            messages: &messages,
+            tools: Some(&tools),
+            kwargs: None,
+            add_generation_prompt: false,
+        })
+        .map_err(|e| e.to_string())?;
+    let after = text.rsplit("BRAID-PROBE-TURN").next().unwrap_or_default();
+    let mut config =
+        braid_parsers::OutputConfig::from_names(None, Some(tool_parser)).map_err(|e| e.to_string())?;
+    config.schemas = Arc::new(braid_parsers::ToolSchemas::from_tools(&tools));
+    let parsed = braid_parsers::testkit::parse(&config, after, braid_parsers::testkit::Chunking::Whole);
+    let ok = parsed.tool_calls.iter().any(|c| {
+        c.name == "braid_probe"
+            && serde_json::from_str::<serde_json::Value>(&c.arguments).ok()
+                == Some(serde_json::json!({"x": 1}))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "the {tool_parser} parser finds no braid_probe(x=1) call in the template's rendering of one"
+        ))
+    }
 }
 
 fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs) -> anyhow::Result<ExitCode> {
@@ -218,20 +325,54 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
     } else {
         None
     };
-    let executor = if needs(Stage::Executor) {
-        Some(executor(model, tokenizer.as_ref(), p)?)
+    let (executor, engine_len) = if needs(Stage::Executor) {
+        let (factory, len) = executor(model, tokenizer.as_ref(), p)?;
+        (Some(factory), len)
     } else {
-        None
+        (None, None)
     };
+    let max_model_len = engine_len.or(p.max_model_len.map(|m| m as u32));
+    let chat = chat_settings(p)?;
+    let renderer = match (tok_dir, &p.chat_template) {
+        (Some(dir), template) => match ChatRenderer::from_dir(dir, template.as_deref()) {
+            Ok(r) => Some(Arc::new(r)),
+            Err(e) if template.is_some() => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!("no chat template ({e}); /v1/chat/completions will refuse requests");
+                None
+            }
+        },
+        (None, Some(file)) => Some(Arc::new(ChatRenderer::from_dir(Path::new("."), Some(file))?)),
+        (None, None) => None,
+    };
+    if let (Some(r), Some(t)) = (&renderer, &chat.tool_parser) {
+        let ok = match self_test(r, t) {
+            Ok(()) => {
+                tracing::info!("self-test: the chat template's tool calls read back with the {t} parser");
+                1.0
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "SELF-TEST FAILED: {e}; check --tool-call-parser against the model's template"
+                );
+                0.0
+            }
+        };
+        metrics::gauge!("braid_template_selftest_ok").set(ok);
+    }
     let model_name = p.served_model_name.clone().unwrap_or_else(|| {
         model
             .and_then(|m| m.file_name())
             .map_or_else(|| "braid".to_owned(), |n| n.to_string_lossy().into_owned())
     });
+    let api_tokenizer = tokenizer.clone();
+    let api_renderer = renderer.clone();
     let config = NodeConfig {
         stages,
         tokenizer,
         executor,
+        chat: renderer,
+        max_model_len,
         max_inflight: p.max_inflight,
         submit_timeout: Duration::from_secs(30),
     };
@@ -253,6 +394,18 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
                     ingress,
                     members: node.members.clone(),
                     model: model_name,
+                    chat,
+                    replay: (p.reasoning_replay_size > 0).then(|| {
+                        Arc::new(braid_api::ReasoningCache::new(
+                            p.reasoning_replay_size,
+                            Duration::from_secs(p.reasoning_replay_ttl),
+                        ))
+                    }),
+                    tokenizer: api_tokenizer,
+                    renderer: api_renderer,
+                    max_model_len,
+                    api_key: p.api_key.clone(),
+                    max_body_bytes: p.max_body_bytes,
                 };
                 let app = braid_api::router(state).route(
                     "/metrics",

@@ -5,4 +5,5 @@ mod chat_render;
 mod cli_parse;
 mod conformance;
 mod engine_fixture;
+mod openai_client;
 mod pipeline;

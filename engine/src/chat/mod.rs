@@ -51,7 +51,7 @@ pub struct Conversation<'a> {
 #[derive(Debug)]
 pub enum ChatRenderer {
     /// A Jinja chat template.
-    Jinja(JinjaTemplate),
+    Jinja(Box<JinjaTemplate>),
     /// DeepSeek-V3.2's encoder.
     DeepseekV32,
 }
@@ -122,13 +122,13 @@ impl ChatRenderer {
         if let Some(file) = template {
             let source = read_text(file)?;
             return JinjaTemplate::new(source, specials, &file.display().to_string())
-                .map(ChatRenderer::Jinja);
+                .map(|t| ChatRenderer::Jinja(Box::new(t)));
         }
         let jinja = dir.join("chat_template.jinja");
         if jinja.exists() {
             let source = read_text(&jinja)?;
             return JinjaTemplate::new(source, specials, &jinja.display().to_string())
-                .map(ChatRenderer::Jinja);
+                .map(|t| ChatRenderer::Jinja(Box::new(t)));
         }
         let from_config = match tc.get("chat_template") {
             Some(Value::String(s)) => Some(s.clone()),
@@ -142,7 +142,7 @@ impl ChatRenderer {
         };
         if let Some(source) = from_config {
             return JinjaTemplate::new(source, specials, &tc_path.display().to_string())
-                .map(ChatRenderer::Jinja);
+                .map(|t| ChatRenderer::Jinja(Box::new(t)));
         }
         let config = dir.join("config.json");
         if config.exists()
@@ -186,6 +186,7 @@ fn read_text(path: &Path) -> Result<String> {
 
 /// `tojson` as transformers defines it: `json.dumps(x, ensure_ascii=False, indent=None,
 /// sort_keys=False)`.
+#[allow(clippy::needless_pass_by_value)] // minijinja hands filters their kwargs by value
 fn tojson(value: &JValue, kwargs: Kwargs) -> std::result::Result<JValue, minijinja::Error> {
     let opts = PyJson {
         ensure_ascii: kwargs.get::<Option<bool>>("ensure_ascii")?.unwrap_or(false),
@@ -204,7 +205,7 @@ fn raise_exception(message: String) -> std::result::Result<JValue, minijinja::Er
 }
 
 /// `strftime_now(format)`: the current UTC time, for the directives templates use.
-fn strftime_now(format: String) -> String {
+fn strftime_now(format: &str) -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);

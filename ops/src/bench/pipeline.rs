@@ -249,6 +249,8 @@ async fn measure(
         stages: NodeConfig::all_stages(),
         tokenizer: Some(Arc::clone(tok)),
         executor: Some(factory),
+        chat: None,
+        max_model_len: None,
         max_inflight: streams + 16,
         submit_timeout: Duration::from_secs(60),
     };

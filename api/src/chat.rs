@@ -1,0 +1,575 @@
+//! `POST /v1/chat/completions`: a conversation in; reasoning, answer and tool calls out,
+//! streamed as OpenAI streams them or whole.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+
+use axum::extract::State;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use braid_actors::Response as Stream;
+use braid_bus::{Collected, Delta, Finish, Prompt, Sampling, Setup, Submit, Usage};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::completions::{finish_reason, parse_body, sampling, stop_list};
+use crate::error::ApiError;
+use crate::{AppState, RawBody, ReasoningField};
+
+/// The request body: OpenAI's fields plus vLLM's extensions. Unknown fields are refused
+/// (a misspelt parameter should not be silently ignored).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ChatRequest {
+    model: Option<String>,
+    messages: Value,
+    tools: Option<Value>,
+    tool_choice: Option<Value>,
+    parallel_tool_calls: Option<bool>,
+    max_tokens: Option<u32>,
+    max_completion_tokens: Option<u32>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    top_k: Option<i64>,
+    min_p: Option<f32>,
+    seed: Option<u64>,
+    presence_penalty: Option<f32>,
+    frequency_penalty: Option<f32>,
+    repetition_penalty: Option<f32>,
+    stop: Option<Value>,
+    #[serde(default)]
+    stop_token_ids: Vec<u32>,
+    #[serde(default)]
+    ignore_eos: bool,
+    #[serde(default)]
+    include_stop_str_in_output: bool,
+    skip_special_tokens: Option<bool>,
+    #[serde(default)]
+    stream: bool,
+    stream_options: Option<StreamOptions>,
+    n: Option<u32>,
+    logprobs: Option<bool>,
+    top_logprobs: Option<u32>,
+    response_format: Option<Value>,
+    chat_template_kwargs: Option<Value>,
+    // Accepted and ignored, as OpenAI-compatible servers do.
+    user: Option<Value>,
+    metadata: Option<Value>,
+    store: Option<Value>,
+    service_tier: Option<Value>,
+    reasoning_effort: Option<Value>,
+    logit_bias: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+    #[serde(default)]
+    #[allow(dead_code)]
+    continuous_usage_stats: bool,
+}
+
+/// What `tool_choice` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ToolChoice {
+    None,
+    Auto,
+    Required,
+    Named(String),
+}
+
+const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
+
+/// Checks `messages`; errors name the message and field.
+fn check_messages(messages: &Value) -> Result<(), ApiError> {
+    let Some(list) = messages.as_array() else {
+        return Err(ApiError::invalid("messages", "messages must be an array"));
+    };
+    if list.is_empty() {
+        return Err(ApiError::invalid("messages", "messages must not be empty"));
+    }
+    for (i, m) in list.iter().enumerate() {
+        let role = m.get("role").and_then(Value::as_str);
+        match role {
+            Some(r) if ROLES.contains(&r) => {}
+            Some(r) => {
+                return Err(ApiError::invalid(
+                    "messages",
+                    format!("messages[{i}].role {r:?} is not one of {}", ROLES.join(", ")),
+                ))
+            }
+            None => {
+                return Err(ApiError::invalid(
+                    "messages",
+                    format!("messages[{i}].role must be a string"),
+                ))
+            }
+        }
+        match m.get("content") {
+            None | Some(Value::Null | Value::String(_) | Value::Array(_)) => {}
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "messages",
+                    format!("messages[{i}].content must be a string, an array of parts, or null"),
+                ))
+            }
+        }
+        if let Some(calls) = m.get("tool_calls").filter(|c| !c.is_null()) {
+            let ok = calls.as_array().is_some_and(|calls| {
+                calls
+                    .iter()
+                    .all(|c| c.pointer("/function/name").is_some_and(Value::is_string))
+            });
+            if !ok {
+                return Err(ApiError::invalid(
+                    "messages",
+                    format!("messages[{i}].tool_calls must be a list of {{\"function\": {{\"name\", \"arguments\"}}}}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks `tools` and returns the function names.
+fn check_tools(tools: &Value) -> Result<Vec<String>, ApiError> {
+    let Some(list) = tools.as_array() else {
+        return Err(ApiError::invalid("tools", "tools must be an array"));
+    };
+    let mut names = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        let bad = |why: &str| ApiError::invalid("tools", format!("tools[{i}]: {why}"));
+        if t.get("type").and_then(Value::as_str) != Some("function") {
+            return Err(bad("type must be \"function\""));
+        }
+        let Some(f) = t.get("function").and_then(Value::as_object) else {
+            return Err(bad("function must be an object"));
+        };
+        let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
+        let valid = !name.is_empty()
+            && name.len() <= 128
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c));
+        if !valid {
+            return Err(bad(
+                "function.name must be 1-128 characters of a-z, A-Z, 0-9, _ - . :",
+            ));
+        }
+        if let Some(p) = f.get("parameters").filter(|p| !p.is_null()) {
+            let Some(schema) = p.as_object() else {
+                return Err(bad("function.parameters must be a JSON Schema object"));
+            };
+            if schema
+                .get("type")
+                .is_some_and(|t| !(t.is_string() || t.is_array()))
+            {
+                return Err(bad("function.parameters.type must be a string"));
+            }
+            if schema.get("properties").is_some_and(|p| !p.is_object()) {
+                return Err(bad("function.parameters.properties must be an object"));
+            }
+            if schema
+                .get("required")
+                .is_some_and(|r| !r.as_array().is_some_and(|r| r.iter().all(Value::is_string)))
+            {
+                return Err(bad("function.parameters.required must be a list of names"));
+            }
+        }
+        if names.iter().any(|n| n == name) {
+            return Err(bad(&format!("function {name:?} is declared twice")));
+        }
+        names.push(name.to_owned());
+    }
+    Ok(names)
+}
+
+fn tool_choice(v: Option<&Value>, names: &[String]) -> Result<ToolChoice, ApiError> {
+    let choice = match v {
+        None | Some(Value::Null) => {
+            return Ok(if names.is_empty() {
+                ToolChoice::None
+            } else {
+                ToolChoice::Auto
+            })
+        }
+        Some(Value::String(s)) => match s.as_str() {
+            "none" => ToolChoice::None,
+            "auto" => ToolChoice::Auto,
+            "required" => ToolChoice::Required,
+            other => {
+                return Err(ApiError::invalid(
+                    "tool_choice",
+                    format!("tool_choice {other:?} is not none, auto, required or a named function"),
+                ))
+            }
+        },
+        Some(obj) => match obj.pointer("/function/name").and_then(Value::as_str) {
+            Some(name) if obj.get("type").and_then(Value::as_str) == Some("function") => {
+                ToolChoice::Named(name.into())
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "tool_choice",
+                    "a named tool_choice is {\"type\": \"function\", \"function\": {\"name\": …}}",
+                ))
+            }
+        },
+    };
+    match &choice {
+        ToolChoice::Required if names.is_empty() => Err(ApiError::invalid(
+            "tool_choice",
+            "tool_choice \"required\" needs tools",
+        )),
+        ToolChoice::Named(n) if !names.contains(n) => Err(ApiError::invalid(
+            "tool_choice",
+            format!("tool_choice names {n:?}, which is not among the tools"),
+        )),
+        _ => Ok(choice),
+    }
+}
+
+/// Everything the response needs besides the stream.
+struct Reply {
+    id: String,
+    created: u64,
+    model: String,
+    field: ReasoningField,
+    include_usage: bool,
+    choice: ToolChoice,
+    parallel: bool,
+    prompt_tokens: u32,
+}
+
+impl Reply {
+    fn chunk(&self, delta: &Value, finish: Option<&str>) -> Value {
+        json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        })
+    }
+
+    fn reasoning(&self, obj: &mut Map<String, Value>, text: Value) {
+        match self.field {
+            ReasoningField::ReasoningContent => {
+                obj.insert("reasoning_content".into(), text);
+            }
+            ReasoningField::Both => {
+                obj.insert("reasoning_content".into(), text.clone());
+                obj.insert("reasoning".into(), text);
+            }
+        }
+    }
+
+    fn usage(&self, u: Option<Usage>) -> Value {
+        let u = u.unwrap_or(Usage {
+            prompt_tokens: self.prompt_tokens,
+            ..Usage::default()
+        });
+        json!({
+            "prompt_tokens": u.prompt_tokens,
+            "completion_tokens": u.completion_tokens,
+            "total_tokens": u.prompt_tokens + u.completion_tokens,
+            "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+        })
+    }
+
+    /// The finish reason, or the error when `tool_choice` was not honoured.
+    fn finish(&self, all: &Collected) -> Result<&'static str, ApiError> {
+        let finish = match &all.finish {
+            Some(Finish::Failed(f)) => return Err(f.clone().into()),
+            Some(f) => finish_reason(f),
+            None => "abort",
+        };
+        let calls = &all.tool_calls[..if self.parallel {
+            all.tool_calls.len()
+        } else {
+            all.tool_calls.len().min(1)
+        }];
+        let unmet = match &self.choice {
+            ToolChoice::Required if calls.is_empty() => {
+                Some("tool_choice is \"required\" but the model answered without a tool call".to_owned())
+            }
+            ToolChoice::Named(n) if !calls.iter().any(|c| &c.name == n) => {
+                Some(format!("tool_choice names {n:?} but the model did not call it"))
+            }
+            _ => None,
+        };
+        if let Some(message) = unmet {
+            return Err(ApiError {
+                status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                message: format!("{message} (finish_reason {finish}); constrained decoding of tool calls is not available yet"),
+                param: Some("tool_choice"),
+            });
+        }
+        Ok(if !calls.is_empty() && finish == "stop" {
+            "tool_calls"
+        } else {
+            finish
+        })
+    }
+}
+
+/// The handler.
+pub(crate) async fn chat(
+    State(state): State<AppState>,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let req: ChatRequest = parse_body(&body)?;
+    state.check_model(req.model.as_deref())?;
+    if req.n.is_some_and(|n| n != 1) {
+        return Err(ApiError::invalid("n", "only n = 1 is supported"));
+    }
+    if req.logprobs == Some(true) || req.top_logprobs.is_some() {
+        return Err(ApiError::invalid("logprobs", "logprobs are not supported yet"));
+    }
+    if let Some(rf) = req.response_format.as_ref().filter(|v| !v.is_null()) {
+        if rf.get("type").and_then(Value::as_str) != Some("text") {
+            return Err(ApiError::invalid(
+                "response_format",
+                "structured outputs (json_object, json_schema) are not supported yet",
+            ));
+        }
+    }
+    check_messages(&req.messages)?;
+    let tools = req.tools.filter(|t| !t.is_null());
+    let names = match &tools {
+        Some(t) => check_tools(t)?,
+        None => Vec::new(),
+    };
+    let choice = tool_choice(req.tool_choice.as_ref(), &names)?;
+    let mut kwargs = state.chat.default_kwargs.clone().unwrap_or_default();
+    match req.chat_template_kwargs {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(k)) => kwargs.extend(k),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "chat_template_kwargs",
+                "chat_template_kwargs must be an object",
+            ))
+        }
+    }
+    let mut messages = req.messages;
+    if let Some(cache) = &state.replay {
+        let n = cache.reinject(&mut messages);
+        if n > 0 {
+            metrics::counter!("braid_reasoning_reinjections_total").increment(n as u64);
+        }
+    }
+    let max_tokens = req.max_completion_tokens.or(req.max_tokens);
+    if max_tokens == Some(0) {
+        return Err(ApiError::invalid("max_tokens", "max_tokens must be at least 1"));
+    }
+    let parse_tools = !names.is_empty() && choice != ToolChoice::None;
+    let submit = Submit {
+        prompt: Prompt::Chat {
+            messages_json: messages.to_string(),
+            tools_json: tools.as_ref().map(Value::to_string),
+            kwargs_json: Some(Value::Object(kwargs.clone()).to_string()),
+        },
+        sampling: Sampling {
+            stop_token_ids: req.stop_token_ids,
+            ignore_eos: req.ignore_eos,
+            ..sampling(
+                max_tokens.unwrap_or(u32::MAX),
+                req.temperature,
+                req.top_p,
+                req.top_k,
+                req.min_p,
+                req.seed,
+                (
+                    req.presence_penalty,
+                    req.frequency_penalty,
+                    req.repetition_penalty,
+                ),
+            )
+            .map(|s| Sampling {
+                max_tokens: max_tokens.unwrap_or(0),
+                ..s
+            })?
+        },
+        setup: Setup {
+            stop: stop_list(req.stop)?,
+            include_stop_str: req.include_stop_str_in_output,
+            skip_special_tokens: req.skip_special_tokens.unwrap_or(true),
+            reasoning_parser: state.chat.reasoning_parser.clone(),
+            tool_parser: if parse_tools {
+                state.chat.tool_parser.clone()
+            } else {
+                None
+            },
+            tools_json: tools.as_ref().map(Value::to_string),
+            chat_template_kwargs_json: Some(Value::Object(kwargs).to_string()),
+            ..Setup::default()
+        },
+    };
+    let stream = state.ingress.submit(submit).await?;
+    let reply = Reply {
+        id: format!("chatcmpl-{}", stream.id),
+        created: crate::unix_time(),
+        model: state.model.clone(),
+        field: state.chat.reasoning_field,
+        include_usage: req.stream_options.is_some_and(|o| o.include_usage),
+        choice,
+        parallel: req.parallel_tool_calls.unwrap_or(true),
+        prompt_tokens: stream.prompt_tokens,
+    };
+    if req.stream {
+        Ok(sse(stream, reply, state).into_response())
+    } else {
+        whole(stream, &reply, &state).await
+    }
+}
+
+fn remember(state: &AppState, all: &Collected) {
+    if let Some(cache) = &state.replay {
+        let calls: Vec<(String, String, String)> = all
+            .tool_calls
+            .iter()
+            .map(|c| (c.id.clone(), c.name.clone(), c.arguments.clone()))
+            .collect();
+        cache.remember(&calls, &all.reasoning);
+    }
+}
+
+fn tool_calls_json(all: &Collected, parallel: bool) -> Vec<Value> {
+    let n = if parallel {
+        all.tool_calls.len()
+    } else {
+        all.tool_calls.len().min(1)
+    };
+    all.tool_calls[..n]
+        .iter()
+        .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+        .collect()
+}
+
+async fn whole(mut stream: Stream, reply: &Reply, state: &AppState) -> Result<Response, ApiError> {
+    let mut all = Collected::default();
+    while let Some(chunk) = stream.next().await {
+        all.push(&chunk);
+    }
+    let finish = reply.finish(&all)?;
+    remember(state, &all);
+    let calls = tool_calls_json(&all, reply.parallel);
+    let mut message = Map::new();
+    message.insert("role".into(), json!("assistant"));
+    let content = if all.content.is_empty() && !calls.is_empty() {
+        Value::Null
+    } else {
+        json!(all.content)
+    };
+    message.insert("content".into(), content);
+    let reasoning = if all.reasoning.is_empty() {
+        Value::Null
+    } else {
+        json!(all.reasoning)
+    };
+    reply.reasoning(&mut message, reasoning);
+    message.insert("tool_calls".into(), json!(calls));
+    let body = json!({
+        "id": reply.id, "object": "chat.completion", "created": reply.created, "model": reply.model,
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
+        "usage": reply.usage(all.usage),
+    });
+    Ok(axum::Json(body).into_response())
+}
+
+/// The stream's progress: events waiting to go out, what has been seen so far.
+struct Streaming {
+    stream: Option<Stream>,
+    reply: Reply,
+    state: AppState,
+    pending: VecDeque<String>,
+    all: Collected,
+}
+
+impl Streaming {
+    /// The deltas of one chunk as SSE payloads.
+    fn deltas(&mut self, deltas: &[Delta]) {
+        for d in deltas {
+            let delta = match d {
+                Delta::Reasoning { text } => {
+                    let mut obj = Map::new();
+                    self.reply.reasoning(&mut obj, json!(text));
+                    Value::Object(obj)
+                }
+                Delta::Content { text } => json!({"content": text}),
+                Delta::Fallback {
+                    text, content: true, ..
+                } => json!({"content": text}),
+                Delta::ToolCallStart { index, id, name } if self.reply.parallel || *index == 0 => {
+                    json!({"tool_calls": [{"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]})
+                }
+                Delta::ToolCallArguments { index, fragment } if self.reply.parallel || *index == 0 => {
+                    json!({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
+                }
+                _ => continue,
+            };
+            self.pending.push_back(self.reply.chunk(&delta, None).to_string());
+        }
+    }
+
+    /// The closing events: the finish chunk (or an error), usage, `[DONE]`.
+    fn close(&mut self) {
+        match self.reply.finish(&self.all) {
+            Ok(finish) => {
+                remember(&self.state, &self.all);
+                self.pending
+                    .push_back(self.reply.chunk(&json!({}), Some(finish)).to_string());
+                if self.reply.include_usage {
+                    let usage = json!({
+                        "id": self.reply.id, "object": "chat.completion.chunk", "created": self.reply.created,
+                        "model": self.reply.model, "choices": [], "usage": self.reply.usage(self.all.usage),
+                    });
+                    self.pending.push_back(usage.to_string());
+                }
+            }
+            Err(e) => self.pending.push_back(e.body().to_string()),
+        }
+        self.pending.push_back("[DONE]".into());
+    }
+}
+
+fn sse(
+    stream: Stream,
+    reply: Reply,
+    state: AppState,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let first = reply
+        .chunk(&json!({"role": "assistant", "content": ""}), None)
+        .to_string();
+    let streaming = Streaming {
+        stream: Some(stream),
+        reply,
+        state,
+        pending: VecDeque::from([first]),
+        all: Collected::default(),
+    };
+    let events = futures_util::stream::unfold(streaming, |mut s| async move {
+        loop {
+            if let Some(data) = s.pending.pop_front() {
+                return Some((Ok(Event::default().data(data)), s));
+            }
+            let stream = s.stream.as_mut()?;
+            match stream.next().await {
+                Some(chunk) => {
+                    s.all.push(&chunk);
+                    s.deltas(&chunk.deltas);
+                    if chunk.finish.is_some() {
+                        s.stream = None;
+                        s.close();
+                    }
+                }
+                None => {
+                    s.stream = None;
+                    s.close();
+                }
+            }
+        }
+    });
+    Sse::new(events)
+}
