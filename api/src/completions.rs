@@ -56,10 +56,20 @@ fn default_max_tokens() -> u32 {
     16
 }
 
-/// Reads a JSON body, turning any problem into an OpenAI-shaped 400.
+/// Reads a JSON body, turning any problem into an OpenAI-shaped 400 that names the field
+/// at fault.
 pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_body(format!("the request body is not valid: {e}")))
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_body(format!("the request body is not valid JSON: {e}")))?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            ApiError::bad_body(format!("the request body is not valid: {inner}"))
+        } else {
+            ApiError::bad_body(format!("the request body is not valid: {path}: {inner}"))
+        }
+    })
 }
 
 /// The prompt: a string, a one-string array, or token ids.
@@ -315,4 +325,20 @@ fn sse(
             }
         });
     Sse::new(events)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn body_errors_name_the_field() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct R {
+            temperature: Option<f32>,
+        }
+        let e = super::parse_body::<R>(br#"{"temperature": "hot"}"#)
+            .err()
+            .map(|e| e.message);
+        assert!(e.as_deref().is_some_and(|m| m.contains("temperature")), "{e:?}");
+    }
 }

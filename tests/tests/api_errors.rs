@@ -1,0 +1,211 @@
+//! Bad requests get OpenAI-shaped 4xx errors that name the problem, and the server stays
+//! up: bad JSON, wrong types, unknown fields, oversized bodies and prompts, invalid tool
+//! schemas, unknown tool_choice names, another model's name, a missing API key, and a
+//! tool_choice the model did not honour.
+
+use std::time::Duration;
+
+use braid_tests::{free_port, http, http_with, repo_root, sse_data, wait_healthy, Proc};
+use serde_json::{json, Value};
+
+const KEY: &str = "sk-test-123";
+
+fn post(port: u16, path: &str, body: &str) -> (u16, Value) {
+    let auth = format!("Bearer {KEY}");
+    let (status, text) = http_with(port, "POST", path, body, &[("Authorization", &auth)]);
+    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, v)
+}
+
+fn expect_error(port: u16, body: &str, status: u16, param: Option<&str>, says: &str) {
+    let (got, v) = post(port, "/v1/chat/completions", body);
+    assert_eq!(got, status, "{body}: {v}");
+    let message = v["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an OpenAI error: {v}"));
+    assert!(message.contains(says), "{body}: {message}");
+    assert!(
+        v["error"]["type"].is_string() && v["error"]["code"] == status,
+        "{v}"
+    );
+    if let Some(p) = param {
+        assert_eq!(v["error"]["param"], p, "{v}");
+    }
+}
+
+#[test]
+fn malformed_requests_get_clear_4xx_errors_and_the_server_stays_up() {
+    let tok = repo_root()
+        .join(".fixtures/tokenizer-qwen3")
+        .display()
+        .to_string();
+    let rec = std::env::temp_dir().join(format!("braid-api-errors-{}.jsonl", std::process::id()));
+    std::fs::write(
+        &rec,
+        json!({"output": "<think>\nhmm\n</think>\n\nJust text, no call."}).to_string(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let replay = format!("replay:{}", rec.display());
+    let port = free_port();
+    let _serve = Proc::braid(
+        &[
+            "serve",
+            &tok,
+            "--executor",
+            &replay,
+            "--replay-interval-ms",
+            "0",
+            "--reasoning-parser",
+            "qwen3",
+            "--tool-call-parser",
+            "hermes",
+            "--served-model-name",
+            "m",
+            "--api-key",
+            KEY,
+            "--max-body-bytes",
+            "65536",
+            "--max-model-len",
+            "256",
+            "--port",
+            &port.to_string(),
+        ],
+        "api-errors",
+    );
+    assert!(wait_healthy(port, Duration::from_secs(30)));
+    let user = json!([{"role": "user", "content": "hi"}]);
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+
+    // No key: 401 on /v1, while /health stays open.
+    let (status, text) = http(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        &json!({"messages": user}).to_string(),
+    );
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("API key"), "{text}");
+
+    expect_error(port, "{not json", 400, None, "not valid");
+    expect_error(port, r#"{"messages": "hi"}"#, 400, Some("messages"), "array");
+    expect_error(port, r#"{"messages": []}"#, 400, Some("messages"), "empty");
+    expect_error(
+        port,
+        &json!({"messages": [{"role": "wizard", "content": "x"}]}).to_string(),
+        400,
+        Some("messages"),
+        "wizard",
+    );
+    expect_error(
+        port,
+        &json!({"messages": user, "temprature": 0.5}).to_string(),
+        400,
+        None,
+        "temprature",
+    );
+    expect_error(
+        port,
+        &json!({"messages": user, "temperature": "hot"}).to_string(),
+        400,
+        None,
+        "temperature",
+    );
+    expect_error(
+        port,
+        &json!({"messages": user, "top_p": 0}).to_string(),
+        400,
+        Some("top_p"),
+        "top_p",
+    );
+    expect_error(
+        port,
+        &json!({"messages": user, "n": 2}).to_string(),
+        400,
+        Some("n"),
+        "n = 1",
+    );
+    expect_error(
+        port,
+        &json!({"messages": user, "model": "gpt-9"}).to_string(),
+        404,
+        Some("model"),
+        "gpt-9",
+    );
+    let bad_tool = json!([{"type": "function", "function": {"name": "f", "parameters": "not a schema"}}]);
+    expect_error(
+        port,
+        &json!({"messages": user, "tools": bad_tool}).to_string(),
+        400,
+        Some("tools"),
+        "parameters",
+    );
+    let nameless = json!([{"type": "function", "function": {"name": "has space"}}]);
+    expect_error(
+        port,
+        &json!({"messages": user, "tools": nameless}).to_string(),
+        400,
+        Some("tools"),
+        "name",
+    );
+    expect_error(
+        port,
+        &json!({"messages": user, "tools": tools, "tool_choice": {"type": "function", "function": {"name": "nope"}}}).to_string(),
+        400,
+        Some("tool_choice"),
+        "nope",
+    );
+    expect_error(
+        port,
+        &json!({"messages": user, "tools": tools, "tool_choice": "sometimes"}).to_string(),
+        400,
+        Some("tool_choice"),
+        "sometimes",
+    );
+    expect_error(
+        port,
+        &json!({"messages": user, "tool_choice": "required"}).to_string(),
+        400,
+        Some("tool_choice"),
+        "needs tools",
+    );
+    // Too big a body: 413; too long a prompt for --max-model-len: 400.
+    let huge = json!({"messages": [{"role": "user", "content": "x".repeat(100_000)}]}).to_string();
+    expect_error(port, &huge, 413, None, "too large");
+    let long = json!({"messages": [{"role": "user", "content": "word ".repeat(400)}]}).to_string();
+    expect_error(port, &long, 400, None, "maximum context length");
+    let (status, v) = post(port, "/v1/completions", &json!({"prompt": {"a": 1}}).to_string());
+    assert_eq!(
+        (status, v["error"]["param"].clone()),
+        (400, json!("prompt")),
+        "{v}"
+    );
+
+    // tool_choice required but the model answered in text: an error says so, streamed or not.
+    let required = json!({"messages": user, "tools": tools, "tool_choice": "required"});
+    expect_error(
+        port,
+        &required.to_string(),
+        422,
+        Some("tool_choice"),
+        "without a tool call",
+    );
+    let mut streamed = required.clone();
+    streamed["stream"] = json!(true);
+    let (status, v) = post(port, "/v1/chat/completions", &streamed.to_string());
+    assert_eq!(status, 200);
+    let events = sse_data(v.as_str().unwrap_or_default());
+    let last: Value = serde_json::from_str(&events[events.len() - 2]).unwrap_or(Value::Null);
+    assert_eq!(last["error"]["code"], 422, "{events:?}");
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+
+    // Still serving.
+    let (status, v) = post(
+        port,
+        "/v1/chat/completions",
+        &json!({"messages": user}).to_string(),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["choices"][0]["message"]["content"], "\n\nJust text, no call.");
+    assert_eq!(v["choices"][0]["message"]["reasoning_content"], "\nhmm\n");
+    assert_eq!(http(port, "GET", "/health", "").0, 200);
+}
