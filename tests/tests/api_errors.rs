@@ -189,7 +189,7 @@ fn malformed_requests_get_clear_4xx_errors_and_the_server_stays_up() {
         Some("tool_choice"),
         "without a tool call",
     );
-    let mut streamed = required.clone();
+    let mut streamed = required;
     streamed["stream"] = json!(true);
     let (status, v) = post(port, "/v1/chat/completions", &streamed.to_string());
     assert_eq!(status, 200);
