@@ -80,10 +80,13 @@ impl Actor for IngressActor {
         match msg {
             IngressMsg::Register { id, route, fail } => {
                 st.inflight.insert(id, (route, Some(fail)));
+                metrics::gauge!("braid_requests_inflight").set(st.inflight.len() as f64);
             }
             IngressMsg::Done { id, cancel } => {
                 st.inflight.remove(&id);
+                metrics::gauge!("braid_requests_inflight").set(st.inflight.len() as f64);
                 if cancel {
+                    metrics::counter!("braid_requests_cancelled_total").increment(1);
                     broadcast_cancel(&st.bus, id, "client gone").await;
                 }
             }

@@ -209,3 +209,58 @@ fn malformed_requests_get_clear_4xx_errors_and_the_server_stays_up() {
     assert_eq!(v["choices"][0]["message"]["reasoning_content"], "\nhmm\n");
     assert_eq!(http(port, "GET", "/health", "").0, 200);
 }
+
+#[test]
+fn a_client_that_disconnects_cancels_its_request_in_the_engine() {
+    use std::io::{Read, Write};
+    let model = braid_tests::qwen3_fixture("disconnect");
+    let port = free_port();
+    let m = model.display().to_string();
+    let _serve = Proc::braid(
+        &[
+            "serve",
+            &m,
+            "--served-model-name",
+            "m",
+            "--port",
+            &port.to_string(),
+        ],
+        "disconnect",
+    );
+    assert!(wait_healthy(port, Duration::from_secs(60)));
+    let body = json!({"messages": [{"role": "user", "content": "go"}], "max_tokens": 3000, "ignore_eos": true, "stream": true}).to_string();
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(request.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut buf = [0u8; 4096];
+    let n = conn.read(&mut buf).unwrap_or(0);
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("200 OK"));
+    let metric = |name: &str| -> f64 {
+        let (_, text) = http(port, "GET", "/metrics", "");
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        metric("braid_num_requests_running"),
+        1.0,
+        "the request runs in the engine"
+    );
+    drop(conn);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while metric("braid_num_requests_running") != 0.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        metric("braid_num_requests_running"),
+        0.0,
+        "the engine still runs the abandoned request"
+    );
+    assert_eq!(metric("braid_requests_cancelled_total"), 1.0);
+}

@@ -138,6 +138,7 @@ fn run(
     load: &AtomicU32,
 ) {
     let mut live: HashMap<RequestId, Live> = HashMap::new();
+    let running = metrics::gauge!("braid_num_requests_running");
     let mut outputs = Vec::new();
     let mut last_sweep = Instant::now();
     loop {
@@ -200,6 +201,7 @@ fn run(
             }
         }
         load.store(live.len() as u32, Ordering::Relaxed);
+        running.set(live.len() as f64);
         if !out.is_empty() && publish.blocking_send(out).is_err() {
             return;
         }

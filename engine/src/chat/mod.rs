@@ -396,3 +396,46 @@ pub fn prepare(messages: &Value, arguments_as: ArgumentsAs) -> Result<Value> {
     }
     Ok(Value::Array(out))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reasoning_reaches_the_template_under_every_name_verbatim() {
+        let messages = json!([
+            {"role": "assistant", "reasoning": "  kept as is \n", "content": "a"},
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "from a block"}, {"type": "text", "text": "b"}]},
+            {"role": "assistant", "content": "c", "tool_calls": [{"id": "x", "function": {"name": "f", "arguments": "{\"k\": [1, 2]}"}}]}
+        ]);
+        let out = prepare(&messages, ArgumentsAs::Object).unwrap();
+        assert_eq!(out[0]["reasoning_content"], "  kept as is \n");
+        assert_eq!(out[0]["reasoning"], "  kept as is \n");
+        assert_eq!(out[1]["reasoning_content"], "from a block");
+        assert_eq!(out[1]["content"], "b");
+        assert_eq!(
+            out[2]["tool_calls"][0]["function"]["arguments"],
+            json!({"k": [1, 2]})
+        );
+        let as_text = prepare(&messages, ArgumentsAs::String).unwrap();
+        assert_eq!(
+            as_text[2]["tool_calls"][0]["function"]["arguments"],
+            "{\"k\": [1, 2]}"
+        );
+        let bad = json!([{"role": "user", "content": [{"type": "image_url"}]}]);
+        assert!(prepare(&bad, ArgumentsAs::Object)
+            .unwrap_err()
+            .to_string()
+            .contains("image_url"));
+        assert_eq!(
+            arguments_as("{{ '<x>' + tool['function']['arguments'] + '</x>' }}"),
+            ArgumentsAs::String
+        );
+        assert_eq!(
+            arguments_as("{{ tool.function.arguments | tojson }}"),
+            ArgumentsAs::Object
+        );
+    }
+}
