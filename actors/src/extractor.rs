@@ -16,6 +16,8 @@ pub(crate) struct Extractor;
 pub(crate) struct ExtractState {
     tools: Option<ToolExtractor>,
     usage: Usage,
+    /// The tool format's name, for metrics ("none" without one).
+    format: &'static str,
 }
 
 /// Turns parser events into deltas, merging neighbouring text of the same kind.
@@ -80,9 +82,11 @@ impl Stateful for Extractor {
     const STAGE: Stage = Stage::Extractor;
 
     fn open(&self, id: RequestId, setup: &Setup) -> Result<ExtractState, String> {
+        let mut format_name = "none";
         let tools = match &setup.tool_parser {
             Some(name) => {
                 let format = braid_parsers::tool_format(name).map_err(|e| e.to_string())?;
+                format_name = format.name;
                 let tools = match &setup.tools_json {
                     Some(json) => serde_json::from_str::<serde_json::Value>(json)
                         .map_err(|e| format!("tools is not JSON: {e}"))?,
@@ -99,6 +103,7 @@ impl Stateful for Extractor {
             None => None,
         };
         Ok(ExtractState {
+            format: format_name,
             tools,
             usage: Usage {
                 prompt_tokens: setup.prompt_tokens,
@@ -129,6 +134,10 @@ impl Stateful for Extractor {
                     }
                     sink.event(Event::Reasoning(&seg.text));
                 }
+                (SegmentKind::StrayEndMarker, _) => sink.event(Event::Fallback {
+                    reason: braid_parsers::FallbackReason::StrayEndMarker,
+                    text: &seg.text,
+                }),
                 (SegmentKind::InlineReasoning, tools) => {
                     if let Some(tools) = tools {
                         tools.break_text(&mut sink);
@@ -141,6 +150,19 @@ impl Stateful for Extractor {
         if last {
             if let Some(tools) = &mut st.tools {
                 tools.finish(&mut sink);
+            }
+        }
+        for d in &deltas {
+            match d {
+                Delta::ToolCallEnd { outcome, .. } => {
+                    metrics::counter!("braid_tool_calls_total", "format" => st.format, "outcome" => outcome.clone())
+                        .increment(1);
+                }
+                Delta::Fallback { reason, .. } => {
+                    metrics::counter!("braid_parser_fallbacks_total", "format" => st.format, "reason" => reason.clone())
+                        .increment(1);
+                }
+                _ => {}
             }
         }
         if deltas.is_empty() && !last {

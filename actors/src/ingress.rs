@@ -7,11 +7,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use braid_bus::{
-    decode, encode, subject, Admitted, Bus, Cancel, Chunk, Envelope, Failure, FailureKind, Finish, Header,
-    InstanceId, RequestId, Route, Stage, Submit, Subscription,
+    decode, encode, subject, Admitted, Bus, Cancel, Chunk, Delta, Envelope, Failure, FailureKind, Finish,
+    Header, InstanceId, RequestId, Route, Stage, Submit, Subscription, Usage,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
@@ -160,6 +160,84 @@ pub struct Response {
     state: End,
     actor: ActorRef<IngressMsg>,
     _permit: OwnedSemaphorePermit,
+    timing: Timing,
+}
+
+/// When a request's milestones happened, for the latency and reasoning metrics.
+struct Timing {
+    started: Instant,
+    first_token: Option<Instant>,
+    first_answer: Option<Instant>,
+    tool_call: bool,
+}
+
+impl Timing {
+    fn new() -> Timing {
+        Timing {
+            started: Instant::now(),
+            first_token: None,
+            first_answer: None,
+            tool_call: false,
+        }
+    }
+
+    fn saw(&mut self, chunk: &Chunk) {
+        let now = Instant::now();
+        for d in &chunk.deltas {
+            self.first_token.get_or_insert(now);
+            match d {
+                Delta::Content { .. } | Delta::Fallback { content: true, .. } => {
+                    self.first_answer.get_or_insert(now);
+                }
+                Delta::ToolCallStart { .. } => {
+                    self.first_answer.get_or_insert(now);
+                    self.tool_call = true;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Records the request's metrics (vLLM's names under `braid_`, and the reasoning
+    /// figures nobody else exports).
+    fn finished(&self, finish: &Finish, usage: Option<Usage>) {
+        let now = Instant::now();
+        let round_end = if self.tool_call { "tool_call" } else { "answer" };
+        let reason = match finish {
+            Finish::Stop if self.tool_call => "tool_calls",
+            Finish::Stop => "stop",
+            Finish::Length => "length",
+            Finish::Abort => "abort",
+            Finish::Failed(_) => "error",
+        };
+        metrics::counter!("braid_request_success_total", "finished_reason" => reason).increment(1);
+        metrics::histogram!("braid_e2e_request_latency_seconds")
+            .record(now.duration_since(self.started).as_secs_f64());
+        if let Some(first) = self.first_token {
+            metrics::histogram!("braid_time_to_first_token_seconds")
+                .record(first.duration_since(self.started).as_secs_f64());
+        }
+        if let Some(answer) = self.first_answer {
+            metrics::histogram!("braid_time_to_answer_seconds", "round_end" => round_end)
+                .record(answer.duration_since(self.started).as_secs_f64());
+        }
+        let Some(u) = usage else { return };
+        metrics::counter!("braid_prompt_tokens_total").increment(u64::from(u.prompt_tokens));
+        metrics::counter!("braid_generation_tokens_total").increment(u64::from(u.completion_tokens));
+        metrics::counter!("braid_reasoning_tokens_total").increment(u64::from(u.reasoning_tokens));
+        metrics::histogram!("braid_request_generation_tokens").record(f64::from(u.completion_tokens));
+        metrics::histogram!("braid_reasoning_tokens", "round_end" => round_end)
+            .record(f64::from(u.reasoning_tokens));
+        let answer_tokens = u.completion_tokens.saturating_sub(u.reasoning_tokens);
+        if answer_tokens > 0 {
+            metrics::histogram!("braid_reasoning_answer_ratio")
+                .record(f64::from(u.reasoning_tokens) / f64::from(answer_tokens));
+        }
+        if let (Some(first), true) = (self.first_token, u.completion_tokens > 1) {
+            let per_token = now.duration_since(first).as_secs_f64() / f64::from(u.completion_tokens - 1);
+            metrics::histogram!("braid_inter_token_latency_seconds").record(per_token);
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -307,6 +385,7 @@ impl Ingress {
                 state: End::Open,
                 actor: self.actor.clone(),
                 _permit: permit,
+                timing: Timing::new(),
             }),
             Ok(Envelope {
                 body: Admitted::Refused(f),
@@ -351,11 +430,15 @@ impl Response {
                     Err(_) => failed(failure(FailureKind::Internal, "the ingress actor is gone".into())),
                 },
             };
+            self.timing.saw(&chunk);
             self.state = match &chunk.finish {
                 None => End::Open,
                 Some(Finish::Failed(_)) => End::Failed,
                 Some(_) => End::Finished,
             };
+            if let Some(finish) = &chunk.finish {
+                self.timing.finished(finish, chunk.usage);
+            }
             return Some(chunk);
         }
     }

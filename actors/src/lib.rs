@@ -25,7 +25,7 @@ mod tests;
 
 pub use executor::engine::EngineExecutor;
 pub use executor::replay::{Pace, ReplayExecutor};
-pub use executor::{ExecOutput, Executor};
+pub use executor::{ExecOutput, ExecStats, Executor};
 pub use ingress::{Ingress, Response};
 pub use membership::Members;
 pub use node::{ExecutorFactory, Node, NodeConfig};

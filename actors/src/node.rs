@@ -126,6 +126,7 @@ impl Node {
             instance,
             members: self.members.clone(),
             load: Arc::new(AtomicU32::new(0)),
+            queue: Arc::new(Semaphore::new(stage::MAILBOX)),
         };
         let tokenizer = || {
             config.tokenizer.clone().ok_or_else(|| {
@@ -175,7 +176,7 @@ impl Node {
         )
         .await
         .map_err(|e| StageError::Start(format!("{stage}: {e}")))?;
-        let permits = Some(Arc::new(Semaphore::new(stage::MAILBOX)));
+        let permits = Some(Arc::clone(&ctx.queue));
         let mut tasks = Vec::new();
         let work = if stage == Stage::Tokenizer {
             self.bus

@@ -39,7 +39,12 @@ impl Sink for Segments<'_> {
             Event::Reasoning(t) if self.inline => self.add(SegmentKind::InlineReasoning, t),
             Event::Reasoning(t) => self.add(SegmentKind::Reasoning, t),
             Event::Content(t) => self.add(SegmentKind::Content, t),
-            // The splitter emits only text; other events belong to the extractor.
+            Event::Fallback { text, .. } => self.out.push(Segment {
+                kind: SegmentKind::StrayEndMarker,
+                text: text.to_owned(),
+            }),
+            // The splitter emits only text and its one fallback; tool events are the
+            // extractor's.
             _ => {}
         }
     }

@@ -41,6 +41,8 @@ pub struct StageCtx {
     pub members: Members,
     /// Requests it holds now (reported in its heartbeat).
     pub load: Arc<AtomicU32>,
+    /// Its mailbox slots ([`MAILBOX`] permits; those taken are its queue depth).
+    pub queue: Arc<Semaphore>,
 }
 
 /// Messages produced while handling one input, published in order after it.
@@ -142,6 +144,7 @@ pub struct StageState {
     handled: metrics::Counter,
     sent: metrics::Counter,
     sent_bytes: metrics::Counter,
+    depth: metrics::Gauge,
 }
 
 impl Actor for StageActor {
@@ -161,6 +164,7 @@ impl Actor for StageActor {
             handled: metrics::counter!("braid_bus_messages_total", "stage" => stage, "direction" => "in"),
             sent: metrics::counter!("braid_bus_messages_total", "stage" => stage, "direction" => "out"),
             sent_bytes: metrics::counter!("braid_bus_bytes_total", "stage" => stage, "direction" => "out"),
+            depth: metrics::gauge!("braid_stage_queue_depth", "stage" => stage),
             ctx: args.ctx,
             logic,
             out: Outbox::default(),
@@ -202,6 +206,8 @@ impl Actor for StageActor {
             st.latency.record(now_ns().saturating_sub(sent) as f64 * 1e-9);
         }
         st.ctx.load.store(st.logic.load(), Ordering::Relaxed);
+        st.depth
+            .set(MAILBOX.saturating_sub(st.ctx.queue.available_permits()) as f64);
         Ok(())
     }
 }

@@ -286,6 +286,8 @@ pub enum SegmentKind {
     InlineReasoning,
     /// Answer text.
     Content,
+    /// A stray end-of-reasoning marker the splitter removed (reported, not content).
+    StrayEndMarker,
 }
 
 /// An ordered piece of split text.

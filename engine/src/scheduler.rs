@@ -281,6 +281,16 @@ impl Engine {
         self.blocks.alloc.num_free()
     }
 
+    /// Requests waiting to be scheduled (new or preempted) and running now.
+    pub fn queue_lengths(&self) -> (usize, usize) {
+        (self.waiting.len(), self.running.len())
+    }
+
+    /// The fraction of KV cache blocks in use (cached-but-free blocks count as free).
+    pub fn kv_usage(&self) -> f64 {
+        1.0 - self.free_blocks() as f64 / self.cfg.num_blocks.max(1) as f64
+    }
+
     /// Whether any request is waiting or running.
     pub fn has_work(&self) -> bool {
         !self.waiting.is_empty() || !self.running.is_empty()

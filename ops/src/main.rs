@@ -5,6 +5,7 @@
 mod alloc;
 mod bench;
 mod fixture;
+mod metrics;
 mod parse;
 mod render;
 mod serve;

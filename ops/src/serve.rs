@@ -90,6 +90,10 @@ pub(crate) struct PipelineArgs {
     /// Request bodies over this many bytes get 413.
     #[arg(long, default_value_t = 16 << 20)]
     max_body_bytes: usize,
+    /// Serve `/metrics` on this port (for `braid stage` processes without an ingress,
+    /// whose metrics would otherwise have no endpoint).
+    #[arg(long)]
+    metrics_port: Option<u16>,
     /// HTTP address of the ingress.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
@@ -378,9 +382,7 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-            .install_recorder()
-            .context("installing the metrics recorder")?;
+        let metrics = crate::metrics::install()?;
         let options = NatsOptions {
             creds: p.nats_creds.clone(),
             ca: p.nats_ca.clone(),
@@ -421,7 +423,21 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
                 }
                 Some(tokio::spawn(async move { axum::serve(listener, app).await }))
             }
-            None => None,
+            None => match p.metrics_port {
+                Some(port) => {
+                    let app = axum::Router::new().route(
+                        "/metrics",
+                        axum::routing::get(move || std::future::ready(metrics.render())),
+                    );
+                    let addr = format!("{}:{port}", p.host);
+                    let listener = tokio::net::TcpListener::bind(&addr)
+                        .await
+                        .with_context(|| format!("cannot listen on {addr}"))?;
+                    tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
+                    Some(tokio::spawn(async move { axum::serve(listener, app).await }))
+                }
+                None => None,
+            },
         };
         let stages: Vec<String> = node.replicas().iter().map(|(s, i)| format!("{s} {i}")).collect();
         tracing::info!("running: {}", stages.join(", "));

@@ -3,7 +3,7 @@
 use braid_bus::{Finish, Prefill, RequestId};
 use braid_engine::{Engine, FinishReason, Request, SamplingParams};
 
-use super::{ExecOutput, Executor};
+use super::{ExecOutput, ExecStats, Executor};
 
 /// braid's own engine.
 pub struct EngineExecutor {
@@ -47,6 +47,17 @@ impl Executor for EngineExecutor {
 
     fn has_work(&self) -> bool {
         self.engine.has_work()
+    }
+
+    fn stats(&self) -> ExecStats {
+        let s = self.engine.stats();
+        ExecStats {
+            waiting: self.engine.queue_lengths().0,
+            kv_usage: self.engine.kv_usage(),
+            prefix_queries: s.prefix_queried_tokens as u64,
+            prefix_hits: s.prefix_hit_tokens as u64,
+            preemptions: s.preemptions as u64,
+        }
     }
 
     fn step(&mut self, out: &mut Vec<ExecOutput>) -> Result<(), String> {

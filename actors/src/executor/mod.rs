@@ -46,6 +46,25 @@ pub trait Executor: Send {
     fn has_work(&self) -> bool;
     /// Runs one step, appending what each request got.
     fn step(&mut self, out: &mut Vec<ExecOutput>) -> Result<(), String>;
+    /// Scheduler figures for metrics (none by default).
+    fn stats(&self) -> ExecStats {
+        ExecStats::default()
+    }
+}
+
+/// An executor's scheduler figures, published as metrics after every step.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ExecStats {
+    /// Requests waiting to be scheduled.
+    pub waiting: usize,
+    /// Fraction of the KV cache in use.
+    pub kv_usage: f64,
+    /// Prompt tokens looked up in the prefix cache, so far.
+    pub prefix_queries: u64,
+    /// Prompt tokens served from it, so far.
+    pub prefix_hits: u64,
+    /// Sequences preempted, so far.
+    pub preemptions: u64,
 }
 
 /// What the executor actor tells its thread.
@@ -139,6 +158,11 @@ fn run(
 ) {
     let mut live: HashMap<RequestId, Live> = HashMap::new();
     let running = metrics::gauge!("braid_num_requests_running");
+    let waiting = metrics::gauge!("braid_num_requests_waiting");
+    let kv_usage = metrics::gauge!("braid_kv_cache_usage_perc");
+    let prefix_queries = metrics::counter!("braid_prefix_cache_queries_total");
+    let prefix_hits = metrics::counter!("braid_prefix_cache_hits_total");
+    let preemptions = metrics::counter!("braid_num_preemptions_total");
     let mut outputs = Vec::new();
     let mut last_sweep = Instant::now();
     loop {
@@ -202,6 +226,12 @@ fn run(
         }
         load.store(live.len() as u32, Ordering::Relaxed);
         running.set(live.len() as f64);
+        let stats = exec.stats();
+        waiting.set(stats.waiting as f64);
+        kv_usage.set(stats.kv_usage);
+        prefix_queries.absolute(stats.prefix_queries);
+        prefix_hits.absolute(stats.prefix_hits);
+        preemptions.absolute(stats.preemptions);
         if !out.is_empty() && publish.blocking_send(out).is_err() {
             return;
         }

@@ -150,10 +150,8 @@ pub(crate) fn run(args: &PipelineBenchArgs) -> anyhow::Result<ExitCode> {
         )
     })?);
     let (output, per_request) = recording(256, &tok)?;
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .context("installing the metrics recorder")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let metrics = runtime.block_on(async { crate::metrics::install() })?;
     let nats = if args.transports.iter().any(|t| t == "nats") {
         Some(start_nats(args.nats_server.as_deref())?)
     } else {
