@@ -6,5 +6,6 @@ mod chat_render;
 mod cli_parse;
 mod conformance;
 mod engine_fixture;
+mod observability;
 mod openai_client;
 mod pipeline;

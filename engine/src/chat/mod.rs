@@ -296,10 +296,23 @@ impl JinjaTemplate {
         self.arguments_as
     }
 
-    /// Renders a conversation.
+    /// Renders a conversation. OpenAI clients send `null` content on tool-call turns;
+    /// some templates read that (DeepSeek-R1 renders the calls only then), others fail on
+    /// it (Qwen3 tests it with `in`). The conversation is rendered as sent first, and
+    /// with `null` content as "" (what vLLM always does) if that fails.
     pub fn render(&self, conv: &Conversation<'_>) -> Result<String> {
+        match self.render_with(conv, false) {
+            Err(Error::Render(first)) => self.render_with(conv, true).map_err(|_| Error::Render(first)),
+            other => other,
+        }
+    }
+
+    fn render_with(&self, conv: &Conversation<'_>, null_as_empty: bool) -> Result<String> {
         let mut ctx = self.specials.clone();
-        ctx.insert("messages".into(), prepare(conv.messages, self.arguments_as)?);
+        ctx.insert(
+            "messages".into(),
+            prepare_with(conv.messages, self.arguments_as, null_as_empty)?,
+        );
         ctx.insert("tools".into(), conv.tools.cloned().unwrap_or(Value::Null));
         ctx.insert("documents".into(), Value::Null);
         ctx.insert(
@@ -333,6 +346,11 @@ fn render_error(e: &minijinja::Error) -> String {
 /// The messages as the template should see them (see the module doc). Errors name the
 /// message and field.
 pub fn prepare(messages: &Value, arguments_as: ArgumentsAs) -> Result<Value> {
+    prepare_with(messages, arguments_as, false)
+}
+
+/// [`prepare`], with `null` content turned into "" when `null_as_empty`.
+fn prepare_with(messages: &Value, arguments_as: ArgumentsAs, null_as_empty: bool) -> Result<Value> {
     let Some(list) = messages.as_array() else {
         return Err(Error::Render("messages must be an array".into()));
     };
@@ -344,6 +362,9 @@ pub fn prepare(messages: &Value, arguments_as: ArgumentsAs) -> Result<Value> {
         let mut msg = obj.clone();
         if !msg.get("role").is_some_and(Value::is_string) {
             return Err(Error::Render(format!("messages[{i}].role must be a string")));
+        }
+        if null_as_empty && msg.get("content").is_some_and(Value::is_null) {
+            msg.insert("content".into(), Value::String(String::new()));
         }
         let mut thinking = String::new();
         if let Some(Value::Array(parts)) = msg.get("content") {

@@ -1,0 +1,135 @@
+//! The Grafana dashboard against a real Prometheus (Debian's `prometheus`, installed by
+//! scripts/setup) scraping a running braid: after a short load, every panel's query
+//! returns data — so every metric the dashboard names is one braid really exports.
+
+use std::time::Duration;
+
+use braid_tests::{free_port, http, repo_root, wait_port, Proc};
+use serde_json::{json, Value};
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn every_dashboard_query_returns_data_from_a_real_prometheus() {
+    let prometheus = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or_else(|| {
+            panic!("prometheus is missing: run scripts/setup (it installs Debian's prometheus)")
+        });
+    let dir = std::env::temp_dir().join(format!("braid-observability-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let recordings = [
+        json!({"match": "<tool_response>", "output": "<think>\nDone.\n</think>\n\nIt is sunny."}),
+        json!({"match": "broken", "output": "<think>\nhmm\n</think>\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "}),
+        json!({"match": "weather", "output": "<think>\nCall the tool.\n</think>\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"}),
+    ];
+    let rec = dir.join("recordings.jsonl");
+    let lines: Vec<String> = recordings.iter().map(Value::to_string).collect();
+    std::fs::write(&rec, lines.join("\n")).unwrap_or_else(|e| panic!("{e}"));
+    let port = free_port();
+    let tok = repo_root()
+        .join(".fixtures/tokenizer-qwen3")
+        .display()
+        .to_string();
+    let replay = format!("replay:{}", rec.display());
+    let _braid = Proc::braid(
+        &[
+            "serve",
+            &tok,
+            "--executor",
+            &replay,
+            "--replay-interval-ms",
+            "1",
+            "--reasoning-parser",
+            "qwen3",
+            "--tool-call-parser",
+            "hermes",
+            "--port",
+            &port.to_string(),
+        ],
+        "observability-braid",
+    );
+    assert!(braid_tests::wait_healthy(port, Duration::from_secs(30)));
+    let prom_port = free_port();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: braid\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+    );
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap_or_else(|e| panic!("{e}"));
+    let _prom = Proc::start(
+        std::path::Path::new(prometheus),
+        &[
+            format!("--config.file={}", dir.join("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", dir.join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{prom_port}"),
+        ],
+        "observability-prometheus",
+    );
+    assert!(
+        wait_port(prom_port, Duration::from_secs(30)),
+        "prometheus did not start"
+    );
+
+    // A short load: tool rounds, a round whose client dropped the reasoning (re-injected),
+    // and a broken tool call (a parser fallback).
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    for _ in 0..6 {
+        let ask = json!({"messages": [{"role": "user", "content": "weather in Paris?"}], "tools": tools});
+        let (status, text) = http(port, "POST", "/v1/chat/completions", &ask.to_string());
+        assert_eq!(status, 200, "{text}");
+        let r1: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let calls = r1["choices"][0]["message"]["tool_calls"].clone();
+        let id = calls[0]["id"].clone();
+        let round2 = json!({"messages": [
+            {"role": "user", "content": "weather in Paris?"},
+            {"role": "assistant", "content": null, "tool_calls": calls},
+            {"role": "tool", "tool_call_id": id, "content": "sunny"}], "tools": tools, "stream": true});
+        assert_eq!(
+            http(port, "POST", "/v1/chat/completions", &round2.to_string()).0,
+            200
+        );
+        let broken = json!({"messages": [{"role": "user", "content": "broken"}], "tools": tools});
+        assert_eq!(
+            http(port, "POST", "/v1/chat/completions", &broken.to_string()).0,
+            200
+        );
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    std::thread::sleep(Duration::from_secs(4));
+
+    let text =
+        std::fs::read_to_string(repo_root().join("ops/grafana/braid-dashboard.json")).unwrap_or_default();
+    let dashboard: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("dashboard JSON: {e}"));
+    let panels = dashboard["panels"].as_array().cloned().unwrap_or_default();
+    assert!(panels.len() >= 20, "{} panels", panels.len());
+    let mut empty = Vec::new();
+    for panel in &panels {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap_or_default();
+            let (status, body) = http(
+                prom_port,
+                "GET",
+                &format!("/api/v1/query?query={}", urlencode(expr)),
+                "",
+            );
+            let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            assert_eq!(
+                (status, v["status"].as_str()),
+                (200, Some("success")),
+                "{expr}: {body}"
+            );
+            if v["data"]["result"].as_array().is_none_or(Vec::is_empty) {
+                empty.push(format!("{}: {expr}", panel["title"]));
+            }
+        }
+    }
+    assert!(empty.is_empty(), "panels without data:\n{}", empty.join("\n"));
+}
