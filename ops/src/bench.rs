@@ -3,6 +3,7 @@
 mod engine;
 mod parse;
 mod pipeline;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -19,6 +20,9 @@ pub(crate) enum BenchCommand {
     /// Pipeline cost: CPU µs per streamed token added by the stages and the bus (replay
     /// executor), in-process and over NATS, at several concurrencies.
     Pipeline(pipeline::PipelineBenchArgs),
+    /// Load on a running server: streaming chat completions at a concurrency or rate;
+    /// requests/s, tokens/s, TTFT and ITL percentiles, errors, cross-talk.
+    Serve(serve::ServeBenchArgs),
 }
 
 pub(crate) fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
@@ -26,6 +30,7 @@ pub(crate) fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Parse(args) => parse::run(args),
         BenchCommand::Engine(args) => engine::run(args),
         BenchCommand::Pipeline(args) => pipeline::run(args),
+        BenchCommand::Serve(args) => serve::run(args),
     }
 }
 

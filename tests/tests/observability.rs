@@ -133,3 +133,80 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     }
     assert!(empty.is_empty(), "panels without data:\n{}", empty.join("\n"));
 }
+
+#[test]
+fn bench_serve_reports_no_errors_no_crosstalk_and_metrics_that_agree_with_usage() {
+    let dir = std::env::temp_dir().join(format!("braid-bench-serve-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let rec = dir.join("recordings.jsonl");
+    let n = "300";
+    let wrote = std::process::Command::new(braid_tests::braid_bin())
+        .args([
+            "bench",
+            "serve",
+            "--requests",
+            n,
+            "--max-tokens",
+            "48",
+            "--write-recordings",
+        ])
+        .arg(&rec)
+        .status();
+    assert!(wrote.is_ok_and(|s| s.success()));
+    let port = free_port();
+    let tok = repo_root()
+        .join(".fixtures/tokenizer-qwen3")
+        .display()
+        .to_string();
+    let replay = format!("replay:{}", rec.display());
+    let _braid = Proc::braid(
+        &[
+            "serve",
+            &tok,
+            "--executor",
+            &replay,
+            "--replay-interval-ms",
+            "5",
+            "--reasoning-parser",
+            "qwen3",
+            "--port",
+            &port.to_string(),
+        ],
+        "bench-serve",
+    );
+    assert!(braid_tests::wait_healthy(port, Duration::from_secs(30)));
+    let out = std::process::Command::new(braid_tests::braid_bin())
+        .args([
+            "bench",
+            "serve",
+            "--url",
+            &format!("http://127.0.0.1:{port}"),
+            "--concurrency",
+            n,
+            "--requests",
+            n,
+        ])
+        .args(["--max-tokens", "48"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    assert_eq!(report["crosstalk"], 0, "{report}");
+    assert_eq!(report["output_tokens"], 300 * 48, "{report}");
+    assert!(
+        report["reasoning_tokens"].as_u64().is_some_and(|r| r > 0),
+        "{report}"
+    );
+    assert_eq!(report["metrics"]["agree_with_usage"], true, "{report}");
+    assert!(
+        report["ttft_ms"]["p99"].as_f64().is_some_and(|t| t > 0.0),
+        "{report}"
+    );
+}
