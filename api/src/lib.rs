@@ -145,6 +145,15 @@ async fn require_key(State(state): State<AppState>, req: Request, next: Next) ->
     next.run(req).await
 }
 
+/// Names the ingress replica that served a response (`x-braid-ingress`), for operators
+/// behind a load balancer.
+async fn ingress_header(State(state): State<AppState>, mut response: Response) -> Response {
+    if let Ok(v) = axum::http::HeaderValue::from_str(&state.ingress.instance().to_string()) {
+        response.headers_mut().insert("x-braid-ingress", v);
+    }
+    response
+}
+
 /// The HTTP routes, callable from tests without a socket.
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
@@ -165,6 +174,7 @@ pub fn router(state: AppState) -> Router {
             }
         })
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(middleware::map_response_with_state(state.clone(), ingress_header))
         .with_state(state)
 }
 

@@ -226,6 +226,19 @@ pub fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
 
 /// [`http`] with extra request headers.
 pub fn http_with(port: u16, method: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let (status, _, body) = http_full(port, method, path, body, headers);
+    (status, body)
+}
+
+/// One HTTP/1.1 exchange: `(status, response head, body)`; a connection cut mid-body
+/// gives what arrived.
+pub fn http_full(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))
         .unwrap_or_else(|e| panic!("cannot connect to port {port}: {e}"));
@@ -245,7 +258,7 @@ pub fn http_with(port: u16, method: &str, path: &str, body: &str, headers: &[(&s
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
     if !chunked {
-        return (status, rest.to_owned());
+        return (status, head.to_owned(), rest.to_owned());
     }
     let mut body = String::new();
     let mut rest = rest;
@@ -257,7 +270,7 @@ pub fn http_with(port: u16, method: &str, path: &str, body: &str, headers: &[(&s
         body.push_str(&after[..n]);
         rest = after[n..].trim_start_matches("\r\n");
     }
-    (status, body)
+    (status, head.to_owned(), body)
 }
 
 /// The `data:` payloads of a server-sent-events body, `[DONE]` included.

@@ -9,3 +9,4 @@ mod engine_fixture;
 mod observability;
 mod openai_client;
 mod pipeline;
+mod scale_out;
