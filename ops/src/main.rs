@@ -4,6 +4,7 @@
 
 mod alloc;
 mod bench;
+mod config;
 mod fixture;
 mod metrics;
 mod parse;
@@ -20,7 +21,7 @@ static GLOBAL: alloc::Counting = alloc::Counting;
 
 /// braid: an LLM inference server for interleaved thinking.
 #[derive(Debug, Parser)]
-#[command(name = "braid", version, about)]
+#[command(name = "braid", version, about, args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -63,7 +64,7 @@ pub(crate) fn init_logging() {
 }
 
 fn run() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(config::expand(std::env::args().collect())?);
     match cli.command {
         Command::Parse(args) => parse::run(&args),
         Command::Bench(cmd) => bench::run(&cmd),

@@ -18,6 +18,10 @@ use clap::Args;
 /// Options shared by `serve` and `stage`: the model, the executor, the bus.
 #[derive(Debug, Args)]
 pub(crate) struct PipelineArgs {
+    /// Read flags from a file (`name = value` lines; see ops/deploy/braid.toml); flags
+    /// given on the command line win.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Tokenizer folder, when it is not the model folder (e.g. for `--executor replay:…`).
     #[arg(long)]
     tokenizer: Option<PathBuf>,

@@ -210,3 +210,20 @@ fn bench_serve_reports_no_errors_no_crosstalk_and_metrics_that_agree_with_usage(
         "{report}"
     );
 }
+
+#[test]
+fn the_sample_config_names_only_real_flags() {
+    let out = std::process::Command::new(braid_tests::braid_bin())
+        .args(["serve", "--config"])
+        .arg(repo_root().join("ops/deploy/braid.toml"))
+        .args(["--bus", "inproc", "--executor", "nonsense", "--tokenizer"])
+        .arg(repo_root().join(".fixtures/tokenizer-qwen3"))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("unknown --executor \"nonsense\""),
+        "the config did not parse: {err}"
+    );
+}
