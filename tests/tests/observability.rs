@@ -103,7 +103,26 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         );
         std::thread::sleep(Duration::from_millis(400));
     }
-    std::thread::sleep(Duration::from_secs(4));
+    // Wait until Prometheus holds a few scrapes of the loaded counters (on a busy machine
+    // its first scrapes can come late), so every rate() has samples to work with.
+    let ready = urlencode("min(count_over_time(braid_generation_tokens_total[1m]))");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = http(prom_port, "GET", &format!("/api/v1/query?query={ready}"), "");
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let scrapes = v["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if scrapes >= 3.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "prometheus scraped braid {scrapes} times in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     let text =
         std::fs::read_to_string(repo_root().join("ops/grafana/braid-dashboard.json")).unwrap_or_default();
