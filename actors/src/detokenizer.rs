@@ -88,6 +88,7 @@ impl Stateful for Detokenizer {
                 tokens,
                 finish,
                 setup,
+                reported: step.reported,
             },
             ends,
         ))

@@ -122,6 +122,13 @@ impl Stateful for Extractor {
     ) -> Option<(Chunk, bool)> {
         st.usage.completion_tokens += split.tokens;
         st.usage.reasoning_tokens += split.reasoning_tokens;
+        if let Some(r) = split.reported {
+            // The executor's own counts (an upstream engine's usage) win; reasoning is
+            // braid's count either way, capped by the completion.
+            st.usage.prompt_tokens = r.prompt_tokens;
+            st.usage.completion_tokens = r.completion_tokens;
+            st.usage.reasoning_tokens = st.usage.reasoning_tokens.min(r.completion_tokens);
+        }
         let mut deltas = Vec::new();
         let mut sink = Deltas { out: &mut deltas };
         for seg in &split.segments {

@@ -25,6 +25,7 @@ mod tests;
 
 pub use executor::engine::EngineExecutor;
 pub use executor::replay::{Pace, ReplayExecutor};
+pub use executor::upstream::{PromptAs, UpstreamExecutor, UpstreamSpec};
 pub use executor::{ExecOutput, ExecStats, Executor};
 pub use ingress::{Ingress, Response};
 pub use membership::Members;

@@ -116,7 +116,12 @@ impl Stateful for Splitter {
             }),
             None => {}
         }
-        if segments.is_empty() && text.finish.is_none() && setup.is_none() && text.tokens == 0 {
+        if segments.is_empty()
+            && text.finish.is_none()
+            && setup.is_none()
+            && text.tokens == 0
+            && text.reported.is_none()
+        {
             return None;
         }
         Some((
@@ -126,6 +131,7 @@ impl Stateful for Splitter {
                 reasoning_tokens,
                 finish: text.finish,
                 setup,
+                reported: text.reported,
             },
             false,
         ))

@@ -394,7 +394,9 @@ pub(crate) async fn chat(
         setup: Setup {
             stop: stop_list(req.stop)?,
             include_stop_str: req.include_stop_str_in_output,
-            skip_special_tokens: req.skip_special_tokens.unwrap_or(true),
+            // Tool markup may be special tokens (Kimi-K2's sections): keep them for the
+            // parser when tools are parsed, as vLLM's tool parsers do.
+            skip_special_tokens: req.skip_special_tokens.unwrap_or(!parse_tools),
             reasoning_parser: state.chat.reasoning_parser.clone(),
             tool_parser: if parse_tools {
                 state.chat.tool_parser.clone()

@@ -262,6 +262,10 @@ pub struct Step {
     pub finish: Option<Finish>,
     /// On the first step only.
     pub setup: Option<Box<Setup>>,
+    /// Token counts the executor reports itself (an upstream engine's `usage`), on the
+    /// last step; they replace braid's own count of prompt and completion tokens.
+    #[serde(default)]
+    pub reported: Option<Usage>,
 }
 
 /// detokenizer → splitter: text that is safe to emit (whole UTF-8, stop strings applied).
@@ -275,6 +279,9 @@ pub struct Text {
     pub finish: Option<Finish>,
     /// On the first message only.
     pub setup: Option<Box<Setup>>,
+    /// Passed on from [`Step::reported`].
+    #[serde(default)]
+    pub reported: Option<Usage>,
 }
 
 /// Which side of the reasoning split a piece of text is on.
@@ -312,6 +319,9 @@ pub struct Split {
     pub finish: Option<Finish>,
     /// On the first message only.
     pub setup: Option<Box<Setup>>,
+    /// Passed on from [`Step::reported`].
+    #[serde(default)]
+    pub reported: Option<Usage>,
 }
 
 /// One OpenAI-shaped change to the response.

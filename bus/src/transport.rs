@@ -367,6 +367,7 @@ mod tests {
                 tokens: vec![1, 2],
                 finish: None,
                 setup: None,
+                reported: None,
             },
         };
         let bytes = crate::encode(&env);

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use braid_actors::{EngineExecutor, Executor, ExecutorFactory, Node, NodeConfig, Pace, ReplayExecutor};
+use braid_actors::{
+    EngineExecutor, Executor, ExecutorFactory, Node, NodeConfig, Pace, PromptAs, ReplayExecutor,
+    UpstreamExecutor, UpstreamSpec,
+};
 use braid_bus::{Bus, NatsOptions, Stage};
 use braid_engine::{
     load_model, ChatRenderer, Conversation, Engine, EngineConfig, KvCache, ModelConfig, Tokenizer,
@@ -25,10 +28,23 @@ pub(crate) struct PipelineArgs {
     /// Tokenizer folder, when it is not the model folder (e.g. for `--executor replay:…`).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
-    /// `engine` (the model folder, on braid's engine) or `replay:FILE` (recorded outputs,
-    /// JSONL).
+    /// `engine` (the model folder, on braid's engine), `replay:FILE` (recorded outputs,
+    /// JSONL), or `upstream:URL` (an OpenAI-compatible server such as vLLM, SGLang or
+    /// llama.cpp; repeat it for several upstream replicas).
     #[arg(long, default_value = "engine")]
-    executor: String,
+    executor: Vec<String>,
+    /// Upstream: `Authorization: Bearer KEY` sent to the upstreams.
+    #[arg(long, env = "BRAID_UPSTREAM_API_KEY", hide_env_values = true)]
+    upstream_api_key: Option<String>,
+    /// Upstream: the model name to send.
+    #[arg(long)]
+    upstream_model: Option<String>,
+    /// Upstream: send prompts as `tokens` (vLLM, SGLang, llama.cpp) or `text`.
+    #[arg(long, default_value = "tokens")]
+    upstream_prompt: String,
+    /// Upstream: seconds to wait for an upstream's next bytes.
+    #[arg(long, default_value_t = 60)]
+    upstream_timeout: u64,
     /// Replay: tokens each request gets per step.
     #[arg(long, default_value_t = 1)]
     replay_tokens_per_step: usize,
@@ -177,7 +193,40 @@ fn executor(
     tokenizer: Option<&Arc<Tokenizer>>,
     p: &PipelineArgs,
 ) -> anyhow::Result<(ExecutorFactory, Option<u32>)> {
-    if let Some(file) = p.executor.strip_prefix("replay:") {
+    let upstreams: Vec<String> = p
+        .executor
+        .iter()
+        .filter_map(|e| e.strip_prefix("upstream:"))
+        .map(str::to_owned)
+        .collect();
+    if !upstreams.is_empty() {
+        if upstreams.len() != p.executor.len() {
+            bail!("--executor upstream:URL can be repeated, but not mixed with engine or replay");
+        }
+        let tok = Arc::clone(
+            tokenizer
+                .context("--executor upstream needs a tokenizer: give --tokenizer DIR or a model folder")?,
+        );
+        let spec = UpstreamSpec {
+            urls: upstreams,
+            api_key: p.upstream_api_key.clone(),
+            model: p.upstream_model.clone(),
+            prompt_as: match p.upstream_prompt.as_str() {
+                "tokens" => PromptAs::Tokens,
+                "text" => PromptAs::Text,
+                other => bail!("unknown --upstream-prompt {other:?}; use tokens or text"),
+            },
+            timeout: Duration::from_secs(p.upstream_timeout.max(1)),
+        };
+        let factory: ExecutorFactory = Arc::new(move || {
+            Ok(Box::new(UpstreamExecutor::new(spec.clone(), Arc::clone(&tok))?) as Box<dyn Executor>)
+        });
+        return Ok((factory, p.max_model_len.map(|m| m as u32)));
+    }
+    let [executor] = p.executor.as_slice() else {
+        bail!("give one --executor (engine or replay:FILE), or one or more upstream:URL");
+    };
+    if let Some(file) = executor.strip_prefix("replay:") {
         let tok = Arc::clone(
             tokenizer
                 .context("--executor replay needs a tokenizer: give --tokenizer DIR or a model folder")?,
@@ -194,8 +243,8 @@ fn executor(
         });
         return Ok((factory, p.max_model_len.map(|m| m as u32)));
     }
-    if p.executor != "engine" {
-        bail!("unknown --executor {:?}; use engine or replay:FILE", p.executor);
+    if executor != "engine" {
+        bail!("unknown --executor {executor:?}; use engine, replay:FILE or upstream:URL");
     }
     let dir = model
         .context("the engine executor needs a model folder")?

@@ -10,3 +10,4 @@ mod observability;
 mod openai_client;
 mod pipeline;
 mod scale_out;
+mod upstream;

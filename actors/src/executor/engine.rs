@@ -70,6 +70,7 @@ impl Executor for EngineExecutor {
                 FinishReason::Length => Finish::Length,
                 FinishReason::Abort => Finish::Abort,
             }),
+            reported: None,
         }));
         Ok(())
     }

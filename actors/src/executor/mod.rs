@@ -8,6 +8,7 @@
 
 pub mod engine;
 pub mod replay;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -34,6 +35,8 @@ pub struct ExecOutput {
     pub tokens: Vec<u32>,
     /// Set when it is done.
     pub finish: Option<Finish>,
+    /// Token counts the executor reports (with `finish`), replacing braid's own count.
+    pub reported: Option<braid_bus::Usage>,
 }
 
 /// Something that turns prompts into tokens, a step at a time, for many requests.
@@ -216,6 +219,7 @@ fn run(
                     tokens: o.tokens,
                     finish: o.finish,
                     setup: l.setup.take(),
+                    reported: o.reported,
                 };
                 out.send(&l.next, Header::new(o.id, l.seq, last), &step);
                 l.seq += 1;

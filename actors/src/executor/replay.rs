@@ -203,6 +203,7 @@ impl Executor for ReplayExecutor {
                 id: p.id,
                 tokens: p.tokens[p.at..end].to_vec(),
                 finish,
+                reported: None,
             });
             p.at = end;
         }
