@@ -233,6 +233,7 @@ async fn overload_is_refused_at_admission_and_a_panicking_stage_restarts() {
             tokens: vec![1],
             finish: None,
             setup: None,
+            reported: None,
         },
     })
     .to_vec();

@@ -57,6 +57,9 @@ enum Event {
     Done(RequestId, Finish, Option<Usage>),
 }
 
+/// One request's text this step, and its end if it came.
+type Gathered = (String, Option<(Finish, Option<Usage>)>);
+
 /// The upstream executor.
 pub struct UpstreamExecutor {
     spec: Arc<UpstreamSpec>,
@@ -357,7 +360,7 @@ impl Executor for UpstreamExecutor {
         // Wait briefly for the first event, then take everything that has arrived: one
         // output per request per step, however many upstream chunks it holds.
         let first = self.events.recv_timeout(Duration::from_millis(20)).ok();
-        let mut by_id: HashMap<RequestId, (String, Option<(Finish, Option<Usage>)>)> = HashMap::new();
+        let mut by_id: HashMap<RequestId, Gathered> = HashMap::new();
         let mut order = Vec::new();
         for event in first
             .into_iter()
