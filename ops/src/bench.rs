@@ -4,6 +4,7 @@ mod engine;
 mod parse;
 mod pipeline;
 mod serve;
+mod upstream;
 
 use std::process::ExitCode;
 
@@ -23,6 +24,9 @@ pub(crate) enum BenchCommand {
     /// Load on a running server: streaming chat completions at a concurrency or rate;
     /// requests/s, tokens/s, TTFT and ITL percentiles, errors, cross-talk.
     Serve(serve::ServeBenchArgs),
+    /// Latency braid adds per streamed token in front of an upstream engine (a stub on
+    /// loopback), at a number of concurrent streams.
+    Upstream(upstream::UpstreamBenchArgs),
 }
 
 pub(crate) fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
@@ -31,6 +35,7 @@ pub(crate) fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Engine(args) => engine::run(args),
         BenchCommand::Pipeline(args) => pipeline::run(args),
         BenchCommand::Serve(args) => serve::run(args),
+        BenchCommand::Upstream(args) => upstream::run(args),
     }
 }
 

@@ -56,7 +56,7 @@ fn recording(tokens_wanted: usize, tok: &Tokenizer) -> anyhow::Result<(String, u
 }
 
 /// CPU seconds (user + system) of a process so far, from /proc.
-fn cpu_seconds(pid: &str) -> Option<f64> {
+pub(crate) fn cpu_seconds(pid: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = after.split_whitespace().collect();
