@@ -6,6 +6,7 @@ mod chat_render;
 mod cli_parse;
 mod conformance;
 mod engine_fixture;
+mod llama_cpp;
 mod observability;
 mod openai_client;
 mod pipeline;
