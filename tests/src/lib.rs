@@ -315,3 +315,28 @@ pub fn qwen3_fixture(name: &str) -> PathBuf {
     assert!(status.success(), "braid fixture qwen3 failed");
     out
 }
+
+/// The Python of the test venv (`.fixtures/venv`, made by scripts/setup), which has the
+/// `openai` client, nats-py, llama-cpp-python and gguf.
+pub fn venv_python() -> PathBuf {
+    let p = repo_root().join(".fixtures/venv/bin/python");
+    assert!(p.exists(), "the test venv is missing: run scripts/setup");
+    p
+}
+
+/// Runs a script of `tests/clients/` with the venv's Python; panics with its output if
+/// it fails, else returns the output.
+pub fn run_client(script: &str, args: &[&str]) -> String {
+    let out = Command::new(venv_python())
+        .arg(repo_root().join("tests/clients").join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{script} {args:?} failed:\n{text}");
+    text
+}

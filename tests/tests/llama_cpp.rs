@@ -13,8 +13,7 @@ use serde_json::{json, Value};
 
 #[test]
 fn braid_in_front_of_llama_cpp() {
-    let python = repo_root().join(".fixtures/venv/bin/python");
-    assert!(python.exists(), "the test venv is missing: run scripts/setup");
+    let python = braid_tests::venv_python();
     let dir = std::env::temp_dir().join(format!("braid-llama-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
     let gguf = dir.join("qwen3-random.gguf");

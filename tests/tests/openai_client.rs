@@ -3,33 +3,10 @@
 //! interleaved weather loop for each model family on the replay executor.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use braid_tests::{free_port, http, qwen3_fixture, repo_root, shared_dir, wait_healthy, Proc};
+use braid_tests::{free_port, http, qwen3_fixture, repo_root, run_client, shared_dir, wait_healthy, Proc};
 use serde_json::{json, Value};
-
-fn python() -> PathBuf {
-    let p = repo_root().join(".fixtures/venv/bin/python");
-    assert!(p.exists(), "the test venv is missing: run scripts/setup");
-    p
-}
-
-/// Runs a client script; panics with its output if it fails.
-fn client(script: &str, args: &[&str]) -> String {
-    let out = Command::new(python())
-        .arg(repo_root().join("tests/clients").join(script))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{script} {args:?} failed:\n{text}");
-    text
-}
 
 #[test]
 fn the_openai_client_on_the_real_engine() {
@@ -52,7 +29,7 @@ fn the_openai_client_on_the_real_engine() {
         "openai-engine",
     );
     assert!(wait_healthy(port, Duration::from_secs(60)));
-    client(
+    run_client(
         "engine.py",
         &["--base-url", &format!("http://127.0.0.1:{port}/v1")],
     );
@@ -257,11 +234,11 @@ fn the_interleaved_weather_loop_for_every_family() {
             "--expect",
             expect,
         ];
-        client("interleaved.py", &common);
+        run_client("interleaved.py", &common);
         // The client drops reasoning_content: braid re-injects what it produced.
         let mut dropped = common.to_vec();
         dropped.extend(["--stream", "--drop-reasoning"]);
-        client("interleaved.py", &dropped);
+        run_client("interleaved.py", &dropped);
         let (_, metrics) = http(port, "GET", "/metrics", "");
         assert!(
             metrics.contains("braid_reasoning_reinjections_total"),
@@ -274,7 +251,7 @@ fn the_interleaved_weather_loop_for_every_family() {
     let dir = family_folder(qwen, shared.as_deref()).unwrap_or_else(|| panic!("qwen3 folder"));
     let (_serve, port) = serve_family(qwen, &dir, &["--reasoning-replay-size", "0"]);
     let url = format!("http://127.0.0.1:{port}/v1");
-    client(
+    run_client(
         "interleaved.py",
         &[
             "--base-url",

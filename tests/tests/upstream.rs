@@ -7,16 +7,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use braid_tests::{free_port, http, repo_root, sse_data, wait_healthy, wait_port, Proc};
+use braid_tests::{free_port, http, repo_root, sse_data, venv_python, wait_healthy, wait_port, Proc};
 use serde_json::{json, Value};
 
 const R: &str = "The user wants the weather in Paris, so I call get_weather for Paris.";
-
-fn python() -> PathBuf {
-    let p = repo_root().join(".fixtures/venv/bin/python");
-    assert!(p.exists(), "the test venv is missing: run scripts/setup");
-    p
-}
 
 struct Stub {
     proc: Proc,
@@ -38,7 +32,7 @@ fn stub(name: &str, recordings: &[Value], delay_ms: u32) -> Stub {
         .display()
         .to_string();
     let proc = Proc::start(
-        &python(),
+        &venv_python(),
         &[
             script,
             "--port".into(),
@@ -107,7 +101,7 @@ fn the_weather_loop_through_an_upstream_with_failover_usage_cancel_and_kill() {
     let dead = format!("http://127.0.0.1:{}", free_port());
     let (_braid, port) = braid(&[dead, format!("http://127.0.0.1:{}", s.port)], "upstream-main");
     let url = format!("http://127.0.0.1:{port}/v1");
-    let out = std::process::Command::new(python())
+    let out = std::process::Command::new(venv_python())
         .arg(repo_root().join("tests/clients/interleaved.py"))
         .args([
             "--base-url",
