@@ -384,3 +384,118 @@ fn the_example_subscriber_reads_token_streams_and_bad_messages_kill_nothing() {
     let (_, metrics) = http(port, "GET", "/metrics", "");
     assert!(metrics.contains("braid_bus_bad_messages_total"), "{metrics}");
 }
+
+#[test]
+fn nats_over_tls_needs_the_servers_ca() {
+    let dir = std::env::temp_dir().join(format!("braid-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap_or_else(|e| panic!("openssl (scripts/setup installs it): {e}"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=braid-test-ca",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let cert = dir.join("server.pem").display().to_string();
+    let key = dir.join("server.key").display().to_string();
+    let nats = NatsServer::start(&["--tls", "--tlscert", &cert, "--tlskey", &key]);
+    let url = format!("tls://127.0.0.1:{}", nats.port);
+    let tok = tokenizer_dir();
+    let mut untrusted = Proc::braid(
+        &["stage", "splitter", "--bus", &url, "--tokenizer", &tok],
+        "tls-untrusted",
+    );
+    let status = untrusted
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("it kept running"));
+    assert!(!status.success());
+    assert!(
+        untrusted.output().contains("invalid peer certificate"),
+        "{}",
+        untrusted.output()
+    );
+    let ca = dir.join("ca.pem").display().to_string();
+    let rec = recordings("tls", &[json!({"output": "over tls"})]);
+    let replay = format!("replay:{}", rec.display());
+    let port = free_port();
+    let _serve = Proc::braid(
+        &[
+            "serve",
+            "--bus",
+            &url,
+            "--nats-ca",
+            &ca,
+            "--tokenizer",
+            &tok,
+            "--executor",
+            &replay,
+            "--port",
+            &port.to_string(),
+        ],
+        "tls-serve",
+    );
+    assert!(wait_healthy(port, Duration::from_secs(30)));
+    assert_eq!(
+        completion(port, &json!({"prompt": "x"}))["choices"][0]["text"],
+        "over tls"
+    );
+}
