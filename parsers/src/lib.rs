@@ -26,6 +26,7 @@ pub use event::{CallOutcome, Event, FallbackReason, Sink, StreamParser};
 pub use output::{OutputConfig, OutputParser};
 pub use reasoning::{ReasoningFormat, ReasoningPlacement, ReasoningSplitter, StartOverride};
 pub use schema::ToolSchemas;
+pub use tools::xml_params::escape_json_string;
 pub use tools::{ToolExtractor, ToolFormat};
 
 /// A parser configuration that cannot work.

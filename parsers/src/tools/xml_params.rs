@@ -410,6 +410,14 @@ fn string_attr(attrs: &str) -> Option<bool> {
 
 /// Appends `s` JSON-escaped (no quotes), as `json.dumps(ensure_ascii=False)` writes it.
 pub(crate) fn escape_json(s: &str, out: &mut String) {
+    escape_json_string(s, false, out);
+}
+
+/// Appends `s` JSON-escaped (no quotes), exactly as Python's `json.dumps` writes a string:
+/// `\"`, `\\`, `\n`, `\r`, `\t`, `\b`, `\f`, other control characters as `\u00XX`,
+/// and with `ensure_ascii` every non-ASCII character as `\uXXXX` (surrogate pairs above
+/// U+FFFF).
+pub fn escape_json_string(s: &str, ensure_ascii: bool, out: &mut String) {
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -419,8 +427,11 @@ pub(crate) fn escape_json(s: &str, out: &mut String) {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+            c if (c as u32) < 0x20 || (ensure_ascii && !c.is_ascii()) => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
             }
             c => out.push(c),
         }
