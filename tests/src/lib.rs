@@ -340,3 +340,41 @@ pub fn run_client(script: &str, args: &[&str]) -> String {
     assert!(out.status.success(), "{script} {args:?} failed:\n{text}");
     text
 }
+
+/// A JSONL recordings file for the replay executor, one recording per value.
+pub fn write_recordings(name: &str, lines: &[serde_json::Value]) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("braid-e2e-rec-{name}-{}.jsonl", std::process::id()));
+    let text: Vec<String> = lines.iter().map(serde_json::Value::to_string).collect();
+    std::fs::write(&path, text.join("\n")).unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+/// `braid serve` with the real Qwen3 tokenizer (and its chat template), the replay
+/// executor playing `recordings`, and `extra` flags; returns the process and its HTTP
+/// port once `/health` answers.
+pub fn serve_replay(recordings: &Path, extra: &[&str], name: &str) -> (Proc, u16) {
+    let port = free_port();
+    let tok = repo_root()
+        .join(".fixtures/tokenizer-qwen3")
+        .display()
+        .to_string();
+    let replay = format!("replay:{}", recordings.display());
+    let port_arg = port.to_string();
+    let mut args = vec![
+        "serve",
+        "--tokenizer",
+        tok.as_str(),
+        "--executor",
+        replay.as_str(),
+        "--port",
+        port_arg.as_str(),
+    ];
+    args.extend_from_slice(extra);
+    let proc = Proc::braid(&args, name);
+    assert!(
+        wait_healthy(port, std::time::Duration::from_secs(30)),
+        "{name}: braid serve did not come up: {}",
+        proc.output()
+    );
+    (proc, port)
+}

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use braid_tests::{free_port, http, http_with, repo_root, sse_data, wait_healthy, Proc};
+use braid_tests::{free_port, http, http_with, sse_data, wait_healthy, Proc};
 use serde_json::{json, Value};
 
 const KEY: &str = "sk-test-123";
@@ -35,24 +35,13 @@ fn expect_error(port: u16, body: &str, status: u16, param: Option<&str>, says: &
 
 #[test]
 fn malformed_requests_get_clear_4xx_errors_and_the_server_stays_up() {
-    let tok = repo_root()
-        .join(".fixtures/tokenizer-qwen3")
-        .display()
-        .to_string();
-    let rec = std::env::temp_dir().join(format!("braid-api-errors-{}.jsonl", std::process::id()));
-    std::fs::write(
+    let rec = braid_tests::write_recordings(
+        "api-errors",
+        &[json!({"output": "<think>\nhmm\n</think>\n\nJust text, no call."})],
+    );
+    let (_serve, port) = braid_tests::serve_replay(
         &rec,
-        json!({"output": "<think>\nhmm\n</think>\n\nJust text, no call."}).to_string(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let replay = format!("replay:{}", rec.display());
-    let port = free_port();
-    let _serve = Proc::braid(
         &[
-            "serve",
-            &tok,
-            "--executor",
-            &replay,
             "--replay-interval-ms",
             "0",
             "--reasoning-parser",
@@ -67,12 +56,9 @@ fn malformed_requests_get_clear_4xx_errors_and_the_server_stays_up() {
             "65536",
             "--max-model-len",
             "256",
-            "--port",
-            &port.to_string(),
         ],
         "api-errors",
     );
-    assert!(wait_healthy(port, Duration::from_secs(30)));
     let user = json!([{"role": "user", "content": "hi"}]);
     let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
 

@@ -32,33 +32,19 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         json!({"match": "broken", "output": "<think>\nhmm\n</think>\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "}),
         json!({"match": "weather", "output": "<think>\nCall the tool.\n</think>\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"}),
     ];
-    let rec = dir.join("recordings.jsonl");
-    let lines: Vec<String> = recordings.iter().map(Value::to_string).collect();
-    std::fs::write(&rec, lines.join("\n")).unwrap_or_else(|e| panic!("{e}"));
-    let port = free_port();
-    let tok = repo_root()
-        .join(".fixtures/tokenizer-qwen3")
-        .display()
-        .to_string();
-    let replay = format!("replay:{}", rec.display());
-    let _braid = Proc::braid(
+    let rec = braid_tests::write_recordings("observability", &recordings);
+    let (_braid, port) = braid_tests::serve_replay(
+        &rec,
         &[
-            "serve",
-            &tok,
-            "--executor",
-            &replay,
             "--replay-interval-ms",
             "1",
             "--reasoning-parser",
             "qwen3",
             "--tool-call-parser",
             "hermes",
-            "--port",
-            &port.to_string(),
         ],
         "observability-braid",
     );
-    assert!(braid_tests::wait_healthy(port, Duration::from_secs(30)));
     let prom_port = free_port();
     let config = format!(
         "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: braid\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
@@ -172,28 +158,11 @@ fn bench_serve_reports_no_errors_no_crosstalk_and_metrics_that_agree_with_usage(
         .arg(&rec)
         .status();
     assert!(wrote.is_ok_and(|s| s.success()));
-    let port = free_port();
-    let tok = repo_root()
-        .join(".fixtures/tokenizer-qwen3")
-        .display()
-        .to_string();
-    let replay = format!("replay:{}", rec.display());
-    let _braid = Proc::braid(
-        &[
-            "serve",
-            &tok,
-            "--executor",
-            &replay,
-            "--replay-interval-ms",
-            "5",
-            "--reasoning-parser",
-            "qwen3",
-            "--port",
-            &port.to_string(),
-        ],
+    let (_braid, port) = braid_tests::serve_replay(
+        &rec,
+        &["--replay-interval-ms", "5", "--reasoning-parser", "qwen3"],
         "bench-serve",
     );
-    assert!(braid_tests::wait_healthy(port, Duration::from_secs(30)));
     let out = std::process::Command::new(braid_tests::braid_bin())
         .args([
             "bench",

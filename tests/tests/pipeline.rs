@@ -2,10 +2,11 @@
 //! processes sharing a real nats-server — same outputs, faults survived, streams kept
 //! apart, credentials enforced.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use braid_tests::{free_port, http, qwen3_fixture, repo_root, sse_data, wait_healthy, NatsServer, Proc};
+use braid_tests::{
+    free_port, http, qwen3_fixture, repo_root, sse_data, wait_healthy, write_recordings, NatsServer, Proc,
+};
 use serde_json::{json, Value};
 
 fn tokenizer_dir() -> String {
@@ -15,40 +16,10 @@ fn tokenizer_dir() -> String {
         .to_string()
 }
 
-/// A JSONL recordings file for the replay executor.
-fn recordings(name: &str, lines: &[Value]) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("braid-e2e-rec-{name}-{}.jsonl", std::process::id()));
-    let text: Vec<String> = lines.iter().map(Value::to_string).collect();
-    std::fs::write(&path, text.join("\n")).unwrap_or_else(|e| panic!("{e}"));
-    path
-}
-
-/// `braid serve` over `bus` with the replay executor playing `outputs`; returns the
-/// process and its HTTP port once it is healthy.
+/// `braid serve` over `bus` with the replay executor playing `outputs`.
 fn serve_replay(bus: &str, outputs: &[&str], name: &str) -> (Proc, u16) {
     let lines: Vec<Value> = outputs.iter().map(|o| json!({"output": o})).collect();
-    let replay = format!("replay:{}", recordings(name, &lines).display());
-    let port = free_port();
-    let tok = tokenizer_dir();
-    let proc = Proc::braid(
-        &[
-            "serve",
-            "--bus",
-            bus,
-            "--tokenizer",
-            &tok,
-            "--executor",
-            &replay,
-            "--port",
-            &port.to_string(),
-        ],
-        name,
-    );
-    assert!(
-        wait_healthy(port, Duration::from_secs(30)),
-        "{name}: braid serve did not come up"
-    );
-    (proc, port)
+    braid_tests::serve_replay(&write_recordings(name, &lines), &["--bus", bus], name)
 }
 
 fn completion(port: u16, body: &Value) -> Value {
@@ -146,7 +117,7 @@ fn separate_processes_over_nats_give_the_outputs_of_one_process() {
 #[test]
 fn a_stage_killed_mid_stream_fails_its_requests_fast_and_serves_again_once_back() {
     let words: Vec<String> = (0..3000).map(|i| format!("w{i}")).collect();
-    let rec = recordings("kill", &[json!({"output": words.join(" ")})]);
+    let rec = write_recordings("kill", &[json!({"output": words.join(" ")})]);
     let words = &words;
     let replay = format!("replay:{}", rec.display());
     let nats = NatsServer::start(&[]);
@@ -253,7 +224,7 @@ fn two_hundred_concurrent_streams_over_nats_each_get_their_own_output() {
     let lines: Vec<Value> = (0..200)
         .map(|i| json!({"match": format!("[req {i}]"), "output": format!("answer {i}: {}", "ok ".repeat(i % 13))}))
         .collect();
-    let rec = recordings("concurrent", &lines);
+    let rec = write_recordings("concurrent", &lines);
     let nats = NatsServer::start(&[]);
     let port = free_port();
     let replay = format!("replay:{}", rec.display());
@@ -474,26 +445,8 @@ fn nats_over_tls_needs_the_servers_ca() {
         untrusted.output()
     );
     let ca = dir.join("ca.pem").display().to_string();
-    let rec = recordings("tls", &[json!({"output": "over tls"})]);
-    let replay = format!("replay:{}", rec.display());
-    let port = free_port();
-    let _serve = Proc::braid(
-        &[
-            "serve",
-            "--bus",
-            &url,
-            "--nats-ca",
-            &ca,
-            "--tokenizer",
-            &tok,
-            "--executor",
-            &replay,
-            "--port",
-            &port.to_string(),
-        ],
-        "tls-serve",
-    );
-    assert!(wait_healthy(port, Duration::from_secs(30)));
+    let rec = write_recordings("tls", &[json!({"output": "over tls"})]);
+    let (_serve, port) = braid_tests::serve_replay(&rec, &["--bus", &url, "--nats-ca", &ca], "tls-serve");
     assert_eq!(
         completion(port, &json!({"prompt": "x"}))["choices"][0]["text"],
         "over tls"
