@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 
 use crate::completions::{finish_reason, parse_body, sampling, stop_list};
 use crate::error::ApiError;
+use crate::structured::{self, Asked, ToolChoice};
 use crate::{AppState, RawBody, ReasoningField};
 
 /// The request body: OpenAI's fields plus vLLM's extensions. Unknown fields are refused
@@ -52,6 +53,8 @@ struct ChatRequest {
     logprobs: Option<bool>,
     top_logprobs: Option<u32>,
     response_format: Option<Value>,
+    structured_outputs: Option<Value>,
+    thinking_token_budget: Option<u32>,
     chat_template_kwargs: Option<Value>,
     // Accepted and ignored, as OpenAI-compatible servers do.
     user: Option<Value>,
@@ -70,15 +73,6 @@ struct StreamOptions {
     #[serde(default)]
     #[allow(dead_code)]
     continuous_usage_stats: bool,
-}
-
-/// What `tool_choice` asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum ToolChoice {
-    None,
-    Auto,
-    Required,
-    Named(String),
 }
 
 const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
@@ -326,14 +320,6 @@ pub(crate) async fn chat(
     if req.logprobs == Some(true) || req.top_logprobs.is_some() {
         return Err(ApiError::invalid("logprobs", "logprobs are not supported yet"));
     }
-    if let Some(rf) = req.response_format.as_ref().filter(|v| !v.is_null()) {
-        if rf.get("type").and_then(Value::as_str) != Some("text") {
-            return Err(ApiError::invalid(
-                "response_format",
-                "structured outputs (json_object, json_schema) are not supported yet",
-            ));
-        }
-    }
     check_messages(&req.messages)?;
     let tools = req.tools.filter(|t| !t.is_null());
     let names = match &tools {
@@ -364,6 +350,18 @@ pub(crate) async fn chat(
         return Err(ApiError::invalid("max_tokens", "max_tokens must be at least 1"));
     }
     let parse_tools = !names.is_empty() && choice != ToolChoice::None;
+    let parallel = req.parallel_tool_calls.unwrap_or(true);
+    let guide = structured::guide(
+        state.constraints.as_deref(),
+        &Asked {
+            response_format: req.response_format.as_ref(),
+            structured_outputs: req.structured_outputs.as_ref(),
+            tools: tools.as_ref(),
+            choice: &choice,
+            parallel,
+            tool_parser: state.chat.tool_parser.as_deref(),
+        },
+    )?;
     let submit = Submit {
         prompt: Prompt::Chat {
             messages_json: messages.to_string(),
@@ -373,6 +371,8 @@ pub(crate) async fn chat(
         sampling: Sampling {
             stop_token_ids: req.stop_token_ids,
             ignore_eos: req.ignore_eos,
+            guide,
+            thinking_token_budget: req.thinking_token_budget.or(state.chat.thinking_token_budget),
             ..sampling(
                 max_tokens.unwrap_or(u32::MAX),
                 req.temperature,
@@ -416,7 +416,7 @@ pub(crate) async fn chat(
         field: state.chat.reasoning_field,
         include_usage: req.stream_options.is_some_and(|o| o.include_usage),
         choice,
-        parallel: req.parallel_tool_calls.unwrap_or(true),
+        parallel,
         prompt_tokens: stream.prompt_tokens,
     };
     if req.stream {

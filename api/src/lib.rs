@@ -10,6 +10,7 @@ mod chat;
 mod completions;
 mod error;
 pub mod replay;
+pub mod structured;
 mod tokenize;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use serde_json::{json, Map, Value};
 
 pub use error::ApiError;
 pub use replay::ReasoningCache;
+pub use structured::Constraints;
 
 /// Which fields carry reasoning in responses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,6 +52,8 @@ pub struct ChatSettings {
     pub default_kwargs: Option<Map<String, Value>>,
     /// Where reasoning goes in responses.
     pub reasoning_field: ReasoningField,
+    /// `thinking_token_budget` for requests that do not set one.
+    pub thinking_token_budget: Option<u32>,
 }
 
 /// What every handler shares.
@@ -75,6 +79,8 @@ pub struct AppState {
     pub api_key: Option<String>,
     /// Request bodies over this many bytes get 413.
     pub max_body_bytes: usize,
+    /// Grammar building and checking for structured outputs (`None`: unavailable).
+    pub constraints: Option<Arc<Constraints>>,
 }
 
 impl AppState {

@@ -16,7 +16,7 @@ use crate::id::{InstanceId, RequestId, Stage};
 
 /// The wire schema version. A message of another version is refused by [`crate::decode`]
 /// with [`crate::Error::Version`], so mixed deployments fail loudly, not subtly.
-pub const SCHEMA_VERSION: u16 = 1;
+pub const SCHEMA_VERSION: u16 = 2;
 
 /// What every message starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +136,11 @@ pub struct Sampling {
     pub stop_token_ids: Vec<u32>,
     /// Keep going past EOS.
     pub ignore_eos: bool,
+    /// A Lark grammar (llguidance's dialect) the answer must match: structured outputs and
+    /// enforced tool calls. Reasoning is never constrained.
+    pub guide: Option<String>,
+    /// Reasoning tokens at most (close marker included); then the marker is forced.
+    pub thinking_token_budget: Option<u32>,
 }
 
 impl Default for Sampling {
@@ -152,6 +157,8 @@ impl Default for Sampling {
             repetition_penalty: 1.0,
             stop_token_ids: Vec::new(),
             ignore_eos: false,
+            guide: None,
+            thinking_token_budget: None,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod detokenize;
 pub mod error;
 pub mod fixture;
+pub mod guide;
 pub mod kv_cache;
 mod matvec;
 pub mod model;
@@ -25,10 +26,13 @@ pub use chat::{ChatRenderer, Conversation};
 pub use config::{Architecture, ModelConfig};
 pub use detokenize::{IncrementalDecoder, StopMatcher, TokenBytes};
 pub use error::{Error, Result};
+pub use guide::{Guide, Guides};
 pub use kv_cache::{BlockAllocator, KvCache};
 pub use model::{Model, SeqInput};
 pub use sampling::{Sampled, Sampler, SamplingParams};
-pub use scheduler::{Engine, EngineConfig, EngineStats, FinishReason, Request, StepOutput};
+pub use scheduler::{
+    Engine, EngineConfig, EngineStats, FinishReason, GateStart, ReasoningGate, Request, StepOutput,
+};
 pub use tokenizer::Tokenizer;
 
 use std::path::Path;

@@ -171,6 +171,17 @@ impl Sampler {
         }
     }
 
+    /// Records a token chosen for the model (a forced marker) as if it had been drawn.
+    pub fn force(&mut self, token: u32) -> Sampled {
+        *self.output_counts.entry(token).or_insert(0) += 1;
+        self.seen.insert(token);
+        Sampled {
+            token,
+            logprob: None,
+            top_logprobs: Vec::new(),
+        }
+    }
+
     fn apply_penalties(&self, logits: &mut [f32]) {
         let p = &self.params;
         if p.repetition_penalty != 1.0 {

@@ -8,8 +8,10 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 
 use candle_core::Tensor;
+use llguidance::toktrie::SimpleVob;
 
 use crate::error::{Error, Result};
+use crate::guide::{apply_mask, Guide, Guides};
 use crate::kv_cache::{BlockAllocator, KvCache};
 use crate::model::{Model, SeqInput};
 use crate::sampling::{Sampled, Sampler, SamplingParams};
@@ -59,17 +61,65 @@ pub struct Request {
     pub stop_token_ids: Vec<u32>,
     /// Keep going past EOS.
     pub ignore_eos: bool,
+    /// A Lark grammar (llguidance's dialect) the answer must match; compiled by
+    /// [`Engine::add`] with the engine's [`Guides`].
+    pub guide: Option<String>,
+    /// Where reasoning starts and ends, for gating the guide and enforcing a budget.
+    pub reasoning: Option<ReasoningGate>,
+}
+
+/// Where a request's output starts, as the reasoning gate sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateStart {
+    /// Inside reasoning: the prompt opened it.
+    Reasoning,
+    /// In the answer: thinking is off, or the prompt closed reasoning.
+    Answer,
+    /// The first token decides: the open marker starts reasoning, anything else is the
+    /// answer (and already under the guide).
+    Either,
+}
+
+/// The family's reasoning markers, as the engine needs them: the guide applies only to
+/// the answer, and a budget ends reasoning by forcing the close marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReasoningGate {
+    /// Where output starts.
+    pub start: GateStart,
+    /// The open marker's token ids (`<think>`).
+    pub open_tokens: Vec<u32>,
+    /// The close marker's bytes; reasoning ends when they appear in the output.
+    pub close: Vec<u8>,
+    /// The close marker's token ids, forced when the budget is spent.
+    pub close_tokens: Vec<u32>,
+    /// Reasoning tokens at most, the close marker included.
+    pub budget: Option<usize>,
+}
+
+/// Which part of its output a sequence is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    /// The first token may open reasoning or begin the answer.
+    Either,
+    /// Reasoning: tokens so far, and the last bytes, for spotting the close marker.
+    Reasoning { tokens: usize, tail: Vec<u8> },
+    /// Forcing a marker's tokens; `close` says which marker, `next` which token.
+    Forcing { close: bool, next: usize, tokens: usize },
+    /// The answer: the guide, if any, applies.
+    Answer,
 }
 
 /// Why a sequence ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FinishReason {
-    /// An EOS or stop token.
+    /// An EOS or stop token, or the guide's grammar is complete.
     Stop,
     /// `max_tokens` or the model length.
     Length,
     /// Cancelled by the caller.
     Abort,
+    /// The guide could not go on (an llguidance error, in words).
+    Failed(String),
 }
 
 /// What one step produced for one request.
@@ -94,6 +144,12 @@ pub struct EngineStats {
     pub preemptions: usize,
     /// Forward steps run.
     pub steps: usize,
+    /// Token masks computed for guided sequences.
+    pub masks: usize,
+    /// Time spent computing them, in nanoseconds (overlapped with the forward pass).
+    pub mask_ns: u64,
+    /// Time the step waited for masks after its forward pass was done, in nanoseconds.
+    pub mask_wait_ns: u64,
 }
 
 #[derive(Debug)]
@@ -110,11 +166,109 @@ struct Seq {
     sampler: Sampler,
     max_tokens: usize,
     stop_ids: Vec<u32>,
+    guide: Option<Guide>,
+    gate: Option<Box<ReasoningGate>>,
+    phase: Phase,
 }
 
 impl Seq {
     fn generated(&self) -> usize {
         self.tokens.len() - self.prompt_len
+    }
+
+    /// The token this step must emit whatever the logits say (a marker being forced).
+    fn forced(&self) -> Option<u32> {
+        match (&self.phase, &self.gate) {
+            (Phase::Forcing { close, next, .. }, Some(g)) => {
+                let marker = if *close { &g.close_tokens } else { &g.open_tokens };
+                marker.get(*next).copied()
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the guide's mask applies to this step's token.
+    fn guided(&self) -> bool {
+        self.guide.is_some() && matches!(self.phase, Phase::Either | Phase::Answer)
+    }
+
+    /// Moves the phase past `token` (with `bytes`, its text) and the guide with it.
+    /// O(1) per token: the close marker is looked for in the last few bytes only.
+    fn advance(&mut self, token: u32, bytes: &[u8]) -> std::result::Result<(), String> {
+        let gate = self.gate.as_deref();
+        let next = match (&mut self.phase, gate) {
+            (Phase::Answer, _) | (_, None) => None,
+            (Phase::Either, Some(g)) => {
+                if g.open_tokens.first() == Some(&token) {
+                    Some(if g.open_tokens.len() > 1 {
+                        Phase::Forcing {
+                            close: false,
+                            next: 1,
+                            tokens: 0,
+                        }
+                    } else {
+                        reasoning(g, 0)
+                    })
+                } else {
+                    Some(Phase::Answer)
+                }
+            }
+            (Phase::Reasoning { tokens, tail }, Some(g)) => {
+                *tokens += 1;
+                tail.extend_from_slice(bytes);
+                if !g.close.is_empty() && memchr::memmem::find(tail, &g.close).is_some() {
+                    Some(Phase::Answer)
+                } else {
+                    let keep = g.close.len().saturating_sub(1);
+                    if tail.len() > keep {
+                        tail.drain(..tail.len() - keep);
+                    }
+                    (!g.close_tokens.is_empty()
+                        && g.budget.is_some_and(|b| *tokens + g.close_tokens.len() >= b))
+                    .then_some(Phase::Forcing {
+                        close: true,
+                        next: 0,
+                        tokens: *tokens,
+                    })
+                }
+            }
+            (Phase::Forcing { close, next, tokens }, Some(g)) => {
+                *next += 1;
+                *tokens += 1;
+                let marker = if *close { &g.close_tokens } else { &g.open_tokens };
+                (*next >= marker.len()).then(|| if *close { Phase::Answer } else { reasoning(g, 0) })
+            }
+        };
+        let was_answer = self.phase == Phase::Answer;
+        let guided = self.guided();
+        if let Some(p) = next {
+            self.phase = p;
+        }
+        // The guide sees every answer token: the first one in `Either` too, unless it
+        // opened reasoning.
+        if guided && (was_answer || self.phase == Phase::Answer) {
+            if let Some(g) = &mut self.guide {
+                g.advance(token)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The reasoning phase, or straight to forcing the close marker when the budget allows
+/// no reasoning at all.
+fn reasoning(g: &ReasoningGate, tokens: usize) -> Phase {
+    if !g.close_tokens.is_empty() && g.budget.is_some_and(|b| tokens + g.close_tokens.len() >= b) {
+        Phase::Forcing {
+            close: true,
+            next: 0,
+            tokens,
+        }
+    } else {
+        Phase::Reasoning {
+            tokens,
+            tail: Vec::new(),
+        }
     }
 }
 
@@ -230,6 +384,7 @@ pub struct Engine {
     running: Vec<Seq>,
     arrivals: u64,
     stats: EngineStats,
+    guides: Option<Guides>,
 }
 
 impl Engine {
@@ -263,7 +418,13 @@ impl Engine {
             running: Vec::new(),
             arrivals: 0,
             stats: EngineStats::default(),
+            guides: None,
         })
+    }
+
+    /// Enables structured outputs and reasoning gates: grammars are compiled with these.
+    pub fn set_guides(&mut self, guides: Guides) {
+        self.guides = Some(guides);
     }
 
     /// The model served.
@@ -328,6 +489,32 @@ impl Engine {
         if self.waiting.iter().chain(&self.running).any(|s| s.id == req.id) {
             return Err(Error::Input(format!("request {} is already running", req.id)));
         }
+        let needs_vocab = req.guide.is_some() || req.reasoning.is_some();
+        let guides = match (&self.guides, needs_vocab) {
+            (Some(g), _) => Some(g),
+            (None, false) => None,
+            (None, true) => {
+                return Err(Error::Input(
+                    "structured outputs and reasoning budgets are not available: the engine has no byte-level tokenizer".into(),
+                ))
+            }
+        };
+        let guide = match (&req.guide, guides) {
+            (Some(lark), Some(g)) => Some(
+                g.compile(lark)
+                    .map_err(|e| Error::Input(format!("invalid grammar: {e}")))?,
+            ),
+            _ => None,
+        };
+        let phase = match &req.reasoning {
+            None => Phase::Answer,
+            Some(g) => match g.start {
+                GateStart::Answer => Phase::Answer,
+                GateStart::Either if !g.open_tokens.is_empty() => Phase::Either,
+                GateStart::Either => Phase::Answer,
+                GateStart::Reasoning => reasoning(g, 0),
+            },
+        };
         let mut stop_ids = req.stop_token_ids;
         if !req.ignore_eos {
             stop_ids.extend(&self.eos);
@@ -344,6 +531,9 @@ impl Engine {
             hashes: Vec::new(),
             max_tokens: req.max_tokens,
             stop_ids,
+            guide,
+            gate: req.reasoning.map(Box::new),
+            phase,
         });
         Ok(())
     }
@@ -422,6 +612,18 @@ impl Engine {
         if plan.is_empty() {
             return Ok(Vec::new());
         }
+        // Guided sequences that sample this step lend their guides to a mask job that
+        // runs beside the forward pass: a mask depends on the tokens so far, not on the
+        // logits, so it need not wait for them.
+        let mut lent: Vec<(usize, Guide)> = Vec::new();
+        for (row, &(i, n)) in plan.iter().enumerate() {
+            let s = &mut self.running[i];
+            if s.computed + n == s.tokens.len() && s.guided() {
+                if let Some(g) = s.guide.take() {
+                    lent.push((row, g));
+                }
+            }
+        }
         let inputs: Vec<SeqInput<'_>> = plan
             .iter()
             .map(|&(i, n)| {
@@ -433,7 +635,39 @@ impl Engine {
                 }
             })
             .collect();
-        let logits = self.model.forward(&inputs, &self.cache)?;
+        let (logits, masks) = if lent.is_empty() {
+            (self.model.forward(&inputs, &self.cache), Vec::new())
+        } else {
+            let model = &self.model;
+            let cache = &self.cache;
+            let (fwd, (masks, mask_ns)) = rayon::join(
+                || {
+                    let out = model.forward(&inputs, cache);
+                    (out, std::time::Instant::now())
+                },
+                || {
+                    let t = std::time::Instant::now();
+                    let masks: Vec<_> = lent.iter_mut().map(|(_, g)| g.mask()).collect();
+                    (masks, (t.elapsed().as_nanos() as u64, std::time::Instant::now()))
+                },
+            );
+            let (logits, forward_done) = fwd;
+            let (ns, masks_done) = mask_ns;
+            self.stats.masks += masks.len();
+            self.stats.mask_ns += ns;
+            self.stats.mask_wait_ns += masks_done.saturating_duration_since(forward_done).as_nanos() as u64;
+            (logits, masks)
+        };
+        drop(inputs);
+        let logits = logits?;
+        let mut masks: HashMap<usize, std::result::Result<SimpleVob, String>> = masks
+            .into_iter()
+            .zip(&lent)
+            .map(|(m, (row, _))| (*row, m))
+            .collect();
+        for (row, g) in lent {
+            self.running[plan[row].0].guide = Some(g);
+        }
         self.stats.steps += 1;
         let mut outputs = Vec::new();
         let mut done = Vec::new();
@@ -444,10 +678,36 @@ impl Engine {
             if seq.computed < seq.tokens.len() {
                 continue; // a prefill chunk: no token yet
             }
-            let sampled = seq.sampler.sample(&row_of(&logits, row)?);
+            let mut failure = None;
+            let sampled = match seq.forced() {
+                Some(token) => seq.sampler.force(token),
+                None => {
+                    let mut row_logits = row_of(&logits, row)?;
+                    match masks.remove(&row) {
+                        Some(Ok(mut mask)) => {
+                            if seq.phase == Phase::Either {
+                                if let Some(&open) = seq.gate.as_ref().and_then(|g| g.open_tokens.first()) {
+                                    mask.allow_token(open);
+                                }
+                            }
+                            apply_mask(&mut row_logits, &mask);
+                        }
+                        Some(Err(e)) => failure = Some(e),
+                        None => {}
+                    }
+                    seq.sampler.sample(&row_logits)
+                }
+            };
             let token = sampled.token;
             seq.tokens.push(token);
-            let finish = if seq.stop_ids.contains(&token) {
+            let stop = seq.stop_ids.contains(&token);
+            if failure.is_none() && !stop {
+                let bytes = self.guides.as_ref().map_or(&[][..], |g| g.token_bytes().get(token).0);
+                failure = seq.advance(token, bytes).err();
+            }
+            let finish = if let Some(e) = failure {
+                Some(FinishReason::Failed(e))
+            } else if stop || seq.guide.as_ref().is_some_and(Guide::is_done) {
                 Some(FinishReason::Stop)
             } else if seq.generated() >= seq.max_tokens || seq.tokens.len() >= self.cfg.max_model_len {
                 Some(FinishReason::Length)
@@ -515,6 +775,8 @@ mod tests {
             max_tokens,
             stop_token_ids: vec![],
             ignore_eos: false,
+            guide: None,
+            reasoning: None,
         }
     }
 

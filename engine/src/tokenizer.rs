@@ -86,6 +86,26 @@ impl Tokenizer {
         self.bytes.as_deref()
     }
 
+    /// The byte table, shared (for structured outputs).
+    pub fn token_bytes_arc(&self) -> Option<Arc<TokenBytes>> {
+        self.bytes.clone()
+    }
+
+    /// The `tokenizers` tokenizer underneath.
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+
+    /// The special tokens (text and id), as `tokenizer.json` marks them.
+    pub fn special_tokens(&self) -> Vec<(String, u32)> {
+        self.inner
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(_, t)| t.special)
+            .map(|(id, t)| (t.content, id))
+            .collect()
+    }
+
     /// Ids that end generation.
     pub fn eos_token_ids(&self) -> &[u32] {
         &self.eos_token_ids

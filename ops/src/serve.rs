@@ -98,6 +98,10 @@ pub(crate) struct PipelineArgs {
     /// Where responses carry reasoning: `reasoning_content`, or `both` (adds `reasoning`).
     #[arg(long, default_value = "reasoning_content")]
     reasoning_field: String,
+    /// `thinking_token_budget` for requests that set none: reasoning tokens at most (the
+    /// close marker included), then the family's close marker is forced (engine only).
+    #[arg(long)]
+    thinking_token_budget: Option<u32>,
     /// Assistant turns whose reasoning is kept for re-injection (0 turns it off).
     #[arg(long, default_value_t = 10_000)]
     reasoning_replay_size: usize,
@@ -279,13 +283,24 @@ fn executor(
             .as_ref()
             .map(|t| t.eos_token_ids().to_vec())
             .unwrap_or_default();
-        let engine = Engine::new(model, eos, engine_cfg.clone())
+        let vocab_rows = model.config().vocab_size;
+        let mut engine = Engine::new(model, eos, engine_cfg.clone())
             .map_err(|e| braid_actors::StageError::Config(e.to_string()))?;
+        if let Some(t) = &tok {
+            let started = std::time::Instant::now();
+            match braid_engine::Guides::new(t, vocab_rows) {
+                Ok(g) => {
+                    engine.set_guides(g);
+                    tracing::info!("structured outputs ready ({:.0?} to index the vocabulary)", started.elapsed());
+                }
+                Err(e) => tracing::warn!("structured outputs are off: {e}"),
+            }
+        }
         tracing::info!(
             "engine ready: {} KV blocks of {block_size}",
             engine_cfg.num_blocks
         );
-        Ok(Box::new(EngineExecutor::new(engine)) as Box<dyn Executor>)
+        Ok(Box::new(EngineExecutor::new(engine, tok.clone())) as Box<dyn Executor>)
     });
     Ok((factory, Some(max_model_len)))
 }
@@ -315,6 +330,7 @@ fn chat_settings(p: &PipelineArgs) -> anyhow::Result<braid_api::ChatSettings> {
         tool_parser: p.tool_call_parser.clone(),
         default_kwargs,
         reasoning_field,
+        thinking_token_budget: p.thinking_token_budget,
     })
 }
 
@@ -424,6 +440,17 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
     });
     let api_tokenizer = tokenizer.clone();
     let api_renderer = renderer.clone();
+    let constraints = if stages.iter().any(|(s, _)| *s == Stage::Ingress) {
+        api_tokenizer.as_deref().and_then(|t| match braid_api::Constraints::new(t) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => {
+                tracing::warn!("structured outputs are off: {e}");
+                None
+            }
+        })
+    } else {
+        None
+    };
     let config = NodeConfig {
         stages,
         tokenizer,
@@ -461,6 +488,7 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
                     max_model_len,
                     api_key: p.api_key.clone(),
                     max_body_bytes: p.max_body_bytes,
+                    constraints,
                 };
                 let app = braid_api::router(state).route(
                     "/metrics",

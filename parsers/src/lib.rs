@@ -14,6 +14,7 @@
 
 pub mod assemble;
 pub mod event;
+pub mod grammar;
 pub mod output;
 pub mod reasoning;
 mod scan;

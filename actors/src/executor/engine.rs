@@ -1,19 +1,61 @@
 //! The candle engine as an executor: continuous batching, one token per request per step.
 
-use braid_bus::{Finish, Prefill, RequestId};
-use braid_engine::{Engine, FinishReason, Request, SamplingParams};
+use std::sync::Arc;
+
+use braid_bus::{Failure, FailureKind, Finish, Prefill, RequestId, Setup, Start};
+use braid_engine::{Engine, FinishReason, GateStart, ReasoningGate, Request, SamplingParams, Tokenizer};
+use braid_parsers::reasoning::StartState;
 
 use super::{ExecOutput, ExecStats, Executor};
 
 /// braid's own engine.
 pub struct EngineExecutor {
     engine: Engine,
+    tokenizer: Option<Arc<Tokenizer>>,
 }
 
 impl EngineExecutor {
-    /// Wraps a loaded engine.
-    pub fn new(engine: Engine) -> Self {
-        EngineExecutor { engine }
+    /// Wraps a loaded engine; with the model's tokenizer, reasoning budgets and guides
+    /// (which need the family's markers as token ids) are available.
+    pub fn new(engine: Engine, tokenizer: Option<Arc<Tokenizer>>) -> Self {
+        EngineExecutor { engine, tokenizer }
+    }
+
+    /// The reasoning gate for a request that needs one (a guide or a budget): where output
+    /// starts and the family's markers, from the reasoning parser the request names.
+    fn gate(&self, setup: &Setup, budget: Option<u32>) -> Result<Option<ReasoningGate>, String> {
+        let Some(name) = &setup.reasoning_parser else {
+            return Ok(None);
+        };
+        let format = braid_parsers::reasoning_format(name).map_err(|e| e.to_string())?;
+        let tok = self
+            .tokenizer
+            .as_ref()
+            .ok_or("reasoning budgets need the model's tokenizer")?;
+        let kwargs = setup
+            .chat_template_kwargs_json
+            .as_deref()
+            .and_then(|k| serde_json::from_str::<serde_json::Value>(k).ok());
+        let start = if !format.thinking_enabled(kwargs.as_ref()) {
+            GateStart::Answer
+        } else {
+            match setup.start {
+                Start::InReasoning => GateStart::Reasoning,
+                Start::InContent => GateStart::Answer,
+                Start::FormatDefault => match format.start {
+                    StartState::Reasoning => GateStart::Reasoning,
+                    StartState::Content | StartState::Undecided => GateStart::Either,
+                },
+            }
+        };
+        let encode = |s: &str| tok.encode(s).map_err(|e| e.to_string());
+        Ok(Some(ReasoningGate {
+            start,
+            open_tokens: encode(format.open)?,
+            close: format.close.as_bytes().to_vec(),
+            close_tokens: encode(format.close)?,
+            budget: budget.map(|b| b as usize),
+        }))
     }
 }
 
@@ -37,6 +79,12 @@ impl Executor for EngineExecutor {
             max_tokens: s.max_tokens as usize,
             stop_token_ids: s.stop_token_ids.clone(),
             ignore_eos: s.ignore_eos,
+            guide: s.guide.clone(),
+            reasoning: if s.guide.is_some() || s.thinking_token_budget.is_some() {
+                self.gate(&prefill.setup, s.thinking_token_budget)?
+            } else {
+                None
+            },
         };
         self.engine.add(request).map_err(|e| e.to_string())
     }
@@ -69,6 +117,11 @@ impl Executor for EngineExecutor {
                 FinishReason::Stop => Finish::Stop,
                 FinishReason::Length => Finish::Length,
                 FinishReason::Abort => Finish::Abort,
+                FinishReason::Failed(message) => Finish::Failed(Failure {
+                    kind: FailureKind::Internal,
+                    stage: braid_bus::Stage::Executor,
+                    message: format!("the structured-output grammar could not go on: {message}"),
+                }),
             }),
             reported: None,
         }));

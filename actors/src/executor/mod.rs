@@ -55,6 +55,22 @@ pub trait Executor: Send {
     }
 }
 
+/// Refuses what only braid's engine can do (a grammar, a reasoning budget): an executor
+/// that cannot constrain its output must say so rather than answer unconstrained.
+pub(crate) fn refuse_constraints(sampling: &braid_bus::Sampling, executor: &str) -> Result<(), String> {
+    if sampling.guide.is_some() {
+        return Err(format!(
+            "the {executor} executor cannot enforce structured outputs or tool_choice; serve the model with --executor engine"
+        ));
+    }
+    if sampling.thinking_token_budget.is_some() {
+        return Err(format!(
+            "the {executor} executor cannot enforce thinking_token_budget; serve the model with --executor engine"
+        ));
+    }
+    Ok(())
+}
+
 /// An executor's scheduler figures, published as metrics after every step.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ExecStats {

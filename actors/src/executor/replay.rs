@@ -159,6 +159,7 @@ impl Executor for ReplayExecutor {
         if prefill.sampling.max_tokens == 0 {
             return Err("max_tokens must be at least 1".into());
         }
+        super::refuse_constraints(&prefill.sampling, "replay")?;
         let prompt = self.tokenizer.decode_lossy(&prefill.prompt, false);
         let tokens = self
             .pick(&prompt)

@@ -322,6 +322,7 @@ impl Executor for UpstreamExecutor {
         if prefill.sampling.max_tokens == 0 {
             return Err("max_tokens must be at least 1".into());
         }
+        super::refuse_constraints(&prefill.sampling, "upstream")?;
         let text = match self.spec.prompt_as {
             PromptAs::Tokens => None,
             PromptAs::Text => Some(self.tokenizer.decode_lossy(&prefill.prompt, false)),

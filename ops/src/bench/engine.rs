@@ -79,6 +79,8 @@ fn request(id: u64, prompt: Vec<u32>, max_tokens: usize) -> Request {
         max_tokens,
         stop_token_ids: vec![],
         ignore_eos: true,
+        guide: None,
+        reasoning: None,
     }
 }
 

@@ -16,6 +16,7 @@ pub mod deepseek_v3;
 pub mod deepseek_v31;
 pub mod deepseek_v32;
 pub mod glm45;
+pub mod grammar;
 pub mod glm47;
 pub mod hermes;
 mod json_args;

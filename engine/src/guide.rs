@@ -1,0 +1,177 @@
+//! Structured output: llguidance grammars compiled against the model's vocabulary, and
+//! the per-sequence matcher whose token mask the sampler applies.
+//!
+//! Every constraint braid supports (a JSON schema, a regex, a choice, a Lark grammar, a
+//! family's tool-call markup) arrives as one Lark grammar in llguidance's dialect, so
+//! there is one mechanism here. The vocabulary comes from braid's own byte table
+//! ([`TokenBytes`]) rather than a second copy of the tokenizer: special tokens are marked
+//! the way llguidance expects (a leading `0xFF`), so grammars can name them (`<|im_end|>`)
+//! and free text can never produce them.
+
+use std::sync::Arc;
+
+use llguidance::api::TopLevelGrammar;
+use llguidance::toktrie::{SimpleVob, TokEnv, TokRxInfo, TokTrie, TokenId, TokenizerEnv};
+use llguidance::{Matcher, ParserFactory};
+
+use crate::detokenize::TokenBytes;
+use crate::tokenizer::Tokenizer;
+
+/// The vocabulary as llguidance sees it, and our tokenizer for text a grammar forces.
+struct Vocabulary {
+    trie: TokTrie,
+    tokenizer: tokenizers::Tokenizer,
+}
+
+impl TokenizerEnv for Vocabulary {
+    fn tok_trie(&self) -> &TokTrie {
+        &self.trie
+    }
+
+    fn tokenize_bytes(&self, s: &[u8]) -> Vec<TokenId> {
+        self.trie.tokenize_with_greedy_fallback(s, |text| {
+            self.tokenizer
+                .encode(text, false)
+                .map(|e| e.get_ids().to_vec())
+                .unwrap_or_default()
+        })
+    }
+}
+
+/// Compiles grammars for one model; shared by every request (cheap to clone).
+#[derive(Clone)]
+pub struct Guides {
+    factory: Arc<ParserFactory>,
+    bytes: Arc<TokenBytes>,
+}
+
+impl std::fmt::Debug for Guides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guides")
+            .field("vocab", &self.factory.tok_env().tok_trie().vocab_size())
+            .finish()
+    }
+}
+
+impl Guides {
+    /// Guides for `tokenizer`'s vocabulary over `vocab_rows` logits (the model's
+    /// embedding rows, which may exceed the tokenizer's ids; the extra rows are never
+    /// allowed). Needs a byte-level BPE tokenizer.
+    pub fn new(tokenizer: &Tokenizer, vocab_rows: usize) -> Result<Guides, String> {
+        let bytes = tokenizer.token_bytes_arc().ok_or_else(|| {
+            "structured outputs need a byte-level BPE tokenizer (tokenizer.json with a ByteLevel decoder)"
+                .to_string()
+        })?;
+        let rows = vocab_rows.max(tokenizer.vocab_size());
+        let words: Vec<Vec<u8>> = (0..rows as u32)
+            .map(|id| {
+                let (b, special) = bytes.get(id);
+                if special {
+                    let mut w = Vec::with_capacity(b.len() + 1);
+                    w.push(TokTrie::SPECIAL_TOKEN_MARKER);
+                    w.extend_from_slice(b);
+                    w
+                } else {
+                    b.to_vec()
+                }
+            })
+            .collect();
+        let eos = tokenizer.eos_token_ids();
+        let info = TokRxInfo::new(rows as u32, eos.first().copied().unwrap_or(0));
+        let mut trie = TokTrie::from(&info, &words);
+        if !eos.is_empty() {
+            trie = trie.with_eos_tokens(eos);
+        }
+        let env: TokEnv = Arc::new(Vocabulary {
+            trie,
+            tokenizer: tokenizer.inner().clone(),
+        });
+        let mut factory = ParserFactory::new_simple(&env).map_err(|e| e.to_string())?;
+        factory.quiet();
+        Ok(Guides {
+            factory: Arc::new(factory),
+            bytes,
+        })
+    }
+
+    /// Compiles a Lark grammar (llguidance's dialect) into a fresh matcher; the error
+    /// says what is wrong with the grammar.
+    pub fn compile(&self, lark: &str) -> Result<Guide, String> {
+        let grammar = TopLevelGrammar::from_lark(lark.to_string());
+        let parser = self.factory.create_parser(grammar).map_err(|e| e.to_string())?;
+        let matcher = Matcher::new(Ok(parser));
+        if let Some(e) = matcher.get_error() {
+            return Err(e);
+        }
+        Ok(Guide { matcher })
+    }
+
+    /// Each token's bytes.
+    pub fn token_bytes(&self) -> &TokenBytes {
+        &self.bytes
+    }
+}
+
+/// One sequence's grammar state.
+pub struct Guide {
+    matcher: Matcher,
+}
+
+impl std::fmt::Debug for Guide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guide").field("stopped", &self.matcher.is_stopped()).finish()
+    }
+}
+
+impl Guide {
+    /// The tokens the grammar allows next (only EOS once it is complete).
+    pub fn mask(&mut self) -> Result<SimpleVob, String> {
+        self.matcher.compute_mask_or_eos().map_err(|e| e.to_string())
+    }
+
+    /// Moves past a sampled token.
+    pub fn advance(&mut self, token: u32) -> Result<(), String> {
+        self.matcher.consume_token(token).map_err(|e| e.to_string())
+    }
+
+    /// Whether the grammar is complete and nothing more may follow.
+    pub fn is_done(&self) -> bool {
+        self.matcher.is_stopped()
+    }
+}
+
+/// Sets every logit the mask does not allow to −∞ (rows past the mask's end too).
+pub fn apply_mask(logits: &mut [f32], mask: &SimpleVob) {
+    let words = mask.as_slice();
+    let mut chunks = logits.chunks_mut(32);
+    for (&word, chunk) in words.iter().zip(&mut chunks) {
+        if word == u32::MAX {
+            continue;
+        }
+        for (bit, l) in chunk.iter_mut().enumerate() {
+            if (word >> bit) & 1 == 0 {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+    }
+    for chunk in chunks {
+        chunk.fill(f32::NEG_INFINITY);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mask_keeps_only_allowed_logits() {
+        let mut mask = SimpleVob::alloc(70);
+        mask.allow_token(1);
+        mask.allow_token(33);
+        mask.allow_token(64);
+        let mut logits = vec![0.5f32; 80];
+        apply_mask(&mut logits, &mask);
+        let kept: Vec<usize> = (0..80).filter(|&i| logits[i].is_finite()).collect();
+        assert_eq!(kept, vec![1, 33, 64]);
+    }
+}
