@@ -265,7 +265,7 @@ pub fn calls_grammar(format: &str, tools: &[ToolSpec], pick: &Pick, specials: &S
         let params = if free_args {
             json!({"type": "object"})
         } else {
-            tool.parameters.clone()
+            closed(&tool.parameters)
         };
         rules.push(call_rule(&m, i, tool, &params, specials)?);
         alts.push(format!("call_{i}"));
@@ -308,6 +308,18 @@ pub fn calls_grammar(format: &str, tools: &[ToolSpec], pick: &Pick, specials: &S
         out.push_str(&r);
     }
     Ok(out)
+}
+
+/// A tool's parameters with undeclared keys ruled out, unless the schema says otherwise
+/// (as xgrammar's strict mode does): an enforced call writes the parameters declared.
+fn closed(params: &Value) -> Value {
+    let mut p = params.clone();
+    if let Some(obj) = p.as_object_mut() {
+        if obj.contains_key("properties") {
+            obj.entry("additionalProperties").or_insert(Value::Bool(false));
+        }
+    }
+    p
 }
 
 /// The rule `call_{i}`: one call of `tool` (plus any rules it needs, appended).
