@@ -76,12 +76,20 @@ pub(crate) fn guide(constraints: Option<&Constraints>, asked: &Asked<'_>) -> Res
     };
     c.guides
         .compile(&lark)
-        .map_err(|e| ApiError::invalid(param, format!("{param}: {}", first_line(&e))))?;
+        .map_err(|e| ApiError::invalid(param, format!("{param}: {}", readable(&e))))?;
     Ok(Some(lark))
 }
 
-fn first_line(e: &str) -> &str {
-    e.lines().find(|l| !l.trim().is_empty()).unwrap_or(e)
+/// llguidance's message on one line, without its position in braid's generated grammar
+/// (`at 1(8): `), which means nothing to the client.
+fn readable(e: &str) -> String {
+    let one_line = e.split_whitespace().collect::<Vec<_>>().join(" ");
+    let rest = one_line
+        .strip_prefix("at ")
+        .and_then(|r| r.split_once("): "))
+        .filter(|(pos, _)| pos.chars().all(|c| c.is_ascii_digit() || c == '('))
+        .map_or(one_line.as_str(), |(_, msg)| msg);
+    rest.to_owned()
 }
 
 /// OpenAI's `response_format`: `text`, `json_object` or `json_schema`.

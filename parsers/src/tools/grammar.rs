@@ -336,13 +336,10 @@ fn call_rule(
     let name = literal(&tool.name);
     match (m.name, m.args) {
         (Name::InJson, _) => {
-            let body = json!({
-                "type": "object",
-                "properties": {"name": {"const": tool.name}, "arguments": params},
-                "required": ["name", "arguments"],
-                "additionalProperties": false,
-            });
-            Ok(format!("call_{i}: {open} {} {close}\n", json_lexeme(&body)))
+            // `{"name": "NAME", "arguments": ARGS}` laid out as the embedded JSON is, with
+            // the name as a literal: alternatives part at the name, not inside a JSON value.
+            let head = literal(&format!("{{\"name\": {}, \"arguments\": ", serde_json::Value::from(tool.name.as_str())));
+            Ok(format!("call_{i}: {open} {head} {} \"}}\" {close}\n", json_lexeme(params)))
         }
         (Name::KimiId, _) => Ok(format!(
             "call_{i}: {open} \"functions.\" {name} \":\" /[0-9]{{1,3}}/ {name_end} {} {close}\n",
