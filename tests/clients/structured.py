@@ -101,11 +101,11 @@ def fail(msg):
 
 def ask(client, seed, **kw):
     kw.setdefault("max_tokens", 200)
+    kw.setdefault("temperature", 1.0)
     return client.chat.completions.create(
         model="m",
         messages=[{"role": "user", "content": f"Request {seed}: answer in the required shape."}],
         seed=seed,
-        temperature=1.0,
         **kw,
     )
 
@@ -241,12 +241,23 @@ def tools(client, n):
     jsonschema.validate(json.loads(args), PARAMS["get_weather"])
     if names != {"get_weather"}:
         fail(f"streamed call names {names}")
+    # A call cut short by max_tokens is no call: 422, as without enforcement.
+    try:
+        ask(client, 1, max_tokens=4, tools=TOOLS, tool_choice="required", extra_body=OFF)
+        fail("a call cut short at 4 tokens was accepted")
+    except openai.UnprocessableEntityError as e:
+        print(f"422: {e}")
     print(f"{n} required and {n} named calls parsed, schema-valid")
 
 
 def budget(client, default_budget):
     for seed in range(10):
-        kw = dict(max_tokens=300, response_format={"type": "json_schema", "json_schema": {"name": "pet", "schema": SCHEMA}})
+        # Hot, so that the reasoning is varied noise rather than one repeated token.
+        free_kw = dict(max_tokens=15, temperature=2.0, extra_body={"ignore_eos": True, "thinking_token_budget": 1000})
+        # Once first, so that both compared runs below read the prompt from the prefix
+        # cache alike (a cold prefill's logits differ in the last bits).
+        ask(client, seed, **free_kw)
+        kw = dict(max_tokens=300, temperature=2.0, response_format={"type": "json_schema", "json_schema": {"name": "pet", "schema": SCHEMA}})
         r = ask(client, seed, extra_body={"thinking_token_budget": 16}, **kw)
         u = r.usage
         msg = r.choices[0].message
@@ -257,7 +268,7 @@ def budget(client, default_budget):
         check_json(msg.content, f"seed {seed} answer after the budget")
         # The reasoning is not constrained: the same seed without a constraint reasons the
         # same 15 tokens.
-        free = ask(client, seed, max_tokens=15, extra_body={"ignore_eos": True})
+        free = ask(client, seed, **free_kw)
         if free.choices[0].message.reasoning_content != msg.reasoning_content:
             fail(f"seed {seed}: reasoning {msg.reasoning_content!r} differs from the free model's {free.choices[0].message.reasoning_content!r}")
     # The server's default budget.

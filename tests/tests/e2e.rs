@@ -11,4 +11,5 @@ mod observability;
 mod openai_client;
 mod pipeline;
 mod scale_out;
+mod structured;
 mod upstream;
