@@ -295,7 +295,9 @@ impl Reply {
         if let Some(message) = unmet {
             return Err(ApiError {
                 status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                message: format!("{message} (finish_reason {finish}; a call cut short by max_tokens is not a call)"),
+                message: format!(
+                    "{message} (finish_reason {finish}; a call cut short by max_tokens is not a call)"
+                ),
                 param: Some("tool_choice"),
             });
         }

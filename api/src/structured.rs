@@ -48,7 +48,10 @@ pub(crate) struct Asked<'a> {
 }
 
 /// The grammar the answer must match, if the request asks for one; checked.
-pub(crate) fn guide(constraints: Option<&Constraints>, asked: &Asked<'_>) -> Result<Option<String>, ApiError> {
+pub(crate) fn guide(
+    constraints: Option<&Constraints>,
+    asked: &Asked<'_>,
+) -> Result<Option<String>, ApiError> {
     let from_format = response_format(asked.response_format)?;
     let from_vllm = structured_outputs(asked.structured_outputs)?;
     let from_tools = tool_grammar(constraints, asked)?;
@@ -190,7 +193,10 @@ fn structured_outputs(v: Option<&Value>) -> Result<Option<(&'static str, String)
 }
 
 /// The tool-call grammar `tool_choice` (or strict tools under `auto`) asks for.
-fn tool_grammar(constraints: Option<&Constraints>, asked: &Asked<'_>) -> Result<Option<(&'static str, String)>, ApiError> {
+fn tool_grammar(
+    constraints: Option<&Constraints>,
+    asked: &Asked<'_>,
+) -> Result<Option<(&'static str, String)>, ApiError> {
     let tools = asked.tools.map(ToolSpec::list).unwrap_or_default();
     let pick = match asked.choice {
         ToolChoice::None => return Ok(None),

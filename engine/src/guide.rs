@@ -119,7 +119,9 @@ pub struct Guide {
 
 impl std::fmt::Debug for Guide {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Guide").field("stopped", &self.matcher.is_stopped()).finish()
+        f.debug_struct("Guide")
+            .field("stopped", &self.matcher.is_stopped())
+            .finish()
     }
 }
 

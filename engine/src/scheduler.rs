@@ -702,7 +702,10 @@ impl Engine {
             seq.tokens.push(token);
             let stop = seq.stop_ids.contains(&token);
             if failure.is_none() && !stop {
-                let bytes = self.guides.as_ref().map_or(&[][..], |g| g.token_bytes().get(token).0);
+                let bytes = self
+                    .guides
+                    .as_ref()
+                    .map_or(&[][..], |g| g.token_bytes().get(token).0);
                 failure = seq.advance(token, bytes).err();
             }
             let finish = if let Some(e) = failure {

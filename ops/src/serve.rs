@@ -291,7 +291,10 @@ fn executor(
             match braid_engine::Guides::new(t, vocab_rows) {
                 Ok(g) => {
                     engine.set_guides(g);
-                    tracing::info!("structured outputs ready ({:.0?} to index the vocabulary)", started.elapsed());
+                    tracing::info!(
+                        "structured outputs ready ({:.0?} to index the vocabulary)",
+                        started.elapsed()
+                    );
                 }
                 Err(e) => tracing::warn!("structured outputs are off: {e}"),
             }
@@ -441,13 +444,15 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
     let api_tokenizer = tokenizer.clone();
     let api_renderer = renderer.clone();
     let constraints = if stages.iter().any(|(s, _)| *s == Stage::Ingress) {
-        api_tokenizer.as_deref().and_then(|t| match braid_api::Constraints::new(t) {
-            Ok(c) => Some(Arc::new(c)),
-            Err(e) => {
-                tracing::warn!("structured outputs are off: {e}");
-                None
-            }
-        })
+        api_tokenizer
+            .as_deref()
+            .and_then(|t| match braid_api::Constraints::new(t) {
+                Ok(c) => Some(Arc::new(c)),
+                Err(e) => {
+                    tracing::warn!("structured outputs are off: {e}");
+                    None
+                }
+            })
     } else {
         None
     };

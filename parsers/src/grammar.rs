@@ -109,7 +109,7 @@ impl Specials {
     /// The special tokens (text and id).
     pub fn new(mut tokens: Vec<(String, u32)>) -> Specials {
         // Longest first, so a token is never matched by a shorter one inside it.
-        tokens.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        tokens.sort_by_key(|t| std::cmp::Reverse(t.0.len()));
         tokens.retain(|(t, _)| !t.is_empty());
         Specials { tokens }
     }
@@ -120,7 +120,11 @@ impl Specials {
         let mut rest = text;
         'outer: while !rest.is_empty() {
             for (i, _) in rest.char_indices() {
-                if let Some((tok, id)) = self.tokens.iter().find(|(t, _)| rest[i..].starts_with(t.as_str())) {
+                if let Some((tok, id)) = self
+                    .tokens
+                    .iter()
+                    .find(|(t, _)| rest[i..].starts_with(t.as_str()))
+                {
                     if i > 0 {
                         parts.push(literal(&rest[..i]));
                     }

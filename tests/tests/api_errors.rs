@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use braid_tests::{free_port, http, http_with, sse_data, wait_healthy, Proc};
+use braid_tests::{free_port, http, http_with, wait_healthy, Proc};
 use serde_json::{json, Value};
 
 const KEY: &str = "sk-test-123";
@@ -169,7 +169,13 @@ fn malformed_requests_get_clear_4xx_errors_and_the_server_stays_up() {
     // tool_choice required on the replay executor, which cannot enforce it: a 400 that
     // says so, streamed or not (the engine enforces it; see the structured tests).
     let required = json!({"messages": user, "tools": tools, "tool_choice": "required"});
-    expect_error(port, &required.to_string(), 400, None, "replay executor cannot enforce");
+    expect_error(
+        port,
+        &required.to_string(),
+        400,
+        None,
+        "replay executor cannot enforce",
+    );
     let mut streamed = required;
     streamed["stream"] = json!(true);
     let (status, v) = post(port, "/v1/chat/completions", &streamed.to_string());

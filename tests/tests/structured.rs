@@ -11,10 +11,22 @@ fn serve(model: &std::path::Path, flags: &[&str], name: &str) -> (Proc, String) 
     let port = free_port();
     let m = model.display().to_string();
     let p = port.to_string();
-    let mut args = vec!["serve", &m, "--port", &p, "--served-model-name", "m", "--reasoning-parser", "qwen3"];
+    let mut args = vec![
+        "serve",
+        &m,
+        "--port",
+        &p,
+        "--served-model-name",
+        "m",
+        "--reasoning-parser",
+        "qwen3",
+    ];
     args.extend_from_slice(flags);
     let proc = Proc::braid(&args, name);
-    assert!(wait_healthy(port, Duration::from_secs(60)), "{name} did not start");
+    assert!(
+        wait_healthy(port, Duration::from_secs(60)),
+        "{name} did not start"
+    );
     (proc, format!("http://127.0.0.1:{port}/v1"))
 }
 
@@ -22,8 +34,14 @@ fn serve(model: &std::path::Path, flags: &[&str], name: &str) -> (Proc, String) 
 fn json_schemas_regexes_and_choices_come_back_valid() {
     let model = qwen3_fixture("structured");
     let (_serve, url) = serve(&model, &["--tool-call-parser", "hermes"], "structured");
-    run_client("structured.py", &["outputs", "--base-url", &url, "--requests", "100"]);
-    run_client("structured.py", &["tools", "--base-url", &url, "--requests", "30"]);
+    run_client(
+        "structured.py",
+        &["outputs", "--base-url", &url, "--requests", "100"],
+    );
+    run_client(
+        "structured.py",
+        &["tools", "--base-url", &url, "--requests", "30"],
+    );
 }
 
 #[test]
@@ -31,7 +49,10 @@ fn tool_choice_is_enforced_in_kimi_k2_and_qwen3_coder_markup() {
     let model = qwen3_fixture("structured-tools");
     for format in ["kimi_k2", "qwen3_coder"] {
         let (_serve, url) = serve(&model, &["--tool-call-parser", format], format);
-        let out = run_client("structured.py", &["tools", "--base-url", &url, "--requests", "30"]);
+        let out = run_client(
+            "structured.py",
+            &["tools", "--base-url", &url, "--requests", "30"],
+        );
         assert!(out.contains("30 required and 30 named calls"), "{format}: {out}");
     }
 }
@@ -43,8 +64,18 @@ fn a_thinking_budget_ends_reasoning_and_the_answer_is_constrained() {
     let t = template.display().to_string();
     let (_serve, url) = serve(
         &model,
-        &["--tool-call-parser", "hermes", "--chat-template", &t, "--thinking-token-budget", "8"],
+        &[
+            "--tool-call-parser",
+            "hermes",
+            "--chat-template",
+            &t,
+            "--thinking-token-budget",
+            "8",
+        ],
         "structured-budget",
     );
-    run_client("structured.py", &["budget", "--base-url", &url, "--default-budget", "8"]);
+    run_client(
+        "structured.py",
+        &["budget", "--base-url", &url, "--default-budget", "8"],
+    );
 }

@@ -249,7 +249,12 @@ pub fn supports(format: &str) -> bool {
 }
 
 /// The grammar for `pick` among `tools`, in the markup of tool parser `format`.
-pub fn calls_grammar(format: &str, tools: &[ToolSpec], pick: &Pick, specials: &Specials) -> Result<String, String> {
+pub fn calls_grammar(
+    format: &str,
+    tools: &[ToolSpec],
+    pick: &Pick,
+    specials: &Specials,
+) -> Result<String, String> {
     let m = markup(format).ok_or_else(|| format!("no tool-call grammar for the {format:?} tool parser"))?;
     let chosen: Vec<&ToolSpec> = match pick {
         Pick::Named(n) => tools.iter().filter(|t| &t.name == n).collect(),
@@ -338,8 +343,14 @@ fn call_rule(
         (Name::InJson, _) => {
             // `{"name": "NAME", "arguments": ARGS}` laid out as the embedded JSON is, with
             // the name as a literal: alternatives part at the name, not inside a JSON value.
-            let head = literal(&format!("{{\"name\": {}, \"arguments\": ", serde_json::Value::from(tool.name.as_str())));
-            Ok(format!("call_{i}: {open} {head} {} \"}}\" {close}\n", json_lexeme(params)))
+            let head = literal(&format!(
+                "{{\"name\": {}, \"arguments\": ",
+                serde_json::Value::from(tool.name.as_str())
+            ));
+            Ok(format!(
+                "call_{i}: {open} {head} {} \"}}\" {close}\n",
+                json_lexeme(params)
+            ))
         }
         (Name::KimiId, _) => Ok(format!(
             "call_{i}: {open} \"functions.\" {name} \":\" /[0-9]{{1,3}}/ {name_end} {} {close}\n",
@@ -378,8 +389,14 @@ fn call_rule(
                     format!("{rule}?")
                 });
             }
-            let body = if seq.is_empty() { "\"\"".to_owned() } else { seq.join(" ") };
-            Ok(format!("call_{i}: {open} {name} {name_end} {body} {close}\n{rules}"))
+            let body = if seq.is_empty() {
+                "\"\"".to_owned()
+            } else {
+                seq.join(" ")
+            };
+            Ok(format!(
+                "call_{i}: {open} {name} {name_end} {body} {close}\n{rules}"
+            ))
         }
     }
 }
@@ -464,19 +481,27 @@ mod tests {
 
     #[test]
     fn named_calls_name_the_function_and_type_each_value() {
-        let g = calls_grammar("qwen3_coder", &tools(), &Pick::Named("get_weather".into()), &Specials::default())
-            .unwrap_or_default();
+        let g = calls_grammar(
+            "qwen3_coder",
+            &tools(),
+            &Pick::Named("get_weather".into()),
+            &Specials::default(),
+        )
+        .unwrap_or_default();
         assert!(g.contains(r#""get_weather""#), "{g}");
         assert!(!g.contains("noop"), "{g}");
         // city is required text bounded by maxLength; days is optional JSON.
         assert!(g.contains("p_0_0 p_0_1?"), "{g}");
-        assert!(g.contains(r"& ~/(?s:.*)<\/parameter>(?s:.*)/ & /(?s:.{0,12})/"), "{g}");
+        assert!(
+            g.contains(r"& ~/(?s:.*)<\/parameter>(?s:.*)/ & /(?s:.{0,12})/"),
+            "{g}"
+        );
         assert!(g.contains(r#"%json {"type":"integer""#), "{g}");
     }
 
     /// A call written the way the grammar writes it (values in schema order).
     fn write_call(m: &Markup, index: usize, name: &str, args: &Value) -> String {
-        let mut out = format!("{}", m.call_open);
+        let mut out = m.call_open.to_string();
         match m.name {
             Name::InJson => {
                 out.push_str(&json!({"name": name, "arguments": args}).to_string());
@@ -516,7 +541,12 @@ mod tests {
                 m.begin,
                 write_call(&m, 0, "get_weather", &args),
                 m.between,
-                write_call(&m, 1, "get_weather", &json!({"city": "Oslo", "days": 1, "opts": {}})),
+                write_call(
+                    &m,
+                    1,
+                    "get_weather",
+                    &json!({"city": "Oslo", "days": 1, "opts": {}})
+                ),
                 m.end
             );
             let mut config = crate::OutputConfig::from_names(None, Some(f.name)).unwrap_or_default();
