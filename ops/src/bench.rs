@@ -4,6 +4,7 @@ mod engine;
 mod parse;
 mod pipeline;
 mod serve;
+mod structured;
 mod upstream;
 
 use std::process::ExitCode;
@@ -21,6 +22,9 @@ pub(crate) enum BenchCommand {
     /// Pipeline cost: CPU µs per streamed token added by the stages and the bus (replay
     /// executor), in-process and over NATS, at several concurrencies.
     Pipeline(pipeline::PipelineBenchArgs),
+    /// What structured outputs cost: decode tok/s at batch 8 with and without a JSON-schema
+    /// guide in the same run, mask time per token and how long steps waited for masks.
+    Structured(structured::StructuredBenchArgs),
     /// Load on a running server: streaming chat completions at a concurrency or rate;
     /// requests/s, tokens/s, TTFT and ITL percentiles, errors, cross-talk.
     Serve(serve::ServeBenchArgs),
@@ -35,6 +39,7 @@ pub(crate) fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Engine(args) => engine::run(args),
         BenchCommand::Pipeline(args) => pipeline::run(args),
         BenchCommand::Serve(args) => serve::run(args),
+        BenchCommand::Structured(args) => structured::run(args),
         BenchCommand::Upstream(args) => upstream::run(args),
     }
 }
