@@ -105,6 +105,9 @@ impl Executor for EngineExecutor {
             prefix_queries: s.prefix_queried_tokens as u64,
             prefix_hits: s.prefix_hit_tokens as u64,
             preemptions: s.preemptions as u64,
+            masks: s.masks as u64,
+            mask_us: s.mask_ns / 1000,
+            mask_wait_us: s.mask_wait_ns / 1000,
         }
     }
 

@@ -84,6 +84,12 @@ pub struct ExecStats {
     pub prefix_hits: u64,
     /// Sequences preempted, so far.
     pub preemptions: u64,
+    /// Structured-output token masks computed, so far.
+    pub masks: u64,
+    /// Microseconds spent computing them (beside the forward pass), so far.
+    pub mask_us: u64,
+    /// Microseconds steps waited for masks after their forward pass, so far.
+    pub mask_wait_us: u64,
 }
 
 /// What the executor actor tells its thread.
@@ -182,6 +188,9 @@ fn run(
     let prefix_queries = metrics::counter!("braid_prefix_cache_queries_total");
     let prefix_hits = metrics::counter!("braid_prefix_cache_hits_total");
     let preemptions = metrics::counter!("braid_num_preemptions_total");
+    let masks = metrics::counter!("braid_guide_masks_total");
+    let mask_us = metrics::counter!("braid_guide_mask_microseconds_total");
+    let mask_wait = metrics::counter!("braid_guide_mask_wait_microseconds_total");
     let mut outputs = Vec::new();
     let mut last_sweep = Instant::now();
     loop {
@@ -252,6 +261,9 @@ fn run(
         prefix_queries.absolute(stats.prefix_queries);
         prefix_hits.absolute(stats.prefix_hits);
         preemptions.absolute(stats.preemptions);
+        masks.absolute(stats.masks);
+        mask_us.absolute(stats.mask_us);
+        mask_wait.absolute(stats.mask_wait_us);
         if !out.is_empty() && publish.blocking_send(out).is_err() {
             return;
         }
