@@ -104,7 +104,7 @@ enum Phase {
     /// Reasoning: tokens so far, and the last bytes, for spotting the close marker.
     Reasoning { tokens: usize, tail: Vec<u8> },
     /// Forcing a marker's tokens; `close` says which marker, `next` which token.
-    Forcing { close: bool, next: usize, tokens: usize },
+    Forcing { close: bool, next: usize },
     /// The answer: the guide, if any, applies.
     Answer,
 }
@@ -179,7 +179,7 @@ impl Seq {
     /// The token this step must emit whatever the logits say (a marker being forced).
     fn forced(&self) -> Option<u32> {
         match (&self.phase, &self.gate) {
-            (Phase::Forcing { close, next, .. }, Some(g)) => {
+            (Phase::Forcing { close, next }, Some(g)) => {
                 let marker = if *close { &g.close_tokens } else { &g.open_tokens };
                 marker.get(*next).copied()
             }
@@ -204,10 +204,9 @@ impl Seq {
                         Phase::Forcing {
                             close: false,
                             next: 1,
-                            tokens: 0,
                         }
                     } else {
-                        reasoning(g, 0)
+                        reasoning(g)
                     })
                 } else {
                     Some(Phase::Answer)
@@ -225,18 +224,13 @@ impl Seq {
                     }
                     (!g.close_tokens.is_empty()
                         && g.budget.is_some_and(|b| *tokens + g.close_tokens.len() >= b))
-                    .then_some(Phase::Forcing {
-                        close: true,
-                        next: 0,
-                        tokens: *tokens,
-                    })
+                    .then_some(Phase::Forcing { close: true, next: 0 })
                 }
             }
-            (Phase::Forcing { close, next, tokens }, Some(g)) => {
+            (Phase::Forcing { close, next }, Some(g)) => {
                 *next += 1;
-                *tokens += 1;
                 let marker = if *close { &g.close_tokens } else { &g.open_tokens };
-                (*next >= marker.len()).then(|| if *close { Phase::Answer } else { reasoning(g, 0) })
+                (*next >= marker.len()).then(|| if *close { Phase::Answer } else { reasoning(g) })
             }
         };
         let was_answer = self.phase == Phase::Answer;
@@ -257,16 +251,12 @@ impl Seq {
 
 /// The reasoning phase, or straight to forcing the close marker when the budget allows
 /// no reasoning at all.
-fn reasoning(g: &ReasoningGate, tokens: usize) -> Phase {
-    if !g.close_tokens.is_empty() && g.budget.is_some_and(|b| tokens + g.close_tokens.len() >= b) {
-        Phase::Forcing {
-            close: true,
-            next: 0,
-            tokens,
-        }
+fn reasoning(g: &ReasoningGate) -> Phase {
+    if !g.close_tokens.is_empty() && g.budget.is_some_and(|b| g.close_tokens.len() >= b) {
+        Phase::Forcing { close: true, next: 0 }
     } else {
         Phase::Reasoning {
-            tokens,
+            tokens: 0,
             tail: Vec::new(),
         }
     }
@@ -512,7 +502,7 @@ impl Engine {
                 GateStart::Answer => Phase::Answer,
                 GateStart::Either if !g.open_tokens.is_empty() => Phase::Either,
                 GateStart::Either => Phase::Answer,
-                GateStart::Reasoning => reasoning(g, 0),
+                GateStart::Reasoning => reasoning(g),
             },
         };
         let mut stop_ids = req.stop_token_ids;
