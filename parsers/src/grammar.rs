@@ -14,24 +14,15 @@ fn json_style() -> Value {
     json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "})
 }
 
-/// A Lark string literal for `text` (JSON escapes, which the dialect shares).
+/// A Lark string literal for `text`: the dialect takes JSON's escapes, plus DEL escaped.
 pub fn literal(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
+    crate::escape_json_string(text, false, &mut out);
     out.push('"');
+    if out.contains('\u{7f}') {
+        out = out.replace('\u{7f}', "\\u007f");
+    }
     out
 }
 

@@ -110,6 +110,13 @@ def ask(client, seed, **kw):
     )
 
 
+def stream(client, content, **kw):
+    """The chunks of one streamed request (seeded, thinking off)."""
+    return client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": content}], max_tokens=200, stream=True, extra_body=OFF, **kw
+    )
+
+
 def check_json(text, where):
     try:
         value = json.loads(text)
@@ -152,16 +159,8 @@ def outputs(client, n):
             fail(f"json_object gave {text!r}")
 
     # Streamed: the deltas join to a valid answer.
-    stream = client.chat.completions.create(
-        model="m",
-        messages=[{"role": "user", "content": "stream it"}],
-        seed=3,
-        max_tokens=200,
-        stream=True,
-        response_format={"type": "json_schema", "json_schema": {"name": "pet", "schema": SCHEMA}},
-        extra_body=OFF,
-    )
-    text = "".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices)
+    chunks = stream(client, "stream it", seed=3, response_format={"type": "json_schema", "json_schema": {"name": "pet", "schema": SCHEMA}})
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     check_json(text, "streamed")
 
     # A schema given as a string, vLLM's way.
@@ -223,18 +222,9 @@ def tools(client, n):
             check_call(a, None, f"seed {seed} required")
             check_call(b, named, f"seed {seed} named {named}")
     # Streamed, the call arrives as deltas.
-    stream = client.chat.completions.create(
-        model="m",
-        messages=[{"role": "user", "content": "stream a call"}],
-        seed=1,
-        max_tokens=200,
-        stream=True,
-        tools=TOOLS,
-        tool_choice={"type": "function", "function": {"name": "get_weather"}},
-        extra_body=OFF,
-    )
+    chunks = stream(client, "stream a call", seed=1, tools=TOOLS, tool_choice={"type": "function", "function": {"name": "get_weather"}})
     args, names = "", set()
-    for ch in stream:
+    for ch in chunks:
         for tc in (ch.choices[0].delta.tool_calls or []) if ch.choices else []:
             names.add(tc.function.name) if tc.function and tc.function.name else None
             args += (tc.function.arguments or "") if tc.function else ""
