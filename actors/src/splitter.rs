@@ -2,12 +2,50 @@
 //! (the parsers' [`ReasoningSplitter`], one per request).
 
 use braid_bus::{RequestId, Segment, SegmentKind, Setup, Split, Stage, Start, Text};
-use braid_parsers::{Event, ReasoningPlacement, ReasoningSplitter, Sink, StartOverride, StreamParser};
+use braid_parsers::{
+    Event, ReasoningFormat, ReasoningPlacement, ReasoningSplitter, Sink, StartOverride, StreamParser,
+};
 
 use crate::stage::{Outbox, Stateful};
 
 /// Splits reasoning from answers.
 pub(crate) struct Splitter;
+
+/// What a request's `Setup` says about its reasoning: the format, whether thinking is on
+/// (`chat_template_kwargs`) and where output starts (read from the prompt). The splitter
+/// and the engine executor's reasoning gate both start from this.
+pub(crate) struct ReasoningSetup {
+    pub(crate) format: &'static ReasoningFormat,
+    pub(crate) thinking: bool,
+    pub(crate) start: StartOverride,
+}
+
+impl ReasoningSetup {
+    /// `None` when the request has no reasoning parser.
+    pub(crate) fn of(setup: &Setup) -> Result<Option<ReasoningSetup>, String> {
+        let Some(name) = &setup.reasoning_parser else {
+            return Ok(None);
+        };
+        let format = braid_parsers::reasoning_format(name).map_err(|e| e.to_string())?;
+        let kwargs = match &setup.chat_template_kwargs_json {
+            Some(json) => Some(
+                serde_json::from_str::<serde_json::Value>(json)
+                    .map_err(|e| format!("chat_template_kwargs is not JSON: {e}"))?,
+            ),
+            None => None,
+        };
+        let start = match setup.start {
+            Start::FormatDefault => StartOverride::FormatDefault,
+            Start::InReasoning => StartOverride::InReasoning,
+            Start::InContent => StartOverride::InContent,
+        };
+        Ok(Some(ReasoningSetup {
+            format,
+            thinking: format.thinking_enabled(kwargs.as_ref()),
+            start,
+        }))
+    }
+}
 
 /// One request's splitter (none when the request has no reasoning parser).
 pub(crate) struct SplitState {
@@ -57,32 +95,15 @@ impl Stateful for Splitter {
     const STAGE: Stage = Stage::Splitter;
 
     fn open(&self, _id: RequestId, setup: &Setup) -> Result<SplitState, String> {
-        let Some(name) = &setup.reasoning_parser else {
+        let Some(r) = ReasoningSetup::of(setup)? else {
             return Ok(SplitState {
                 splitter: None,
                 inline: false,
             });
         };
-        let format = braid_parsers::reasoning_format(name).map_err(|e| e.to_string())?;
-        let kwargs = match &setup.chat_template_kwargs_json {
-            Some(json) => Some(
-                serde_json::from_str::<serde_json::Value>(json)
-                    .map_err(|e| format!("chat_template_kwargs is not JSON: {e}"))?,
-            ),
-            None => None,
-        };
-        let start = match setup.start {
-            Start::FormatDefault => StartOverride::FormatDefault,
-            Start::InReasoning => StartOverride::InReasoning,
-            Start::InContent => StartOverride::InContent,
-        };
         Ok(SplitState {
-            splitter: Some(ReasoningSplitter::new(
-                format,
-                format.thinking_enabled(kwargs.as_ref()),
-                start,
-            )),
-            inline: format.placement == ReasoningPlacement::InlineTags,
+            splitter: Some(ReasoningSplitter::new(r.format, r.thinking, r.start)),
+            inline: r.format.placement == ReasoningPlacement::InlineTags,
         })
     }
 

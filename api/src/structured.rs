@@ -20,11 +20,11 @@ pub struct Constraints {
 }
 
 impl Constraints {
-    /// Indexes `tokenizer`'s vocabulary; fails for tokenizers llguidance cannot use.
-    pub fn new(tokenizer: &Tokenizer) -> Result<Constraints, String> {
-        let guides = Guides::new(tokenizer, tokenizer.vocab_size())?;
+    /// Grammar checks with `guides` (the process's vocabulary index) and `tokenizer`'s
+    /// special tokens.
+    pub fn new(guides: Guides, tokenizer: &Tokenizer) -> Constraints {
         let specials = Specials::new(tokenizer.special_tokens());
-        Ok(Constraints { guides, specials })
+        Constraints { guides, specials }
     }
 }
 

@@ -54,15 +54,16 @@ impl std::fmt::Debug for Guides {
 }
 
 impl Guides {
-    /// Guides for `tokenizer`'s vocabulary over `vocab_rows` logits (the model's
-    /// embedding rows, which may exceed the tokenizer's ids; the extra rows are never
-    /// allowed). Needs a byte-level BPE tokenizer.
-    pub fn new(tokenizer: &Tokenizer, vocab_rows: usize) -> Result<Guides, String> {
+    /// Guides for `tokenizer`'s vocabulary; one serves every request of the process (the
+    /// API's checks and the engine's masks). A model with more embedding rows than the
+    /// tokenizer has ids never gets the extra rows: [`apply_mask`] rules out logits past
+    /// the mask's end. Needs a byte-level BPE tokenizer.
+    pub fn new(tokenizer: &Tokenizer) -> Result<Guides, String> {
         let bytes = tokenizer.token_bytes_arc().ok_or_else(|| {
             "structured outputs need a byte-level BPE tokenizer (tokenizer.json with a ByteLevel decoder)"
                 .to_string()
         })?;
-        let rows = vocab_rows.max(tokenizer.vocab_size());
+        let rows = tokenizer.vocab_size();
         let words: Vec<Vec<u8>> = (0..rows as u32)
             .map(|id| {
                 let (b, special) = bytes.get(id);

@@ -13,7 +13,7 @@ use braid_actors::{
 };
 use braid_bus::{Bus, NatsOptions, Stage};
 use braid_engine::{
-    load_model, ChatRenderer, Conversation, Engine, EngineConfig, KvCache, ModelConfig, Tokenizer,
+    load_model, ChatRenderer, Conversation, Engine, EngineConfig, Guides, KvCache, ModelConfig, Tokenizer,
 };
 use candle_core::{DType, Device};
 use clap::Args;
@@ -195,6 +195,7 @@ fn device() -> anyhow::Result<Device> {
 fn executor(
     model: Option<&Path>,
     tokenizer: Option<&Arc<Tokenizer>>,
+    guides: Option<&Guides>,
     p: &PipelineArgs,
 ) -> anyhow::Result<(ExecutorFactory, Option<u32>)> {
     let upstreams: Vec<String> = p
@@ -257,6 +258,7 @@ fn executor(
     let dt = dtype(&p.dtype)?;
     let dev = device()?;
     let tok = tokenizer.map(Arc::clone);
+    let guides = guides.cloned();
     let block_size = 16;
     let num_blocks = KvCache::blocks_for_budget(&cfg, p.kv_cache_mib << 20, block_size, dt);
     if num_blocks == 0 {
@@ -283,21 +285,10 @@ fn executor(
             .as_ref()
             .map(|t| t.eos_token_ids().to_vec())
             .unwrap_or_default();
-        let vocab_rows = model.config().vocab_size;
         let mut engine = Engine::new(model, eos, engine_cfg.clone())
             .map_err(|e| braid_actors::StageError::Config(e.to_string()))?;
-        if let Some(t) = &tok {
-            let started = std::time::Instant::now();
-            match braid_engine::Guides::new(t, vocab_rows) {
-                Ok(g) => {
-                    engine.set_guides(g);
-                    tracing::info!(
-                        "structured outputs ready ({:.0?} to index the vocabulary)",
-                        started.elapsed()
-                    );
-                }
-                Err(e) => tracing::warn!("structured outputs are off: {e}"),
-            }
+        if let Some(g) = &guides {
+            engine.set_guides(g.clone());
         }
         tracing::info!(
             "engine ready: {} KV blocks of {block_size}",
@@ -401,8 +392,30 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
     } else {
         None
     };
+    // One vocabulary index for structured outputs serves the API's grammar checks and the
+    // engine's masks (and engine restarts); it is built only where one of them runs.
+    let engine_here = needs(Stage::Executor) && p.executor.iter().any(|e| e == "engine");
+    let guides = match &tokenizer {
+        Some(t) if needs(Stage::Ingress) || engine_here => {
+            let started = std::time::Instant::now();
+            match Guides::new(t) {
+                Ok(g) => {
+                    tracing::info!(
+                        "structured outputs ready ({:.0?} to index the vocabulary)",
+                        started.elapsed()
+                    );
+                    Some(g)
+                }
+                Err(e) => {
+                    tracing::warn!("structured outputs are off: {e}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let (executor, engine_len) = if needs(Stage::Executor) {
-        let (factory, len) = executor(model, tokenizer.as_ref(), p)?;
+        let (factory, len) = executor(model, tokenizer.as_ref(), guides.as_ref(), p)?;
         (Some(factory), len)
     } else {
         (None, None)
@@ -443,18 +456,9 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
     });
     let api_tokenizer = tokenizer.clone();
     let api_renderer = renderer.clone();
-    let constraints = if stages.iter().any(|(s, _)| *s == Stage::Ingress) {
-        api_tokenizer
-            .as_deref()
-            .and_then(|t| match braid_api::Constraints::new(t) {
-                Ok(c) => Some(Arc::new(c)),
-                Err(e) => {
-                    tracing::warn!("structured outputs are off: {e}");
-                    None
-                }
-            })
-    } else {
-        None
+    let constraints = match (needs(Stage::Ingress), guides, api_tokenizer.as_deref()) {
+        (true, Some(g), Some(t)) => Some(Arc::new(braid_api::Constraints::new(g, t))),
+        _ => None,
     };
     let config = NodeConfig {
         stages,

@@ -353,26 +353,35 @@ pub fn write_recordings(name: &str, lines: &[serde_json::Value]) -> PathBuf {
 /// executor playing `recordings`, and `extra` flags; returns the process and its HTTP
 /// port once `/health` answers.
 pub fn serve_replay(recordings: &Path, extra: &[&str], name: &str) -> (Proc, u16) {
-    let port = free_port();
     let tok = repo_root()
         .join(".fixtures/tokenizer-qwen3")
         .display()
         .to_string();
     let replay = format!("replay:{}", recordings.display());
-    let port_arg = port.to_string();
-    let mut args = vec![
-        "serve",
-        "--tokenizer",
-        tok.as_str(),
-        "--executor",
-        replay.as_str(),
-        "--port",
-        port_arg.as_str(),
-    ];
+    let mut args = vec!["--tokenizer", tok.as_str(), "--executor", replay.as_str()];
     args.extend_from_slice(extra);
-    let proc = Proc::braid(&args, name);
+    serve(&args, name, std::time::Duration::from_secs(30))
+}
+
+/// `braid serve MODEL` on braid's engine with `extra` flags; returns the process and its
+/// HTTP port once `/health` answers (loading the model takes longer than a replay).
+pub fn serve_engine(model: &Path, extra: &[&str], name: &str) -> (Proc, u16) {
+    let m = model.display().to_string();
+    let mut args = vec![m.as_str()];
+    args.extend_from_slice(extra);
+    serve(&args, name, std::time::Duration::from_secs(60))
+}
+
+/// `braid serve ARGS --port P`, waited for.
+fn serve(args: &[&str], name: &str, wait: std::time::Duration) -> (Proc, u16) {
+    let port = free_port();
+    let port_arg = port.to_string();
+    let mut all = vec!["serve"];
+    all.extend_from_slice(args);
+    all.extend(["--port", port_arg.as_str()]);
+    let proc = Proc::braid(&all, name);
     assert!(
-        wait_healthy(port, std::time::Duration::from_secs(30)),
+        wait_healthy(port, wait),
         "{name}: braid serve did not come up: {}",
         proc.output()
     );

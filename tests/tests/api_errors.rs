@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use braid_tests::{free_port, http, http_with, wait_healthy, Proc};
+use braid_tests::{http, http_with};
 use serde_json::{json, Value};
 
 const KEY: &str = "sk-test-123";
@@ -201,20 +201,7 @@ fn malformed_requests_get_clear_4xx_errors_and_the_server_stays_up() {
 fn a_client_that_disconnects_cancels_its_request_in_the_engine() {
     use std::io::{Read, Write};
     let model = braid_tests::qwen3_fixture("disconnect");
-    let port = free_port();
-    let m = model.display().to_string();
-    let _serve = Proc::braid(
-        &[
-            "serve",
-            &m,
-            "--served-model-name",
-            "m",
-            "--port",
-            &port.to_string(),
-        ],
-        "disconnect",
-    );
-    assert!(wait_healthy(port, Duration::from_secs(60)));
+    let (_serve, port) = braid_tests::serve_engine(&model, &["--served-model-name", "m"], "disconnect");
     let body = json!({"messages": [{"role": "user", "content": "go"}], "max_tokens": 3000, "ignore_eos": true, "stream": true}).to_string();
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
     let request = format!(

@@ -11,14 +11,9 @@ use serde_json::{json, Value};
 #[test]
 fn the_openai_client_on_the_real_engine() {
     let model = qwen3_fixture("openai-engine");
-    let port = free_port();
-    let m = model.display().to_string();
-    let _serve = Proc::braid(
+    let (_serve, port) = braid_tests::serve_engine(
+        &model,
         &[
-            "serve",
-            &m,
-            "--port",
-            &port.to_string(),
             "--reasoning-parser",
             "qwen3",
             "--tool-call-parser",
@@ -28,7 +23,6 @@ fn the_openai_client_on_the_real_engine() {
         ],
         "openai-engine",
     );
-    assert!(wait_healthy(port, Duration::from_secs(60)));
     run_client(
         "engine.py",
         &["--base-url", &format!("http://127.0.0.1:{port}/v1")],

@@ -2,31 +2,14 @@
 //! constrained) with the real tokenizer, driven by the official `openai` client
 //! (`tests/clients/structured.py`).
 
-use std::time::Duration;
+use braid_tests::{qwen3_fixture, repo_root, run_client, serve_engine, Proc};
 
-use braid_tests::{free_port, qwen3_fixture, repo_root, run_client, wait_healthy, Proc};
-
-/// `braid serve` on the fixture with `flags`; the process and its base URL.
+/// `braid serve` on the fixture with the qwen3 reasoning parser and `flags`; the process
+/// and its base URL.
 fn serve(model: &std::path::Path, flags: &[&str], name: &str) -> (Proc, String) {
-    let port = free_port();
-    let m = model.display().to_string();
-    let p = port.to_string();
-    let mut args = vec![
-        "serve",
-        &m,
-        "--port",
-        &p,
-        "--served-model-name",
-        "m",
-        "--reasoning-parser",
-        "qwen3",
-    ];
+    let mut args = vec!["--served-model-name", "m", "--reasoning-parser", "qwen3"];
     args.extend_from_slice(flags);
-    let proc = Proc::braid(&args, name);
-    assert!(
-        wait_healthy(port, Duration::from_secs(60)),
-        "{name} did not start"
-    );
+    let (proc, port) = serve_engine(model, &args, name);
     (proc, format!("http://127.0.0.1:{port}/v1"))
 }
 

@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
-use braid_bus::{Failure, FailureKind, Finish, Prefill, RequestId, Setup, Start};
+use braid_bus::{Failure, FailureKind, Finish, Prefill, RequestId, Setup};
 use braid_engine::{Engine, FinishReason, GateStart, ReasoningGate, Request, SamplingParams, Tokenizer};
 use braid_parsers::reasoning::StartState;
+use braid_parsers::StartOverride;
 
 use super::{ExecOutput, ExecStats, Executor};
+use crate::splitter::ReasoningSetup;
 
 /// braid's own engine.
 pub struct EngineExecutor {
@@ -24,25 +26,21 @@ impl EngineExecutor {
     /// The reasoning gate for a request that needs one (a guide or a budget): where output
     /// starts and the family's markers, from the reasoning parser the request names.
     fn gate(&self, setup: &Setup, budget: Option<u32>) -> Result<Option<ReasoningGate>, String> {
-        let Some(name) = &setup.reasoning_parser else {
+        let Some(r) = ReasoningSetup::of(setup)? else {
             return Ok(None);
         };
-        let format = braid_parsers::reasoning_format(name).map_err(|e| e.to_string())?;
+        let format = r.format;
         let tok = self
             .tokenizer
             .as_ref()
             .ok_or("reasoning budgets need the model's tokenizer")?;
-        let kwargs = setup
-            .chat_template_kwargs_json
-            .as_deref()
-            .and_then(|k| serde_json::from_str::<serde_json::Value>(k).ok());
-        let start = if !format.thinking_enabled(kwargs.as_ref()) {
+        let start = if !r.thinking {
             GateStart::Answer
         } else {
-            match setup.start {
-                Start::InReasoning => GateStart::Reasoning,
-                Start::InContent => GateStart::Answer,
-                Start::FormatDefault => match format.start {
+            match r.start {
+                StartOverride::InReasoning => GateStart::Reasoning,
+                StartOverride::InContent => GateStart::Answer,
+                StartOverride::FormatDefault => match format.start {
                     StartState::Reasoning => GateStart::Reasoning,
                     StartState::Content | StartState::Undecided => GateStart::Either,
                 },

@@ -107,7 +107,7 @@ pub(crate) fn run(args: &StructuredBenchArgs) -> anyhow::Result<ExitCode> {
     let model = load_model(&args.model, DType::F32, &Device::Cpu, &mut |_, _| {})?;
     let tokenizer = Tokenizer::from_dir(&args.model)?;
     let t = Instant::now();
-    let guides = Guides::new(&tokenizer, cfg.vocab_size).map_err(anyhow::Error::msg)?;
+    let guides = Guides::new(&tokenizer).map_err(anyhow::Error::msg)?;
     let index_ms = t.elapsed().as_secs_f64() * 1e3;
     let lark = braid_parsers::grammar::json_schema(&schema());
     let t = Instant::now();
