@@ -35,14 +35,14 @@ impl Stateful for Detokenizer {
     type State = DetokState;
     const STAGE: Stage = Stage::Detokenizer;
 
-    fn open(&self, _id: RequestId, setup: &Setup) -> Result<DetokState, String> {
-        Ok(DetokState {
+    fn open(&self, _id: RequestId, setup: &Setup) -> DetokState {
+        DetokState {
             decoder: IncrementalDecoder::new(Arc::clone(&self.tokenizer), setup.skip_special_tokens),
             stops: StopMatcher::new(&setup.stop, setup.include_stop_str),
             executor: setup.route.map_or(InstanceId(0), |r| r.executor),
             raw: String::new(),
             tokens: 0,
-        })
+        }
     }
 
     fn on(

@@ -81,35 +81,23 @@ impl Stateful for Extractor {
     type State = ExtractState;
     const STAGE: Stage = Stage::Extractor;
 
-    fn open(&self, id: RequestId, setup: &Setup) -> Result<ExtractState, String> {
+    fn open(&self, id: RequestId, setup: &Setup) -> ExtractState {
         let mut format_name = "none";
-        let tools = match &setup.tool_parser {
-            Some(name) => {
-                let format = braid_parsers::tool_format(name).map_err(|e| e.to_string())?;
-                format_name = format.name;
-                let tools = match &setup.tools_json {
-                    Some(json) => serde_json::from_str::<serde_json::Value>(json)
-                        .map_err(|e| format!("tools is not JSON: {e}"))?,
-                    None => serde_json::Value::Null,
-                };
-                // Ids unique across requests, so a client's replayed turn names one call.
-                let prefix = format!("call_{id}_");
-                Some(ToolExtractor::new(
-                    format,
-                    Arc::new(ToolSchemas::from_tools(&tools)),
-                    &prefix,
-                ))
-            }
-            None => None,
-        };
-        Ok(ExtractState {
+        let tools = setup.tool_parser.map(|parser| {
+            let format = parser.format();
+            format_name = format.name;
+            // Ids unique across requests, so a client's replayed turn names one call.
+            let prefix = format!("call_{id}_");
+            ToolExtractor::new(format, Arc::new(ToolSchemas::from_specs(&setup.tools)), &prefix)
+        });
+        ExtractState {
             format: format_name,
             tools,
             usage: Usage {
                 prompt_tokens: setup.prompt_tokens,
                 ..Usage::default()
             },
-        })
+        }
     }
 
     fn on(

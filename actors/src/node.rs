@@ -5,17 +5,16 @@ use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use braid_bus::{subject, Bus, InstanceId, Stage};
-use braid_engine::{ChatRenderer, Tokenizer};
+use braid_bus::{listen, subject, Bus, Client, Heart, InstanceId, Members, Stage};
+use braid_engine::{ChatRenderer, Guides, Tokenizer};
 use ractor::{Actor, ActorRef};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+use crate::constraints::{Grammars, GuideHandoff};
 use crate::detokenizer::Detokenizer;
 use crate::executor::{self, Executor};
 use crate::extractor::Extractor;
-use crate::ingress::Ingress;
-use crate::membership::{self, Heart, Members};
 use crate::splitter::Splitter;
 use crate::stage::{self, Logic, MakeLogic, Slot, StageCtx, StageMsg, StatefulLogic};
 use crate::supervisor::{SupervisorActor, SupervisorArgs};
@@ -36,6 +35,11 @@ pub struct NodeConfig {
     pub chat: Option<Arc<ChatRenderer>>,
     /// Prompt plus output, at most (the tokenizer stage refuses longer requests).
     pub max_model_len: Option<u32>,
+    /// The vocabulary index for structured outputs (the tokenizer stage compiles
+    /// constraints with it; `None`: constraints are refused).
+    pub guides: Option<Guides>,
+    /// Compiled guides from this process's tokenizer stage to its engine executor.
+    pub handoff: Option<GuideHandoff>,
     /// Makes executors (the executor stage needs it).
     pub executor: Option<ExecutorFactory>,
     /// Requests one ingress admits at once; more are refused as overload.
@@ -66,8 +70,8 @@ pub struct Node {
     pub bus: Bus,
     /// What this process has heard.
     pub members: Members,
-    /// The ingress, when this node runs one.
-    pub ingress: Option<Ingress>,
+    /// The ingress (the pipeline client the HTTP edge uses), when this node runs one.
+    pub ingress: Option<Client>,
     ingress_heart: Option<Heart>,
     replicas: Vec<Replica>,
     listener: JoinHandle<()>,
@@ -77,7 +81,7 @@ impl Node {
     /// Starts the configured stages.
     pub async fn start(bus: Bus, config: NodeConfig) -> Result<Node, StageError> {
         let members = Members::default();
-        let listener = membership::listen(&bus, members.clone()).await?;
+        let listener = listen(&bus, members.clone()).await?;
         let mut node = Node {
             bus,
             members,
@@ -93,16 +97,13 @@ impl Node {
                         return Err(StageError::Config("one ingress per process".into()));
                     }
                     let instance = InstanceId::random();
-                    node.ingress = Some(
-                        Ingress::start(
-                            &node.bus,
-                            instance,
-                            &node.members,
-                            config.max_inflight,
-                            config.submit_timeout,
-                        )
-                        .await?,
-                    );
+                    node.ingress = Some(Client::start(
+                        &node.bus,
+                        instance,
+                        &node.members,
+                        config.max_inflight,
+                        config.submit_timeout,
+                    ));
                     node.ingress_heart = Some(Heart::start(
                         &node.bus,
                         instance,
@@ -137,10 +138,13 @@ impl Node {
         };
         let make: MakeLogic = match stage {
             Stage::Tokenizer => {
+                let tokenizer = tokenizer()?;
                 let prompts = PromptConfig {
-                    tokenizer: tokenizer()?,
+                    grammars: Grammars::new(config.guides.clone(), &tokenizer),
+                    tokenizer,
                     chat: config.chat.clone(),
                     max_model_len: config.max_model_len,
+                    handoff: config.handoff.clone(),
                 };
                 Arc::new(move || Ok(Box::new(TokenizerLogic::new(prompts.clone())) as Box<dyn Logic>))
             }
@@ -185,7 +189,14 @@ impl Node {
         } else {
             self.bus.subscribe(&subject::instance(stage, instance)).await?
         };
-        tasks.push(stage::pump(work, Arc::clone(&slot), permits, stage));
+        tasks.push(stage::pump(work, Arc::clone(&slot), permits.clone(), stage));
+        if stage == Stage::Tokenizer {
+            let calls = self
+                .bus
+                .queue_subscribe(subject::TOKENIZER_CALL, subject::TOKENIZER_GROUP)
+                .await?;
+            tasks.push(stage::pump(calls, Arc::clone(&slot), permits, stage));
+        }
         if stage != Stage::Tokenizer {
             let cancels = self.bus.subscribe(subject::CANCEL).await?;
             tasks.push(stage::pump(cancels, Arc::clone(&slot), None, stage));
@@ -211,15 +222,11 @@ impl Node {
     /// (so the ingress can route); false on timeout.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let needed = [
-            Stage::Tokenizer,
-            Stage::Executor,
-            Stage::Detokenizer,
-            Stage::Splitter,
-            Stage::Extractor,
-        ];
         while Instant::now() < deadline {
-            if needed.iter().all(|&s| !self.members.live(s).is_empty()) {
+            if braid_bus::client::NEEDED
+                .iter()
+                .all(|&s| !self.members.live(s).is_empty())
+            {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

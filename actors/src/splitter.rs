@@ -1,7 +1,7 @@
 //! The reasoning-splitter stage: text in, ordered reasoning and answer segments out
 //! (the parsers' [`ReasoningSplitter`], one per request).
 
-use braid_bus::{RequestId, Segment, SegmentKind, Setup, Split, Stage, Start, Text};
+use braid_bus::{RequestId, Segment, SegmentKind, Setup, Split, Stage, Text};
 use braid_parsers::{
     Event, ReasoningFormat, ReasoningPlacement, ReasoningSplitter, Sink, StartOverride, StreamParser,
 };
@@ -22,28 +22,14 @@ pub(crate) struct ReasoningSetup {
 
 impl ReasoningSetup {
     /// `None` when the request has no reasoning parser.
-    pub(crate) fn of(setup: &Setup) -> Result<Option<ReasoningSetup>, String> {
-        let Some(name) = &setup.reasoning_parser else {
-            return Ok(None);
-        };
-        let format = braid_parsers::reasoning_format(name).map_err(|e| e.to_string())?;
-        let kwargs = match &setup.chat_template_kwargs_json {
-            Some(json) => Some(
-                serde_json::from_str::<serde_json::Value>(json)
-                    .map_err(|e| format!("chat_template_kwargs is not JSON: {e}"))?,
-            ),
-            None => None,
-        };
-        let start = match setup.start {
-            Start::FormatDefault => StartOverride::FormatDefault,
-            Start::InReasoning => StartOverride::InReasoning,
-            Start::InContent => StartOverride::InContent,
-        };
-        Ok(Some(ReasoningSetup {
+    pub(crate) fn of(setup: &Setup) -> Option<ReasoningSetup> {
+        let format = setup.reasoning_parser?.format();
+        let start = setup.start;
+        Some(ReasoningSetup {
             format,
-            thinking: format.thinking_enabled(kwargs.as_ref()),
+            thinking: setup.thinking,
             start,
-        }))
+        })
     }
 }
 
@@ -94,17 +80,17 @@ impl Stateful for Splitter {
     type State = SplitState;
     const STAGE: Stage = Stage::Splitter;
 
-    fn open(&self, _id: RequestId, setup: &Setup) -> Result<SplitState, String> {
-        let Some(r) = ReasoningSetup::of(setup)? else {
-            return Ok(SplitState {
+    fn open(&self, _id: RequestId, setup: &Setup) -> SplitState {
+        match ReasoningSetup::of(setup) {
+            Some(r) => SplitState {
+                splitter: Some(ReasoningSplitter::new(r.format, r.thinking, r.start)),
+                inline: r.format.placement == ReasoningPlacement::InlineTags,
+            },
+            None => SplitState {
                 splitter: None,
                 inline: false,
-            });
-        };
-        Ok(SplitState {
-            splitter: Some(ReasoningSplitter::new(r.format, r.thinking, r.start)),
-            inline: r.format.placement == ReasoningPlacement::InlineTags,
-        })
+            },
+        }
     }
 
     fn on(

@@ -18,8 +18,8 @@ use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::membership::Members;
 use crate::StageError;
+use braid_bus::{count_bad_message, Members};
 
 /// Messages a stage replica may hold unhandled before its bus subscriptions stop reading
 /// (and, in-process, before publishers wait): its bounded mailbox.
@@ -85,7 +85,7 @@ impl Outbox {
     pub(crate) fn fail(&mut self, id: RequestId, stage: Stage, kind: FailureKind, message: String) {
         let chunk = Chunk {
             deltas: Vec::new(),
-            finish: Some(Finish::Failed(Failure { kind, stage, message })),
+            finish: Some(Finish::Failed(Failure::new(kind, stage, message))),
             usage: None,
         };
         self.send(
@@ -210,17 +210,6 @@ impl Actor for StageActor {
             .set(MAILBOX.saturating_sub(st.ctx.queue.available_permits()) as f64);
         Ok(())
     }
-}
-
-/// Logs and counts a message that could not be used; never fatal.
-pub(crate) fn count_bad_message(stage: Stage, e: &braid_bus::Error) {
-    let reason = match e {
-        braid_bus::Error::Version { .. } => "version",
-        _ => "malformed",
-    };
-    metrics::counter!("braid_bus_bad_messages_total", "stage" => stage.as_str(), "reason" => reason)
-        .increment(1);
-    tracing::warn!("{stage}: dropped a message: {e}");
 }
 
 /// Where a stage actor is now: replaced by its supervisor on restart.
@@ -349,7 +338,7 @@ pub(crate) trait Stateful: Send + 'static {
     /// Which stage this is.
     const STAGE: Stage;
     /// Opens a request's state; an `Err` ends the request with that message.
-    fn open(&self, id: RequestId, setup: &Setup) -> Result<Self::State, String>;
+    fn open(&self, id: RequestId, setup: &Setup) -> Self::State;
     /// Handles one input: returns the output, if one is due, and whether it is the
     /// request's last. `setup` is `Some` on the first message and must be passed on, so
     /// an output is due whenever it is `Some` or the input is last. `out` takes extra
@@ -409,24 +398,16 @@ impl<T: Stateful> Logic for StatefulLogic<T> {
                 Some((stage, inst)) => Arc::from(subject::instance(stage, inst)),
                 None => Arc::from(subject::out(id)),
             };
-            match self.stage.open(id, setup) {
-                Ok(state) => {
-                    self.requests.insert(
-                        id,
-                        Entry {
-                            next,
-                            origin: route.ingress,
-                            seq: 0,
-                            state,
-                        },
-                    );
-                }
-                Err(message) => {
-                    out.fail(id, T::STAGE, FailureKind::BadRequest, message);
-                    self.recent.insert(id);
-                    return Ok(());
-                }
-            }
+            let state = self.stage.open(id, setup);
+            self.requests.insert(
+                id,
+                Entry {
+                    next,
+                    origin: route.ingress,
+                    seq: 0,
+                    state,
+                },
+            );
         }
         let Some(entry) = self.requests.get_mut(&id) else {
             if !self.recent.contains(id) {

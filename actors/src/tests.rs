@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use braid_bus::{
-    encode, subject, Bus, Collected, FailureKind, Finish, Prompt, Sampling, Setup, Stage, Submit,
+    encode, subject, Bus, Collected, FailureKind, Finish, Prompt, Sampling, Setup, Stage, Submit, ToolSpec,
 };
 use braid_engine::Tokenizer;
 use braid_parsers::testkit::{parse, Chunking};
@@ -17,13 +17,14 @@ use braid_parsers::OutputConfig;
 use crate::executor::replay::{Pace, ReplayExecutor};
 use crate::{ExecutorFactory, Node, NodeConfig};
 
-fn tokenizer() -> Option<Arc<Tokenizer>> {
+/// The real Qwen3 tokenizer, which the test command installs.
+fn tokenizer() -> Arc<Tokenizer> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.fixtures/tokenizer-qwen3");
-    if !dir.join("tokenizer.json").exists() {
-        eprintln!("skipped: run scripts/setup to fetch the Qwen3 tokenizer");
-        return None;
-    }
-    Some(Arc::new(Tokenizer::from_dir(&dir).unwrap()))
+    assert!(
+        dir.join("tokenizer.json").exists(),
+        "the Qwen3 tokenizer is missing: run scripts/setup"
+    );
+    Arc::new(Tokenizer::from_dir(&dir).unwrap())
 }
 
 async fn node(
@@ -44,6 +45,8 @@ async fn node(
         executor: Some(factory),
         chat: None,
         max_model_len: None,
+        guides: None,
+        handoff: None,
         max_inflight,
         submit_timeout: Duration::from_secs(10),
     };
@@ -62,16 +65,24 @@ fn submit(prompt: &str, reasoning: Option<&str>, tools: Option<&str>) -> Submit 
             max_tokens: 4096,
             ..Sampling::default()
         },
+        constraint: None,
         setup: Setup {
-            reasoning_parser: reasoning.map(str::to_owned),
-            tool_parser: tools.map(str::to_owned),
-            tools_json: Some(
-                r#"[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}]"#.into(),
-            ),
+            reasoning_parser: reasoning.map(|r| r.parse().unwrap()),
+            tool_parser: tools.map(|t| t.parse().unwrap()),
+            tools: weather_tools(),
             skip_special_tokens: true,
             ..Setup::default()
         },
     }
+}
+
+fn weather_tools() -> Vec<ToolSpec> {
+    vec![ToolSpec {
+        name: "get_weather".into(),
+        description: None,
+        parameters: Some(serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}}})),
+        strict: false,
+    }]
 }
 
 async fn run(node: &Node, s: Submit) -> Collected {
@@ -92,7 +103,7 @@ const KIMI: &str = "Paris weather needed.◁/think▷Let me check.<|tool_calls_s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_stage_together_matches_the_parsers_alone() {
-    let Some(tok) = tokenizer() else { return };
+    let tok = tokenizer();
     let cases = [
         ("qwen3", "hermes", QWEN),
         ("deepseek_r1", "hermes", "abc</think>The answer is 42."),
@@ -107,9 +118,7 @@ async fn every_stage_together_matches_the_parsers_alone() {
             let node = node(&tok, vec![(None, output.to_owned())], pace, 16).await;
             let got = run(&node, submit("hi", Some(reasoning), Some(tools))).await;
             let mut config = OutputConfig::from_names(Some(reasoning), Some(tools)).unwrap();
-            config.schemas = Arc::new(braid_parsers::ToolSchemas::from_tools(
-                &serde_json::from_str(submit("", None, None).setup.tools_json.as_deref().unwrap()).unwrap(),
-            ));
+            config.schemas = Arc::new(braid_parsers::ToolSchemas::from_specs(&weather_tools()));
             let want = parse(&config, output, Chunking::Whole);
             let case = format!("{reasoning}/{tools} at {tokens_per_step} tokens per step");
             assert_eq!(got.reasoning, want.reasoning, "{case}");
@@ -140,7 +149,7 @@ async fn every_stage_together_matches_the_parsers_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_streams_each_get_their_own_output() {
-    let Some(tok) = tokenizer() else { return };
+    let tok = tokenizer();
     let outputs = (0..200)
         .map(|i| {
             (
@@ -181,7 +190,7 @@ async fn two_hundred_concurrent_streams_each_get_their_own_output() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_strings_end_the_output_and_the_rest_of_the_pipeline_finishes() {
-    let Some(tok) = tokenizer() else { return };
+    let tok = tokenizer();
     let pace = Pace {
         tokens_per_step: 1,
         interval: Duration::from_millis(1),
@@ -202,7 +211,7 @@ async fn stop_strings_end_the_output_and_the_rest_of_the_pipeline_finishes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_refused_at_admission_and_a_panicking_stage_restarts() {
-    let Some(tok) = tokenizer() else { return };
+    let tok = tokenizer();
     let pace = Pace {
         tokens_per_step: 1,
         interval: Duration::from_millis(20),

@@ -1,27 +1,35 @@
-//! The tokenizer stage: a validated request in, prompt token ids out (to the executor the
-//! request is pinned to), and a reply to the ingress saying whether it was taken.
-//! Stateless: replicas share work through a queue group.
+//! The tokenizer stage: everything that needs the tokenizer or the chat template. A
+//! validated request in, prompt token ids out (to the executor the request is pinned
+//! to), with a reply to the ingress saying whether it was taken; and `/tokenize` and
+//! `/detokenize` answered over the bus. A request's constraint is written as a grammar
+//! and compiled here, once. Stateless: replicas share work through a queue group.
 
 use std::sync::Arc;
 
 use braid_bus::{
-    decode, encode, subject, Admitted, Envelope, Failure, FailureKind, Header, Message, Prefill, Prompt,
-    Stage, Start, Submit,
+    decode, encode, subject, Admitted, ChatMessage, Conversation, Envelope, Failure, FailureKind, Header,
+    Message, Prefill, Prompt, Stage, Submit, TokenizerAnswer, TokenizerCall,
 };
-use braid_engine::{ChatRenderer, Conversation, Tokenizer};
-use braid_parsers::StartOverride;
+use braid_engine::chat::ArgumentsAs;
+use braid_engine::{ChatRenderer, Tokenizer};
+use serde_json::{json, Map, Value};
 
+use crate::constraints::{Grammars, GuideHandoff};
 use crate::stage::{Logic, Outbox};
 
 /// What the tokenizer stage renders and checks prompts with.
 #[derive(Clone)]
-pub(crate) struct PromptConfig {
+pub struct PromptConfig {
     /// The model's tokenizer.
-    pub(crate) tokenizer: Arc<Tokenizer>,
+    pub tokenizer: Arc<Tokenizer>,
     /// The model's chat template (chat requests need it).
-    pub(crate) chat: Option<Arc<ChatRenderer>>,
+    pub chat: Option<Arc<ChatRenderer>>,
     /// Prompt plus output, at most (prompts at or over it are refused).
-    pub(crate) max_model_len: Option<u32>,
+    pub max_model_len: Option<u32>,
+    /// Grammar writing and checking for constraints.
+    pub grammars: Grammars,
+    /// Where compiled guides go for this process's engine (`None`: no engine here).
+    pub handoff: Option<GuideHandoff>,
 }
 
 /// Output length when neither the request nor the model sets one.
@@ -32,94 +40,177 @@ pub(crate) struct TokenizerLogic {
     config: PromptConfig,
 }
 
+fn bad(message: impl Into<String>) -> Failure {
+    Failure::new(FailureKind::BadRequest, Stage::Tokenizer, message)
+}
+
+/// A message as chat templates read it (OpenAI's shape, reasoning under both names).
+fn message_view(m: &ChatMessage, arguments_as: ArgumentsAs) -> Value {
+    let mut obj = Map::new();
+    obj.insert("role".into(), json!(m.role.as_str()));
+    obj.insert(
+        "content".into(),
+        m.content.as_deref().map_or(Value::Null, |c| json!(c)),
+    );
+    if let Some(r) = &m.reasoning {
+        obj.insert("reasoning_content".into(), json!(r));
+        obj.insert("reasoning".into(), json!(r));
+    }
+    if let Some(calls) = &m.tool_calls {
+        let calls: Vec<Value> = calls
+            .iter()
+            .map(|c| {
+                let arguments = match (arguments_as, &c.parsed) {
+                    (ArgumentsAs::Object, Some(parsed)) => parsed.clone(),
+                    _ => json!(c.arguments),
+                };
+                json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": arguments}})
+            })
+            .collect();
+        obj.insert("tool_calls".into(), Value::Array(calls));
+    }
+    if let Some(id) = &m.tool_call_id {
+        obj.insert("tool_call_id".into(), json!(id));
+    }
+    if let Some(name) = &m.name {
+        obj.insert("name".into(), json!(name));
+    }
+    Value::Object(obj)
+}
+
+/// The tools as chat templates read them (OpenAI's shape).
+fn tools_view(conv: &Conversation) -> Option<Value> {
+    if conv.tools.is_empty() {
+        return None;
+    }
+    let tools = conv
+        .tools
+        .iter()
+        .map(|t| {
+            let mut f = Map::new();
+            f.insert("name".into(), json!(t.name));
+            if let Some(d) = &t.description {
+                f.insert("description".into(), json!(d));
+            }
+            if let Some(p) = &t.parameters {
+                f.insert("parameters".into(), p.clone());
+            }
+            if t.strict {
+                f.insert("strict".into(), json!(true));
+            }
+            json!({"type": "function", "function": f})
+        })
+        .collect();
+    Some(Value::Array(tools))
+}
+
 impl TokenizerLogic {
     pub(crate) fn new(config: PromptConfig) -> Self {
         TokenizerLogic { config }
     }
 
     /// Renders a conversation through the chat template.
-    fn render(&self, messages: &str, tools: Option<&str>, kwargs: Option<&str>) -> Result<String, String> {
-        let chat = self.config.chat.as_ref().ok_or(
-            "this model has no chat template; use /v1/completions or start braid with --chat-template",
-        )?;
-        let parse = |what: &str, json: &str| {
-            serde_json::from_str::<serde_json::Value>(json)
-                .map_err(|e| format!("{what} is not valid JSON: {e}"))
-        };
-        let messages = parse("messages", messages)?;
-        let tools = tools.map(|t| parse("tools", t)).transpose()?;
-        let kwargs = kwargs.map(|k| parse("chat_template_kwargs", k)).transpose()?;
-        chat.render(&Conversation {
+    fn render(&self, conv: &Conversation) -> Result<String, Failure> {
+        let chat = self.config.chat.as_ref().ok_or_else(|| {
+            bad("this model has no chat template; use /v1/completions or start braid with --chat-template")
+        })?;
+        let arguments_as = chat.arguments_as();
+        let messages = Value::Array(
+            conv.messages
+                .iter()
+                .map(|m| message_view(m, arguments_as))
+                .collect(),
+        );
+        let tools = tools_view(conv);
+        let kwargs = Value::Object(conv.kwargs.clone());
+        chat.render(&braid_engine::Conversation {
             messages: &messages,
             tools: tools.as_ref(),
-            kwargs: kwargs.as_ref(),
-            add_generation_prompt: true,
+            kwargs: Some(&kwargs),
+            add_generation_prompt: conv.add_generation_prompt,
         })
-        .map_err(|e| e.to_string())
+        .map_err(|e| bad(e.to_string()).with_param("messages"))
+    }
+
+    /// A prompt's token ids and text.
+    fn tokens(&self, prompt: &Prompt) -> Result<(Vec<u32>, String), Failure> {
+        let tokenizer = &self.config.tokenizer;
+        let encode = |text: String| match tokenizer.encode(&text) {
+            Ok(ids) => Ok((ids, text)),
+            Err(e) => Err(bad(e.to_string()).with_param("prompt")),
+        };
+        match prompt {
+            Prompt::Text(text) => encode(text.clone()),
+            Prompt::Chat(conv) => encode(self.render(conv)?),
+            Prompt::Tokens(ids) => {
+                self.check_ids(ids, "prompt")?;
+                Ok((ids.clone(), tokenizer.decode_lossy(ids, false)))
+            }
+        }
+    }
+
+    fn check_ids(&self, ids: &[u32], param: &str) -> Result<(), Failure> {
+        let vocab = self.config.tokenizer.vocab_size() as u32;
+        match ids.iter().find(|&&t| t >= vocab) {
+            Some(bad_id) => Err(bad(format!(
+                "token id {bad_id} is outside the vocabulary (size {vocab})"
+            ))
+            .with_param(param)),
+            None => Ok(()),
+        }
     }
 
     /// The prefill for a request, or why it cannot have one.
-    fn prefill(&self, submit: Submit) -> Result<Prefill, String> {
+    fn prefill(&self, id: u64, submit: Submit) -> Result<Prefill, Failure> {
         let Submit {
             prompt,
-            sampling,
+            mut sampling,
+            constraint,
             mut setup,
         } = submit;
-        let tokenizer = &self.config.tokenizer;
-        let (ids, text) = match prompt {
-            Prompt::Text(text) => (tokenizer.encode(&text).map_err(|e| e.to_string())?, text),
-            Prompt::Chat {
-                messages_json,
-                tools_json,
-                kwargs_json,
-            } => {
-                let text = self.render(&messages_json, tools_json.as_deref(), kwargs_json.as_deref())?;
-                (tokenizer.encode(&text).map_err(|e| e.to_string())?, text)
-            }
-            Prompt::Tokens(ids) => {
-                let vocab = tokenizer.vocab_size() as u32;
-                if let Some(bad) = ids.iter().find(|&&t| t >= vocab) {
-                    return Err(format!(
-                        "prompt token id {bad} is outside the vocabulary (size {vocab})"
-                    ));
-                }
-                let text = tokenizer.decode_lossy(&ids, false);
-                (ids, text)
-            }
-        };
+        let (ids, text) = self.tokens(&prompt)?;
         if ids.is_empty() {
-            return Err("the prompt is empty".into());
+            return Err(bad("the prompt is empty").with_param("prompt"));
         }
-        if let Some(name) = &setup.reasoning_parser {
-            let format = braid_parsers::reasoning_format(name).map_err(|e| e.to_string())?;
-            setup.start = match format.start_from_prompt(&text) {
-                StartOverride::FormatDefault => Start::FormatDefault,
-                StartOverride::InReasoning => Start::InReasoning,
-                StartOverride::InContent => Start::InContent,
-            };
-        }
-        if let Some(name) = &setup.tool_parser {
-            braid_parsers::tool_format(name).map_err(|e| e.to_string())?;
+        if let Some(parser) = &setup.reasoning_parser {
+            setup.start = parser.format().start_from_prompt(&text);
         }
         let prompt_len = ids.len() as u32;
-        let mut sampling = sampling;
         if let Some(max) = self.config.max_model_len {
             if prompt_len >= max {
-                return Err(format!(
+                return Err(bad(format!(
                     "this model's maximum context length is {max} tokens; the prompt has {prompt_len}"
-                ));
+                ))
+                .with_param("messages"));
             }
             if sampling.max_tokens == 0 {
                 sampling.max_tokens = max - prompt_len;
             } else if prompt_len + sampling.max_tokens > max {
-                return Err(format!(
+                return Err(bad(format!(
                     "this model's maximum context length is {max} tokens; the request asks for {} ({prompt_len} in the prompt, {} to generate): lower max_tokens",
                     prompt_len + sampling.max_tokens,
                     sampling.max_tokens
-                ));
+                ))
+                .with_param("max_tokens"));
             }
         } else if sampling.max_tokens == 0 {
             sampling.max_tokens = DEFAULT_MAX_TOKENS;
+        }
+        sampling.guide = None;
+        if let Some(c) = &constraint {
+            let tools = match &prompt {
+                Prompt::Chat(conv) => conv.tools.as_slice(),
+                _ => &[],
+            };
+            let (lark, guide) = self
+                .config
+                .grammars
+                .compile(c, tools, setup.tool_parser)
+                .map_err(|r| bad(r.message).with_param(r.param))?;
+            if let Some(handoff) = &self.config.handoff {
+                handoff.put(id, guide);
+            }
+            sampling.guide = Some(lark);
         }
         setup.prompt_tokens = prompt_len;
         Ok(Prefill {
@@ -128,23 +219,61 @@ impl TokenizerLogic {
             setup,
         })
     }
+
+    /// Answers a call that starts no generation.
+    fn answer(&self, call: &TokenizerCall) -> TokenizerAnswer {
+        let result = match call {
+            TokenizerCall::Tokenize(prompt) => {
+                self.tokens(prompt).map(|(tokens, _)| TokenizerAnswer::Tokens {
+                    tokens,
+                    max_model_len: self.config.max_model_len,
+                })
+            }
+            TokenizerCall::Detokenize(ids) => self.check_ids(ids, "tokens").and_then(|()| {
+                self.config
+                    .tokenizer
+                    .decode(ids)
+                    .map(TokenizerAnswer::Text)
+                    .map_err(|e| bad(e.to_string()).with_param("tokens"))
+            }),
+        };
+        result.unwrap_or_else(TokenizerAnswer::Refused)
+    }
 }
 
 impl Logic for TokenizerLogic {
     fn handle(&mut self, msg: &Message, out: &mut Outbox) -> Result<(), braid_bus::Error> {
+        if &*msg.subject == subject::TOKENIZER_CALL {
+            let env: Envelope<TokenizerCall> = decode(&msg.subject, &msg.payload)?;
+            let answer = self.answer(&env.body);
+            if let Some(reply) = &msg.reply {
+                out.raw(
+                    Arc::from(reply.as_str()),
+                    encode(&Envelope {
+                        header: Header::new(env.header.id, 0, true),
+                        body: answer,
+                    }),
+                );
+            }
+            return Ok(());
+        }
         let env: Envelope<Submit> = decode(&msg.subject, &msg.payload)?;
         out.sent_ns = Some(env.header.sent_ns);
         let id = env.header.id;
         let route = env.body.setup.route;
-        let answer = match (route, self.prefill(env.body)) {
+        let answer = match (route, self.prefill(id.0, env.body)) {
             (Some(route), Ok(prefill)) => {
                 let to = Arc::from(subject::instance(Stage::Executor, route.executor));
                 let prompt_tokens = prefill.setup.prompt_tokens;
                 out.send(&to, Header::new(id, 0, true), &prefill);
                 Admitted::Accepted { prompt_tokens }
             }
-            (None, _) => refused(FailureKind::Internal, "request arrived without a route".into()),
-            (_, Err(message)) => refused(FailureKind::BadRequest, message),
+            (None, _) => Admitted::Refused(Failure::new(
+                FailureKind::Internal,
+                Stage::Tokenizer,
+                "request arrived without a route",
+            )),
+            (_, Err(f)) => Admitted::Refused(f),
         };
         if let Some(reply) = &msg.reply {
             out.raw(
@@ -161,12 +290,4 @@ impl Logic for TokenizerLogic {
     fn load(&self) -> u32 {
         0
     }
-}
-
-fn refused(kind: FailureKind, message: String) -> Admitted {
-    Admitted::Refused(Failure {
-        kind,
-        stage: Stage::Tokenizer,
-        message,
-    })
 }

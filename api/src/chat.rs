@@ -7,12 +7,13 @@ use std::convert::Infallible;
 use axum::extract::State;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use braid_actors::Response as Stream;
-use braid_bus::{Collected, Delta, Finish, Prompt, Sampling, Setup, Submit, Usage};
+use braid_bus::Response as Stream;
+use braid_bus::{Collected, Conversation, Delta, Finish, Prompt, Sampling, Setup, Submit, ToolSpec, Usage};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::completions::{finish_reason, parse_body, sampling, stop_list};
+use crate::conversation;
 use crate::error::ApiError;
 use crate::structured::{self, Asked, ToolChoice};
 use crate::{AppState, RawBody, ReasoningField};
@@ -75,116 +76,10 @@ struct StreamOptions {
     continuous_usage_stats: bool,
 }
 
-const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
-
-/// Checks `messages`; errors name the message and field.
-fn check_messages(messages: &Value) -> Result<(), ApiError> {
-    let Some(list) = messages.as_array() else {
-        return Err(ApiError::invalid("messages", "messages must be an array"));
-    };
-    if list.is_empty() {
-        return Err(ApiError::invalid("messages", "messages must not be empty"));
-    }
-    for (i, m) in list.iter().enumerate() {
-        let role = m.get("role").and_then(Value::as_str);
-        match role {
-            Some(r) if ROLES.contains(&r) => {}
-            Some(r) => {
-                return Err(ApiError::invalid(
-                    "messages",
-                    format!("messages[{i}].role {r:?} is not one of {}", ROLES.join(", ")),
-                ))
-            }
-            None => {
-                return Err(ApiError::invalid(
-                    "messages",
-                    format!("messages[{i}].role must be a string"),
-                ))
-            }
-        }
-        match m.get("content") {
-            None | Some(Value::Null | Value::String(_) | Value::Array(_)) => {}
-            Some(_) => {
-                return Err(ApiError::invalid(
-                    "messages",
-                    format!("messages[{i}].content must be a string, an array of parts, or null"),
-                ))
-            }
-        }
-        if let Some(calls) = m.get("tool_calls").filter(|c| !c.is_null()) {
-            let ok = calls.as_array().is_some_and(|calls| {
-                calls
-                    .iter()
-                    .all(|c| c.pointer("/function/name").is_some_and(Value::is_string))
-            });
-            if !ok {
-                return Err(ApiError::invalid(
-                    "messages",
-                    format!("messages[{i}].tool_calls must be a list of {{\"function\": {{\"name\", \"arguments\"}}}}"),
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Checks `tools` and returns the function names.
-fn check_tools(tools: &Value) -> Result<Vec<String>, ApiError> {
-    let Some(list) = tools.as_array() else {
-        return Err(ApiError::invalid("tools", "tools must be an array"));
-    };
-    let mut names = Vec::new();
-    for (i, t) in list.iter().enumerate() {
-        let bad = |why: &str| ApiError::invalid("tools", format!("tools[{i}]: {why}"));
-        if t.get("type").and_then(Value::as_str) != Some("function") {
-            return Err(bad("type must be \"function\""));
-        }
-        let Some(f) = t.get("function").and_then(Value::as_object) else {
-            return Err(bad("function must be an object"));
-        };
-        let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
-        let valid = !name.is_empty()
-            && name.len() <= 128
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c));
-        if !valid {
-            return Err(bad(
-                "function.name must be 1-128 characters of a-z, A-Z, 0-9, _ - . :",
-            ));
-        }
-        if let Some(p) = f.get("parameters").filter(|p| !p.is_null()) {
-            let Some(schema) = p.as_object() else {
-                return Err(bad("function.parameters must be a JSON Schema object"));
-            };
-            if schema
-                .get("type")
-                .is_some_and(|t| !(t.is_string() || t.is_array()))
-            {
-                return Err(bad("function.parameters.type must be a string"));
-            }
-            if schema.get("properties").is_some_and(|p| !p.is_object()) {
-                return Err(bad("function.parameters.properties must be an object"));
-            }
-            if schema
-                .get("required")
-                .is_some_and(|r| !r.as_array().is_some_and(|r| r.iter().all(Value::is_string)))
-            {
-                return Err(bad("function.parameters.required must be a list of names"));
-            }
-        }
-        if names.iter().any(|n| n == name) {
-            return Err(bad(&format!("function {name:?} is declared twice")));
-        }
-        names.push(name.to_owned());
-    }
-    Ok(names)
-}
-
-fn tool_choice(v: Option<&Value>, names: &[String]) -> Result<ToolChoice, ApiError> {
+fn tool_choice(v: Option<&Value>, tools: &[ToolSpec]) -> Result<ToolChoice, ApiError> {
     let choice = match v {
         None | Some(Value::Null) => {
-            return Ok(if names.is_empty() {
+            return Ok(if tools.is_empty() {
                 ToolChoice::None
             } else {
                 ToolChoice::Auto
@@ -214,11 +109,11 @@ fn tool_choice(v: Option<&Value>, names: &[String]) -> Result<ToolChoice, ApiErr
         },
     };
     match &choice {
-        ToolChoice::Required if names.is_empty() => Err(ApiError::invalid(
+        ToolChoice::Required if tools.is_empty() => Err(ApiError::invalid(
             "tool_choice",
             "tool_choice \"required\" needs tools",
         )),
-        ToolChoice::Named(n) if !names.contains(n) => Err(ApiError::invalid(
+        ToolChoice::Named(n) if !tools.iter().any(|t| &t.name == n) => Err(ApiError::invalid(
             "tool_choice",
             format!("tool_choice names {n:?}, which is not among the tools"),
         )),
@@ -298,7 +193,7 @@ impl Reply {
                 message: format!(
                     "{message} (finish_reason {finish}; a call cut short by max_tokens is not a call)"
                 ),
-                param: Some("tool_choice"),
+                param: Some("tool_choice".into()),
             });
         }
         Ok(if !calls.is_empty() && finish == "stop" {
@@ -322,58 +217,51 @@ pub(crate) async fn chat(
     if req.logprobs == Some(true) || req.top_logprobs.is_some() {
         return Err(ApiError::invalid("logprobs", "logprobs are not supported yet"));
     }
-    check_messages(&req.messages)?;
-    let tools = req.tools.filter(|t| !t.is_null());
-    let names = match &tools {
-        Some(t) => check_tools(t)?,
-        None => Vec::new(),
-    };
-    let choice = tool_choice(req.tool_choice.as_ref(), &names)?;
-    let mut kwargs = state.chat.default_kwargs.clone().unwrap_or_default();
-    match req.chat_template_kwargs {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(k)) => kwargs.extend(k),
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "chat_template_kwargs",
-                "chat_template_kwargs must be an object",
-            ))
-        }
-    }
-    let mut messages = req.messages;
-    if let Some(cache) = &state.replay {
-        let n = cache.reinject(&mut messages);
-        if n > 0 {
-            metrics::counter!("braid_reasoning_reinjections_total").increment(n as u64);
-        }
-    }
+    let (conversation, tools) = decode_conversation(
+        &state,
+        &req.messages,
+        req.tools.as_ref(),
+        req.chat_template_kwargs.as_ref(),
+        true,
+    )?;
+    let choice = tool_choice(req.tool_choice.as_ref(), &tools)?;
     let max_tokens = req.max_completion_tokens.or(req.max_tokens);
     if max_tokens == Some(0) {
         return Err(ApiError::invalid("max_tokens", "max_tokens must be at least 1"));
     }
-    let parse_tools = !names.is_empty() && choice != ToolChoice::None;
+    let parse_tools = !tools.is_empty() && choice != ToolChoice::None;
     let parallel = req.parallel_tool_calls.unwrap_or(true);
-    let guide = structured::guide(
-        state.constraints.as_deref(),
-        &Asked {
-            response_format: req.response_format.as_ref(),
-            structured_outputs: req.structured_outputs.as_ref(),
-            tools: tools.as_ref(),
-            choice: &choice,
-            parallel,
-            tool_parser: state.chat.tool_parser.as_deref(),
-        },
-    )?;
+    let constraint = structured::constraint(&Asked {
+        response_format: req.response_format.as_ref(),
+        structured_outputs: req.structured_outputs.as_ref(),
+        tools: &tools,
+        choice: &choice,
+        parallel,
+    })?;
+    if let (
+        Some(
+            c @ braid_bus::Constraint {
+                kind: braid_bus::Constrain::Calls { .. },
+                ..
+            },
+        ),
+        None,
+    ) = (&constraint, state.chat.tool_parser)
+    {
+        return Err(ApiError::invalid(
+            c.param.clone(),
+            "enforcing tool calls needs a tool-call parser (start the server with --tool-call-parser)",
+        ));
+    }
+    let thinking = state.chat.reasoning_parser.is_none_or(|r| {
+        r.format()
+            .thinking_enabled(Some(&Value::Object(conversation.kwargs.clone())))
+    });
     let submit = Submit {
-        prompt: Prompt::Chat {
-            messages_json: messages.to_string(),
-            tools_json: tools.as_ref().map(Value::to_string),
-            kwargs_json: Some(Value::Object(kwargs.clone()).to_string()),
-        },
+        prompt: Prompt::Chat(conversation),
         sampling: Sampling {
             stop_token_ids: req.stop_token_ids,
             ignore_eos: req.ignore_eos,
-            guide,
             thinking_token_budget: req.thinking_token_budget.or(state.chat.thinking_token_budget),
             ..sampling(
                 max_tokens.unwrap_or(u32::MAX),
@@ -393,24 +281,21 @@ pub(crate) async fn chat(
                 ..s
             })?
         },
+        constraint,
         setup: Setup {
             stop: stop_list(req.stop)?,
             include_stop_str: req.include_stop_str_in_output,
             // Tool markup may be special tokens (Kimi-K2's sections): keep them for the
             // parser when tools are parsed, as vLLM's tool parsers do.
             skip_special_tokens: req.skip_special_tokens.unwrap_or(!parse_tools),
-            reasoning_parser: state.chat.reasoning_parser.clone(),
-            tool_parser: if parse_tools {
-                state.chat.tool_parser.clone()
-            } else {
-                None
-            },
-            tools_json: tools.as_ref().map(Value::to_string),
-            chat_template_kwargs_json: Some(Value::Object(kwargs).to_string()),
+            reasoning_parser: state.chat.reasoning_parser,
+            thinking,
+            tool_parser: if parse_tools { state.chat.tool_parser } else { None },
+            tools: if parse_tools { tools } else { Vec::new() },
             ..Setup::default()
         },
     };
-    let stream = state.ingress.submit(submit).await?;
+    let stream = state.pipeline.submit(submit).await?;
     let reply = Reply {
         id: format!("chatcmpl-{}", stream.id),
         created: crate::unix_time(),
@@ -435,8 +320,49 @@ fn remember(state: &AppState, all: &Collected) {
             .iter()
             .map(|c| (c.id.clone(), c.name.clone(), c.arguments.clone()))
             .collect();
-        cache.remember(&calls, &all.reasoning);
+        cache.remember(&crate::replay::calls_made(&calls), &all.reasoning);
     }
+}
+
+/// A chat request's conversation, decoded once: messages (with reasoning re-injected),
+/// tools, and the server's template kwargs with the request's over them. `/tokenize`
+/// uses the same, so it shows exactly the prompt a generation request would get.
+pub(crate) fn decode_conversation(
+    state: &AppState,
+    messages: &Value,
+    tools: Option<&Value>,
+    kwargs: Option<&Value>,
+    add_generation_prompt: bool,
+) -> Result<(Conversation, Vec<ToolSpec>), ApiError> {
+    let mut messages = conversation::messages(messages)?;
+    let tools = match tools.filter(|t| !t.is_null()) {
+        Some(t) => conversation::tools(t)?,
+        None => Vec::new(),
+    };
+    let mut merged = state.chat.default_kwargs.clone().unwrap_or_default();
+    match kwargs {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(k)) => merged.extend(k.clone()),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "chat_template_kwargs",
+                "chat_template_kwargs must be an object",
+            ))
+        }
+    }
+    if let Some(cache) = &state.replay {
+        let n = cache.reinject(&mut messages);
+        if n > 0 {
+            metrics::counter!("braid_reasoning_reinjections_total").increment(n as u64);
+        }
+    }
+    let conversation = Conversation {
+        messages,
+        tools: tools.clone(),
+        kwargs: merged,
+        add_generation_prompt,
+    };
+    Ok((conversation, tools))
 }
 
 fn tool_calls_json(all: &Collected, parallel: bool) -> Vec<Value> {

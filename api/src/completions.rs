@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use axum::extract::State;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use braid_actors::Response as Stream;
+use braid_bus::Response as Stream;
 use braid_bus::{Collected, Finish, Prompt, Sampling, Setup, Submit, Usage};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -240,8 +240,9 @@ pub(crate) async fn completions(
             skip_special_tokens: req.skip_special_tokens.unwrap_or(true),
             ..Setup::default()
         },
+        constraint: None,
     };
-    let stream = state.ingress.submit(submit).await?;
+    let stream = state.pipeline.submit(submit).await?;
     let meta = Meta {
         id: format!("cmpl-{}", stream.id),
         created: crate::unix_time(),

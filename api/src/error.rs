@@ -1,9 +1,11 @@
 //! The one place that knows OpenAI's error JSON: `{"error": {"message", "type", "param",
 //! "code"}}` with a matching HTTP status.
 
+use std::borrow::Cow;
+
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use braid_bus::{Failure, FailureKind};
+use braid_bus::{Failure, FailureKind, RequestId};
 use serde_json::json;
 
 /// An error as the client sees it.
@@ -14,16 +16,16 @@ pub struct ApiError {
     /// What went wrong, for the client.
     pub message: String,
     /// The request field at fault, if one is.
-    pub param: Option<&'static str>,
+    pub param: Option<Cow<'static, str>>,
 }
 
 impl ApiError {
     /// A 400 about `param`.
-    pub fn invalid(param: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn invalid(param: impl Into<Cow<'static, str>>, message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
-            param: Some(param),
+            param: Some(param.into()),
         }
     }
 
@@ -39,7 +41,8 @@ impl ApiError {
     /// OpenAI's `type` for this status.
     fn kind(&self) -> &'static str {
         match self.status.as_u16() {
-            400 | 422 => "invalid_request_error",
+            400 | 413 | 422 => "invalid_request_error",
+            401 => "authentication_error",
             404 => "not_found_error",
             429 => "rate_limit_error",
             503 => "service_unavailable",
@@ -67,12 +70,19 @@ impl From<Failure> for ApiError {
             FailureKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!("{} failed: {}", f.stage, f.message);
+            // The detail is for operators; the client gets a reference to find it by.
+            let reference = RequestId::random();
+            tracing::error!("internal error {reference}: {} failed: {}", f.stage, f.message);
+            return ApiError {
+                status,
+                message: format!("internal error (reference {reference}; the server log has the detail)"),
+                param: None,
+            };
         }
         ApiError {
             status,
             message: f.message,
-            param: None,
+            param: f.param.map(Cow::Owned),
         }
     }
 }

@@ -1,5 +1,8 @@
-//! braid's OpenAI-compatible HTTP surface (axum). Handlers translate HTTP into the
-//! ingress's submit call and chunks back into OpenAI JSON; nothing else.
+//! braid's OpenAI-compatible HTTP surface (axum). Handlers decode each request once into
+//! the bus's typed messages, hand them to the pipeline ([`braid_bus::Pipeline`]) and
+//! turn chunks back into OpenAI JSON; nothing else. The crate needs the bus and the
+//! parsers' pure types, never the engine or the stages: an ingress-only process is light,
+//! and every handler is tested against a stub pipeline without a socket.
 //!
 //! The key design decision: **only this crate knows OpenAI's shapes.** Stages speak bus
 //! messages; [`ApiError`] is the single mapping from a failure to a status and
@@ -8,10 +11,14 @@
 
 mod chat;
 mod completions;
+mod conversation;
 mod error;
 pub mod replay;
 pub mod structured;
 mod tokenize;
+
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
@@ -22,17 +29,15 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use braid_actors::{Ingress, Members};
-use braid_bus::Stage;
-use braid_engine::{ChatRenderer, Tokenizer};
+use braid_bus::Pipeline;
+use braid_parsers::{ReasoningParser, ToolParser};
 use serde_json::{json, Map, Value};
 
 pub use error::ApiError;
 pub use replay::ReasoningCache;
-pub use structured::Constraints;
 
 /// Which fields carry reasoning in responses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ReasoningField {
     /// `reasoning_content` (vLLM's, DeepSeek's).
     #[default]
@@ -45,9 +50,9 @@ pub enum ReasoningField {
 #[derive(Debug, Clone, Default)]
 pub struct ChatSettings {
     /// The reasoning parser (vLLM's names).
-    pub reasoning_parser: Option<String>,
+    pub reasoning_parser: Option<ReasoningParser>,
     /// The tool-call parser.
-    pub tool_parser: Option<String>,
+    pub tool_parser: Option<ToolParser>,
     /// `chat_template_kwargs` every request starts from.
     pub default_kwargs: Option<Map<String, Value>>,
     /// Where reasoning goes in responses.
@@ -60,27 +65,19 @@ pub struct ChatSettings {
 #[derive(Clone)]
 pub struct AppState {
     /// Where requests go.
-    pub ingress: Ingress,
-    /// Who is alive (for `/health`).
-    pub members: Members,
+    pub pipeline: Arc<dyn Pipeline>,
     /// The served model name.
     pub model: String,
     /// Chat parsing and rendering settings.
     pub chat: ChatSettings,
     /// Reasoning kept for replay (`None`: off).
     pub replay: Option<Arc<ReasoningCache>>,
-    /// The tokenizer, for `/tokenize` and `/detokenize`.
-    pub tokenizer: Option<Arc<Tokenizer>>,
-    /// The chat template, for `/tokenize` with messages.
-    pub renderer: Option<Arc<ChatRenderer>>,
-    /// Prompt plus output, at most (reported by `/tokenize`).
+    /// Prompt plus output, at most, when this process knows it (`/v1/models`).
     pub max_model_len: Option<u32>,
     /// Required as `Authorization: Bearer KEY` on `/v1/*`, when set.
     pub api_key: Option<String>,
     /// Request bodies over this many bytes get 413.
     pub max_body_bytes: usize,
-    /// Grammar building and checking for structured outputs (`None`: unavailable).
-    pub constraints: Option<Arc<Constraints>>,
 }
 
 impl AppState {
@@ -93,7 +90,7 @@ impl AppState {
                     "the model `{m}` does not exist; this server serves `{}`",
                     self.model
                 ),
-                param: Some("model"),
+                param: Some("model".into()),
             }),
             _ => Ok(()),
         }
@@ -154,7 +151,7 @@ async fn require_key(State(state): State<AppState>, req: Request, next: Next) ->
 /// Names the ingress replica that served a response (`x-braid-ingress`), for operators
 /// behind a load balancer.
 async fn ingress_header(State(state): State<AppState>, mut response: Response) -> Response {
-    if let Ok(v) = axum::http::HeaderValue::from_str(&state.ingress.instance().to_string()) {
+    if let Ok(v) = axum::http::HeaderValue::from_str(&state.pipeline.instance().to_string()) {
         response.headers_mut().insert("x-braid-ingress", v);
     }
     response
@@ -186,17 +183,7 @@ pub fn router(state: AppState) -> Router {
 
 /// 200 when every stage a request needs has a live replica, else 503 naming the missing.
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    let missing: Vec<&str> = [
-        Stage::Tokenizer,
-        Stage::Executor,
-        Stage::Detokenizer,
-        Stage::Splitter,
-        Stage::Extractor,
-    ]
-    .into_iter()
-    .filter(|&s| state.members.live(s).is_empty())
-    .map(Stage::as_str)
-    .collect();
+    let missing: Vec<&str> = state.pipeline.missing().into_iter().map(|s| s.as_str()).collect();
     if missing.is_empty() {
         (StatusCode::OK, axum::Json(json!({"status": "ok"})))
     } else {

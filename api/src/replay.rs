@@ -7,6 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use braid_bus::{ChatMessage, Role};
 use serde_json::Value;
 
 /// Reasoning by the tool calls it led to.
@@ -23,42 +24,49 @@ struct Inner {
     order: VecDeque<String>,
 }
 
+/// One call as the cache keys it: id, name, and arguments as canonical JSON text.
+type CallKey = (String, String, String);
+
 /// The key of an assistant turn's tool calls: every call's id, name and arguments (ids
 /// alone are not unique for formats whose ids the model writes, such as Kimi-K2's
 /// `functions.get_weather:0`). Arguments are compared as JSON values, so a client that
 /// re-serialises them still matches.
-pub fn key(calls: &[(String, String, String)]) -> String {
+fn key(calls: &[CallKey]) -> String {
     let mut k = String::new();
     for (id, name, args) in calls {
-        let args = serde_json::from_str::<Value>(args).map_or_else(|_| args.clone(), |v| v.to_string());
         k.push_str(id);
         k.push('\u{1}');
         k.push_str(name);
         k.push('\u{1}');
-        k.push_str(&args);
+        k.push_str(args);
         k.push('\u{2}');
     }
     k
 }
 
-/// The (id, name, arguments) triples of an OpenAI assistant message's `tool_calls`.
-pub fn calls_of(message: &Value) -> Vec<(String, String, String)> {
-    let Some(calls) = message.get("tool_calls").and_then(Value::as_array) else {
-        return Vec::new();
-    };
+/// The calls of a turn the client sent back (arguments were decoded at the edge).
+fn calls_of(message: &ChatMessage) -> Vec<CallKey> {
+    message
+        .tool_calls
+        .iter()
+        .flatten()
+        .map(|c| {
+            let args = c
+                .parsed
+                .as_ref()
+                .map_or_else(|| c.arguments.clone(), Value::to_string);
+            (c.id.clone(), c.name.clone(), args)
+        })
+        .collect()
+}
+
+/// The calls the model made, as (id, name, arguments text) from its output.
+pub fn calls_made(calls: &[(String, String, String)]) -> Vec<CallKey> {
     calls
         .iter()
-        .map(|c| {
-            let s = |v: Option<&Value>| match v {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Null) | None => String::new(),
-                Some(other) => other.to_string(),
-            };
-            (
-                s(c.get("id")),
-                s(c.pointer("/function/name")),
-                s(c.pointer("/function/arguments")),
-            )
+        .map(|(id, name, args)| {
+            let args = serde_json::from_str::<Value>(args).map_or_else(|_| args.clone(), |v| v.to_string());
+            (id.clone(), name.clone(), args)
         })
         .collect()
 }
@@ -73,8 +81,8 @@ impl ReasoningCache {
         }
     }
 
-    /// Remembers the reasoning behind these calls.
-    pub fn remember(&self, calls: &[(String, String, String)], reasoning: &str) {
+    /// Remembers the reasoning behind the calls the model made ([`calls_made`]).
+    pub fn remember(&self, calls: &[CallKey], reasoning: &str) {
         if calls.is_empty() || reasoning.is_empty() || self.capacity == 0 {
             return;
         }
@@ -95,7 +103,7 @@ impl ReasoningCache {
     }
 
     /// The reasoning behind these calls, if still kept.
-    pub fn recall(&self, calls: &[(String, String, String)]) -> Option<String> {
+    fn recall(&self, calls: &[CallKey]) -> Option<String> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner
             .map
@@ -106,28 +114,18 @@ impl ReasoningCache {
 
     /// Puts remembered reasoning back on assistant turns that have tool calls but no
     /// reasoning; returns how many turns got it.
-    pub fn reinject(&self, messages: &mut Value) -> usize {
-        let Some(list) = messages.as_array_mut() else {
-            return 0;
-        };
+    pub fn reinject(&self, messages: &mut [ChatMessage]) -> usize {
         let mut n = 0;
-        for m in list.iter_mut() {
-            if m.get("role").and_then(Value::as_str) != Some("assistant") {
-                continue;
-            }
-            let has = |k: &str| {
-                m.get(k)
-                    .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
-            };
-            if has("reasoning_content") || has("reasoning") {
+        for m in messages.iter_mut() {
+            if m.role != Role::Assistant || m.reasoning.as_deref().is_some_and(|r| !r.is_empty()) {
                 continue;
             }
             let calls = calls_of(m);
             if calls.is_empty() {
                 continue;
             }
-            if let (Some(r), Some(obj)) = (self.recall(&calls), m.as_object_mut()) {
-                obj.insert("reasoning_content".into(), Value::String(r));
+            if let Some(r) = self.recall(&calls) {
+                m.reasoning = Some(r);
                 n += 1;
             }
         }
@@ -140,27 +138,39 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn turn(id: &str, args: &str) -> ChatMessage {
+        let m = crate::conversation::messages(&json!([{"role": "assistant", "content": "", "tool_calls": [
+            {"id": id, "type": "function", "function": {"name": "get_weather", "arguments": args}}]}]));
+        m.unwrap_or_default().remove(0)
+    }
+
     #[test]
     fn reasoning_comes_back_for_the_same_calls_only_and_expires() {
         let cache = ReasoningCache::new(2, Duration::from_secs(60));
-        let turn = json!({"role": "assistant", "content": "", "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]});
-        cache.remember(&calls_of(&turn), "I need Paris's weather.");
-        let mut messages = json!([{"role": "user", "content": "hi"}, turn]);
+        let made = [(
+            "call_1".to_owned(),
+            "get_weather".to_owned(),
+            "{\"city\": \"Paris\"}".to_owned(),
+        )];
+        cache.remember(&calls_made(&made), "I need Paris's weather.");
         // Re-serialised arguments still match.
-        messages[1]["tool_calls"][0]["function"]["arguments"] = json!("{\"city\":\"Paris\"}");
+        let mut messages = vec![
+            ChatMessage::text(Role::User, "hi"),
+            turn("call_1", "{\"city\":\"Paris\"}"),
+        ];
         assert_eq!(cache.reinject(&mut messages), 1);
-        assert_eq!(messages[1]["reasoning_content"], "I need Paris's weather.");
+        assert_eq!(messages[1].reasoning.as_deref(), Some("I need Paris's weather."));
         // A turn that kept its reasoning is left alone; other calls get nothing.
-        let mut other = json!([{"role": "assistant", "tool_calls": [
-            {"id": "call_2", "function": {"name": "get_weather", "arguments": "{}"}}]}]);
+        assert_eq!(cache.reinject(&mut messages), 0);
+        let mut other = vec![turn("call_2", "{}")];
         assert_eq!(cache.reinject(&mut other), 0);
         // Bounded: the oldest goes first.
-        cache.remember(&[("a".into(), "f".into(), "{}".into())], "r1");
-        cache.remember(&[("b".into(), "f".into(), "{}".into())], "r2");
-        assert!(cache.recall(&calls_of(&turn)).is_none());
+        let one = |id: &str| vec![(id.to_owned(), "f".to_owned(), "{}".to_owned())];
+        cache.remember(&one("a"), "r1");
+        cache.remember(&one("b"), "r2");
+        assert!(cache.recall(&calls_made(&made)).is_none());
         let expired = ReasoningCache::new(4, Duration::ZERO);
-        expired.remember(&[("a".into(), "f".into(), "{}".into())], "r");
-        assert!(expired.recall(&[("a".into(), "f".into(), "{}".into())]).is_none());
+        expired.remember(&one("a"), "r");
+        assert!(expired.recall(&one("a")).is_none());
     }
 }

@@ -3,10 +3,11 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use braid_engine::Conversation;
+use braid_bus::{Prompt, TokenizerAnswer, TokenizerCall};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::chat::decode_conversation;
 use crate::completions::parse_body;
 use crate::error::ApiError;
 use crate::{AppState, RawBody};
@@ -31,12 +32,21 @@ struct DetokenizeRequest {
     tokens: Vec<u32>,
 }
 
-fn unavailable(what: &str) -> ApiError {
-    ApiError {
-        status: axum::http::StatusCode::NOT_IMPLEMENTED,
-        message: format!("this server process has no {what} (start it with a model folder)"),
-        param: None,
+/// Asks a tokenizer; its refusal is the client's error.
+async fn ask(state: &AppState, call: TokenizerCall) -> Result<TokenizerAnswer, ApiError> {
+    match state.pipeline.call(call).await? {
+        TokenizerAnswer::Refused(f) => Err(f.into()),
+        answer => Ok(answer),
     }
+}
+
+fn unexpected() -> ApiError {
+    braid_bus::Failure::new(
+        braid_bus::FailureKind::Internal,
+        braid_bus::Stage::Tokenizer,
+        "the tokenizer answered another call",
+    )
+    .into()
 }
 
 pub(crate) async fn tokenize(
@@ -45,37 +55,30 @@ pub(crate) async fn tokenize(
 ) -> Result<Response, ApiError> {
     let req: TokenizeRequest = parse_body(&body)?;
     state.check_model(req.model.as_deref())?;
-    let tokenizer = state.tokenizer.as_ref().ok_or_else(|| unavailable("tokenizer"))?;
-    let text = match (req.prompt, req.messages) {
-        (Some(p), None) => p,
+    let prompt = match (req.prompt, req.messages) {
+        (Some(p), None) => Prompt::Text(p),
         (None, Some(messages)) => {
-            let renderer = state
-                .renderer
-                .as_ref()
-                .ok_or_else(|| unavailable("chat template"))?;
-            let mut kwargs = state.chat.default_kwargs.clone().unwrap_or_default();
-            if let Some(Value::Object(k)) = req.chat_template_kwargs {
-                kwargs.extend(k);
-            }
-            let kwargs = Value::Object(kwargs);
-            renderer
-                .render(&Conversation {
-                    messages: &messages,
-                    tools: req.tools.as_ref().filter(|t| !t.is_null()),
-                    kwargs: Some(&kwargs),
-                    add_generation_prompt: req.add_generation_prompt.unwrap_or(true),
-                })
-                .map_err(|e| ApiError::invalid("messages", e.to_string()))?
+            let (conversation, _) = decode_conversation(
+                &state,
+                &messages,
+                req.tools.as_ref(),
+                req.chat_template_kwargs.as_ref(),
+                req.add_generation_prompt.unwrap_or(true),
+            )?;
+            Prompt::Chat(conversation)
         }
         _ => return Err(ApiError::bad_body("give either prompt or messages")),
     };
-    let tokens = tokenizer
-        .encode(&text)
-        .map_err(|e| ApiError::invalid("prompt", e.to_string()))?;
-    Ok(
-        axum::Json(json!({"count": tokens.len(), "max_model_len": state.max_model_len, "tokens": tokens}))
-            .into_response(),
-    )
+    match ask(&state, TokenizerCall::Tokenize(prompt)).await? {
+        TokenizerAnswer::Tokens {
+            tokens,
+            max_model_len,
+        } => Ok(
+            axum::Json(json!({"count": tokens.len(), "max_model_len": max_model_len, "tokens": tokens}))
+                .into_response(),
+        ),
+        _ => Err(unexpected()),
+    }
 }
 
 pub(crate) async fn detokenize(
@@ -84,16 +87,8 @@ pub(crate) async fn detokenize(
 ) -> Result<Response, ApiError> {
     let req: DetokenizeRequest = parse_body(&body)?;
     state.check_model(req.model.as_deref())?;
-    let tokenizer = state.tokenizer.as_ref().ok_or_else(|| unavailable("tokenizer"))?;
-    let vocab = tokenizer.vocab_size() as u32;
-    if let Some(bad) = req.tokens.iter().find(|&&t| t >= vocab) {
-        return Err(ApiError::invalid(
-            "tokens",
-            format!("token id {bad} is outside the vocabulary (size {vocab})"),
-        ));
+    match ask(&state, TokenizerCall::Detokenize(req.tokens)).await? {
+        TokenizerAnswer::Text(prompt) => Ok(axum::Json(json!({"prompt": prompt})).into_response()),
+        _ => Err(unexpected()),
     }
-    let prompt = tokenizer
-        .decode(&req.tokens)
-        .map_err(|e| ApiError::invalid("tokens", e.to_string()))?;
-    Ok(axum::Json(json!({"prompt": prompt})).into_response())
 }

@@ -53,3 +53,15 @@ fn version_of(mut payload: &[u8]) -> Option<u16> {
     rmp::decode::read_array_len(&mut payload).ok()?;
     rmp::decode::read_int(&mut payload).ok()
 }
+
+/// Logs and counts a message that could not be used (`braid_bus_bad_messages_total`);
+/// never fatal.
+pub fn count_bad_message(stage: crate::Stage, e: &Error) {
+    let reason = match e {
+        Error::Version { .. } => "version",
+        _ => "malformed",
+    };
+    metrics::counter!("braid_bus_bad_messages_total", "stage" => stage.as_str(), "reason" => reason)
+        .increment(1);
+    tracing::warn!("{stage}: dropped a message: {e}");
+}

@@ -11,24 +11,31 @@
 //! that request with a clear error at once. Only the stateless tokenizer takes work from
 //! a queue group.
 //!
-//! The crate is light (serde, bytes, tokio channels, async-nats) so that programs outside
-//! braid can subscribe to `braid.out.<request>` with it.
+//! The crate is light (serde, bytes, tokio channels, async-nats, and the parsers' pure
+//! format tables) so that programs outside braid can subscribe to `braid.out.<request>`
+//! or submit requests with it ([`Client`]).
 
+pub mod client;
 mod codec;
 mod collect;
+pub mod conversation;
 mod error;
 mod id;
 mod inproc;
+pub mod members;
 pub mod message;
 pub mod subject;
 mod transport;
 
 use std::time::Duration;
 
-pub use codec::{decode, encode};
+pub use client::{Client, Pipeline, Response};
+pub use codec::{count_bad_message, decode, encode};
 pub use collect::{Collected, CollectedCall};
+pub use conversation::{ChatMessage, Constrain, Constraint, Conversation, Pick, Role, ToolCall, ToolSpec};
 pub use error::{Error, Result};
 pub use id::{InstanceId, RequestId, Stage};
+pub use members::{listen, Heart, Members};
 pub use message::*;
 pub use transport::{redact, Bus, Message, NatsOptions, Subscription};
 

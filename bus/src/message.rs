@@ -12,11 +12,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use braid_parsers::{ReasoningParser, ToolParser};
+
+use crate::conversation::{Constraint, Conversation, ToolSpec};
 use crate::id::{InstanceId, RequestId, Stage};
 
 /// The wire schema version. A message of another version is refused by [`crate::decode`]
 /// with [`crate::Error::Version`], so mixed deployments fail loudly, not subtly.
-pub const SCHEMA_VERSION: u16 = 2;
+pub const SCHEMA_VERSION: u16 = 3;
 
 /// What every message starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,14 +104,7 @@ pub enum Prompt {
     /// Token ids, used as they are.
     Tokens(Vec<u32>),
     /// A conversation, rendered by the tokenizer stage through the model's chat template.
-    Chat {
-        /// The OpenAI `messages` array, as JSON text (reasoning already re-injected).
-        messages_json: String,
-        /// The `tools` array, as JSON text.
-        tools_json: Option<String>,
-        /// `chat_template_kwargs` (server defaults merged with the request's), as JSON.
-        kwargs_json: Option<String>,
-    },
+    Chat(Conversation),
 }
 
 /// Sampling and length settings (validated by the API; checked again by the executor).
@@ -137,7 +133,8 @@ pub struct Sampling {
     /// Keep going past EOS.
     pub ignore_eos: bool,
     /// A Lark grammar (llguidance's dialect) the answer must match: structured outputs and
-    /// enforced tool calls. Reasoning is never constrained.
+    /// enforced tool calls. Reasoning is never constrained. Written by the tokenizer stage
+    /// from [`Submit::constraint`] (whatever a submitter puts here is replaced).
     pub guide: Option<String>,
     /// Reasoning tokens at most (close marker included); then the marker is forced.
     pub thinking_token_budget: Option<u32>,
@@ -163,21 +160,13 @@ impl Default for Sampling {
     }
 }
 
-/// Where output starts, as the tokenizer reads it from the rendered prompt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum Start {
-    /// As the reasoning format says.
-    #[default]
-    FormatDefault,
-    /// The prompt ends inside an open reasoning block.
-    InReasoning,
-    /// The prompt closed reasoning (or thinking is off).
-    InContent,
-}
+/// Where output starts, as the tokenizer stage reads it from the rendered prompt (the
+/// parsers' type, so the splitter and the reasoning gate read the same value).
+pub use braid_parsers::StartOverride as Start;
 
 /// How the text after the engine is processed: what the detokenizer, splitter and
 /// extractor need, fixed at admission.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Setup {
     /// The replicas the request is pinned to.
     pub route: Option<Route>,
@@ -187,18 +176,36 @@ pub struct Setup {
     pub include_stop_str: bool,
     /// Leave special tokens out of the text.
     pub skip_special_tokens: bool,
-    /// Reasoning parser name (vLLM's names), if any.
-    pub reasoning_parser: Option<String>,
-    /// Tool-call parser name, if any.
-    pub tool_parser: Option<String>,
-    /// The request's `tools`, as JSON text (OpenAI shape).
-    pub tools_json: Option<String>,
-    /// The request's `chat_template_kwargs`, as JSON text.
-    pub chat_template_kwargs_json: Option<String>,
+    /// The reasoning parser, if any.
+    pub reasoning_parser: Option<ReasoningParser>,
+    /// Whether thinking is on (the family's template switch, read from the request's
+    /// `chat_template_kwargs` by the edge); off, the splitter passes everything through.
+    pub thinking: bool,
+    /// The tool-call parser, if tool calls are parsed.
+    pub tool_parser: Option<ToolParser>,
+    /// The declared tools (their schemas type the extracted arguments).
+    pub tools: Vec<ToolSpec>,
     /// Where output starts.
     pub start: Start,
     /// Prompt length in tokens (set by the tokenizer).
     pub prompt_tokens: u32,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            route: None,
+            stop: Vec::new(),
+            include_stop_str: false,
+            skip_special_tokens: true,
+            reasoning_parser: None,
+            thinking: true,
+            tool_parser: None,
+            tools: Vec::new(),
+            start: Start::FormatDefault,
+            prompt_tokens: 0,
+        }
+    }
 }
 
 /// ingress → tokenizer: a validated request.
@@ -208,6 +215,8 @@ pub struct Submit {
     pub prompt: Prompt,
     /// Sampling.
     pub sampling: Sampling,
+    /// What the answer must match, if anything (checked by the tokenizer stage).
+    pub constraint: Option<Constraint>,
     /// Everything after the engine (route included).
     pub setup: Setup,
 }
@@ -245,6 +254,28 @@ pub struct Failure {
     pub stage: Stage,
     /// What happened, for the client.
     pub message: String,
+    /// The request field at fault, when one is (a 400 names it).
+    pub param: Option<String>,
+}
+
+impl Failure {
+    /// A failure of `kind` reported by `stage`.
+    pub fn new(kind: FailureKind, stage: Stage, message: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            stage,
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    /// The same failure, naming the request field at fault.
+    pub fn with_param(self, param: impl Into<String>) -> Failure {
+        Failure {
+            param: Some(param.into()),
+            ..self
+        }
+    }
 }
 
 /// Failure classes.
@@ -427,6 +458,32 @@ pub enum Admitted {
         prompt_tokens: u32,
     },
     /// Refused.
+    Refused(Failure),
+}
+
+/// ingress → any tokenizer (`braid.tokenizer.call`, request/reply): work that needs the
+/// tokenizer or the chat template but starts no generation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TokenizerCall {
+    /// A prompt to token ids, rendered exactly as a generation request would be.
+    Tokenize(Prompt),
+    /// Token ids to text.
+    Detokenize(Vec<u32>),
+}
+
+/// tokenizer → ingress: the reply to a [`TokenizerCall`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TokenizerAnswer {
+    /// The prompt's token ids, and the model's length limit when the tokenizer knows it.
+    Tokens {
+        /// The ids.
+        tokens: Vec<u32>,
+        /// Prompt plus output, at most.
+        max_model_len: Option<u32>,
+    },
+    /// The ids' text.
+    Text(String),
+    /// Refused, and why.
     Refused(Failure),
 }
 

@@ -3,6 +3,7 @@
 //! | subject | who publishes | who listens |
 //! |---|---|---|
 //! | `braid.tokenizer.in` | ingress (request/reply) | every tokenizer, queue group `tokenizer` |
+//! | `braid.tokenizer.call` | ingress (request/reply: `/tokenize`, `/detokenize`) | every tokenizer, queue group `tokenizer` |
 //! | `braid.<stage>.<instance>` | the stage before | that one replica (requests are pinned) |
 //! | `braid.out.<request>` | the extractor | the request's ingress, and anyone else allowed |
 //! | `braid.cancel` | ingress | every stateful replica |
@@ -13,6 +14,8 @@ use crate::id::{InstanceId, RequestId, Stage};
 
 /// Where tokenizers take new requests (a queue group: replicas share them).
 pub const TOKENIZER_IN: &str = "braid.tokenizer.in";
+/// Where tokenizers answer calls that start no generation (`/tokenize`, `/detokenize`).
+pub const TOKENIZER_CALL: &str = "braid.tokenizer.call";
 /// The queue group of the tokenizers.
 pub const TOKENIZER_GROUP: &str = "tokenizer";
 /// Cancellations, to every stateful replica.

@@ -38,6 +38,9 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+    /// A structured-output grammar that does not compile, or a matcher that cannot go on.
+    #[error("{0}")]
+    Grammar(String),
     /// A conversation the template cannot render (it raised, or a message is unusable).
     #[error("cannot render the conversation: {0}")]
     Render(String),

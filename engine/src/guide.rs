@@ -15,6 +15,7 @@ use llguidance::toktrie::{SimpleVob, TokEnv, TokRxInfo, TokTrie, TokenId, Tokeni
 use llguidance::{Matcher, ParserFactory};
 
 use crate::detokenize::TokenBytes;
+use crate::error::{Error, Result};
 use crate::tokenizer::Tokenizer;
 
 /// The vocabulary as llguidance sees it, and our tokenizer for text a grammar forces.
@@ -58,10 +59,12 @@ impl Guides {
     /// API's checks and the engine's masks). A model with more embedding rows than the
     /// tokenizer has ids never gets the extra rows: [`apply_mask`] rules out logits past
     /// the mask's end. Needs a byte-level BPE tokenizer.
-    pub fn new(tokenizer: &Tokenizer) -> Result<Guides, String> {
+    pub fn new(tokenizer: &Tokenizer) -> Result<Guides> {
         let bytes = tokenizer.token_bytes_arc().ok_or_else(|| {
-            "structured outputs need a byte-level BPE tokenizer (tokenizer.json with a ByteLevel decoder)"
-                .to_string()
+            Error::Grammar(
+                "structured outputs need a byte-level BPE tokenizer (tokenizer.json with a ByteLevel decoder)"
+                    .into(),
+            )
         })?;
         let rows = tokenizer.vocab_size();
         let words: Vec<Vec<u8>> = (0..rows as u32)
@@ -87,7 +90,7 @@ impl Guides {
             trie,
             tokenizer: tokenizer.inner().clone(),
         });
-        let mut factory = ParserFactory::new_simple(&env).map_err(|e| e.to_string())?;
+        let mut factory = ParserFactory::new_simple(&env).map_err(|e| Error::Grammar(e.to_string()))?;
         factory.quiet();
         Ok(Guides {
             factory: Arc::new(factory),
@@ -97,12 +100,15 @@ impl Guides {
 
     /// Compiles a Lark grammar (llguidance's dialect) into a fresh matcher; the error
     /// says what is wrong with the grammar.
-    pub fn compile(&self, lark: &str) -> Result<Guide, String> {
+    pub fn compile(&self, lark: &str) -> Result<Guide> {
         let grammar = TopLevelGrammar::from_lark(lark.to_string());
-        let parser = self.factory.create_parser(grammar).map_err(|e| e.to_string())?;
+        let parser = self
+            .factory
+            .create_parser(grammar)
+            .map_err(|e| Error::Grammar(e.to_string()))?;
         let matcher = Matcher::new(Ok(parser));
         if let Some(e) = matcher.get_error() {
-            return Err(e);
+            return Err(Error::Grammar(e));
         }
         Ok(Guide { matcher })
     }
@@ -128,13 +134,17 @@ impl std::fmt::Debug for Guide {
 
 impl Guide {
     /// The tokens the grammar allows next (only EOS once it is complete).
-    pub fn mask(&mut self) -> Result<SimpleVob, String> {
-        self.matcher.compute_mask_or_eos().map_err(|e| e.to_string())
+    pub fn mask(&mut self) -> Result<SimpleVob> {
+        self.matcher
+            .compute_mask_or_eos()
+            .map_err(|e| Error::Grammar(e.to_string()))
     }
 
     /// Moves past a sampled token.
-    pub fn advance(&mut self, token: u32) -> Result<(), String> {
-        self.matcher.consume_token(token).map_err(|e| e.to_string())
+    pub fn advance(&mut self, token: u32) -> Result<()> {
+        self.matcher
+            .consume_token(token)
+            .map_err(|e| Error::Grammar(e.to_string()))
     }
 
     /// Whether the grammar is complete and nothing more may follow.

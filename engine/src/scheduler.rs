@@ -11,6 +11,8 @@ use candle_core::Tensor;
 use llguidance::toktrie::SimpleVob;
 
 use crate::error::{Error, Result};
+use braid_parsers::reasoning::StartState;
+
 use crate::guide::{apply_mask, Guide, Guides};
 use crate::kv_cache::{BlockAllocator, KvCache};
 use crate::model::{Model, SeqInput};
@@ -68,24 +70,15 @@ pub struct Request {
     pub reasoning: Option<ReasoningGate>,
 }
 
-/// Where a request's output starts, as the reasoning gate sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GateStart {
-    /// Inside reasoning: the prompt opened it.
-    Reasoning,
-    /// In the answer: thinking is off, or the prompt closed reasoning.
-    Answer,
-    /// The first token decides: the open marker starts reasoning, anything else is the
-    /// answer (and already under the guide).
-    Either,
-}
-
 /// The family's reasoning markers, as the engine needs them: the guide applies only to
 /// the answer, and a budget ends reasoning by forcing the close marker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReasoningGate {
-    /// Where output starts.
-    pub start: GateStart,
+    /// Where output starts: `Reasoning` (the prompt opened it), `Content` (thinking is
+    /// off, or the prompt closed reasoning: the guide applies from the first token), or
+    /// `Undecided` (the first token decides: the open marker starts reasoning, anything
+    /// else is the answer, already under the guide).
+    pub start: StartState,
     /// The open marker's token ids (`<think>`).
     pub open_tokens: Vec<u32>,
     /// The close marker's bytes; reasoning ends when they appear in the output.
@@ -194,7 +187,7 @@ impl Seq {
 
     /// Moves the phase past `token` (with `bytes`, its text) and the guide with it.
     /// O(1) per token: the close marker is looked for in the last few bytes only.
-    fn advance(&mut self, token: u32, bytes: &[u8]) -> std::result::Result<(), String> {
+    fn advance(&mut self, token: u32, bytes: &[u8]) -> Result<()> {
         let gate = self.gate.as_deref();
         let next = match (&mut self.phase, gate) {
             (Phase::Answer, _) | (_, None) => None,
@@ -447,8 +440,15 @@ impl Engine {
         !self.waiting.is_empty() || !self.running.is_empty()
     }
 
-    /// Queues a request; errors name what is wrong with it.
+    /// Queues a request; errors name what is wrong with it. Its guide, if any, is
+    /// compiled here.
     pub fn add(&mut self, req: Request) -> Result<()> {
+        self.add_compiled(req, None)
+    }
+
+    /// Queues a request whose guide was already compiled (from `req.guide`, against
+    /// this engine's vocabulary) when `compiled` is given; else as [`Engine::add`].
+    pub fn add_compiled(&mut self, req: Request, compiled: Option<Guide>) -> Result<()> {
         let vocab = self.model.config().vocab_size;
         if req.prompt.is_empty() {
             return Err(Error::Input("the prompt is empty".into()));
@@ -490,6 +490,7 @@ impl Engine {
             }
         };
         let guide = match (&req.guide, guides) {
+            (Some(_), Some(_)) if compiled.is_some() => compiled,
             (Some(lark), Some(g)) => Some(
                 g.compile(lark)
                     .map_err(|e| Error::Input(format!("invalid grammar: {e}")))?,
@@ -499,10 +500,10 @@ impl Engine {
         let phase = match &req.reasoning {
             None => Phase::Answer,
             Some(g) => match g.start {
-                GateStart::Answer => Phase::Answer,
-                GateStart::Either if !g.open_tokens.is_empty() => Phase::Either,
-                GateStart::Either => Phase::Answer,
-                GateStart::Reasoning => reasoning(g),
+                StartState::Content => Phase::Answer,
+                StartState::Undecided if !g.open_tokens.is_empty() => Phase::Either,
+                StartState::Undecided => Phase::Answer,
+                StartState::Reasoning => reasoning(g),
             },
         };
         let mut stop_ids = req.stop_token_ids;
@@ -650,7 +651,7 @@ impl Engine {
         };
         drop(inputs);
         let logits = logits?;
-        let mut masks: HashMap<usize, std::result::Result<SimpleVob, String>> = masks
+        let mut masks: HashMap<usize, Result<SimpleVob>> = masks
             .into_iter()
             .zip(&lent)
             .map(|(m, (row, _))| (*row, m))
@@ -699,7 +700,7 @@ impl Engine {
                 failure = seq.advance(token, bytes).err();
             }
             let finish = if let Some(e) = failure {
-                Some(FinishReason::Failed(e))
+                Some(FinishReason::Failed(e.to_string()))
             } else if stop || seq.guide.as_ref().is_some_and(Guide::is_done) {
                 Some(FinishReason::Stop)
             } else if seq.generated() >= seq.max_tokens || seq.tokens.len() >= self.cfg.max_model_len {

@@ -20,7 +20,7 @@ import sys
 import msgpack
 import nats
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DELTAS = ("reasoning", "content", "tool_call_start", "tool_call_arguments",
           "tool_call_end", "tool_call_aborted", "fallback")
 FIELDS = {
@@ -63,8 +63,8 @@ def chunk_to_json(subject, data):
     if finish is not None:
         name, fields = variant(finish)
         if name == "Failed":
-            kind, stage, message = fields[0] if len(fields) == 1 else fields
-            out["finish"] = {"error": message, "kind": kind, "stage": stage}
+            kind, stage, message, param = fields[0] if len(fields) == 1 else fields
+            out["finish"] = {"error": message, "kind": kind, "stage": stage, "param": param}
         else:
             out["finish"] = name.lower()
     if usage is not None:

@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use braid_actors::{
-    EngineExecutor, Executor, ExecutorFactory, Node, NodeConfig, Pace, PromptAs, ReplayExecutor,
-    UpstreamExecutor, UpstreamSpec,
+    EngineExecutor, Executor, ExecutorFactory, GuideHandoff, Node, NodeConfig, Pace, PromptAs,
+    ReplayExecutor, UpstreamExecutor, UpstreamSpec,
 };
+use braid_api::ReasoningField;
 use braid_bus::{Bus, NatsOptions, Stage};
 use braid_engine::{
     load_model, ChatRenderer, Conversation, Engine, EngineConfig, Guides, KvCache, ModelConfig, Tokenizer,
 };
+use braid_parsers::{ReasoningParser, ToolParser};
 use candle_core::{DType, Device};
 use clap::Args;
 
@@ -32,7 +34,7 @@ pub(crate) struct PipelineArgs {
     /// JSONL), or `upstream:URL` (an OpenAI-compatible server such as vLLM, SGLang or
     /// llama.cpp; repeat it for several upstream replicas).
     #[arg(long, default_value = "engine")]
-    executor: Vec<String>,
+    executor: Vec<ExecutorSpec>,
     /// Upstream: `Authorization: Bearer KEY` sent to the upstreams.
     #[arg(long, env = "BRAID_UPSTREAM_API_KEY", hide_env_values = true)]
     upstream_api_key: Option<String>,
@@ -40,8 +42,8 @@ pub(crate) struct PipelineArgs {
     #[arg(long)]
     upstream_model: Option<String>,
     /// Upstream: send prompts as `tokens` (vLLM, SGLang, llama.cpp) or `text`.
-    #[arg(long, default_value = "tokens")]
-    upstream_prompt: String,
+    #[arg(long, value_enum, default_value_t = UpstreamPrompt::Tokens)]
+    upstream_prompt: UpstreamPrompt,
     /// Upstream: seconds to wait for an upstream's next bytes.
     #[arg(long, default_value_t = 60)]
     upstream_timeout: u64,
@@ -51,9 +53,9 @@ pub(crate) struct PipelineArgs {
     /// Replay: milliseconds between steps.
     #[arg(long, default_value_t = 10)]
     replay_interval_ms: u64,
-    /// Weight dtype: f32 or bf16.
-    #[arg(long, default_value = "f32")]
-    dtype: String,
+    /// Weight dtype.
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    dtype: Dtype,
     /// KV cache size in MiB.
     #[arg(long, default_value_t = 1024)]
     kv_cache_mib: usize,
@@ -67,7 +69,7 @@ pub(crate) struct PipelineArgs {
     #[arg(long)]
     max_model_len: Option<usize>,
     /// The bus: `inproc`, `nats://[user:pass@|token@]HOST:PORT` or `tls://HOST:PORT`.
-    #[arg(long, default_value = "inproc")]
+    #[arg(long, default_value = "inproc", value_parser = bus_url)]
     bus: String,
     /// NATS credentials file (JWT + NKey).
     #[arg(long)]
@@ -84,20 +86,20 @@ pub(crate) struct PipelineArgs {
     /// Reasoning parser (vLLM's names: deepseek_r1, qwen3, kimi_k2, minimax_m2, glm45,
     /// deepseek_v3, …).
     #[arg(long)]
-    reasoning_parser: Option<String>,
+    reasoning_parser: Option<ReasoningParser>,
     /// Tool-call parser (hermes, qwen3_coder, kimi_k2, deepseek_v31, deepseek_v32,
     /// minimax_m2, glm45, glm47, …).
     #[arg(long, alias = "tool-parser")]
-    tool_call_parser: Option<String>,
+    tool_call_parser: Option<ToolParser>,
     /// A Jinja chat template file, instead of the model folder's.
     #[arg(long)]
     chat_template: Option<PathBuf>,
     /// `chat_template_kwargs` every request starts from (a JSON object).
-    #[arg(long)]
-    default_chat_template_kwargs: Option<String>,
+    #[arg(long, value_parser = json_object)]
+    default_chat_template_kwargs: Option<serde_json::Map<String, serde_json::Value>>,
     /// Where responses carry reasoning: `reasoning_content`, or `both` (adds `reasoning`).
-    #[arg(long, default_value = "reasoning_content")]
-    reasoning_field: String,
+    #[arg(long, value_enum, default_value_t = ReasoningField::ReasoningContent)]
+    reasoning_field: ReasoningField,
     /// `thinking_token_budget` for requests that set none: reasoning tokens at most (the
     /// close marker included), then the family's close marker is forced (engine only).
     #[arg(long)]
@@ -174,11 +176,77 @@ pub(crate) fn stage(args: &StageArgs) -> anyhow::Result<ExitCode> {
     run_node(args.model.as_deref(), stages, &args.pipeline)
 }
 
-fn dtype(name: &str) -> anyhow::Result<DType> {
-    match name {
-        "f32" => Ok(DType::F32),
-        "bf16" => Ok(DType::BF16),
-        other => bail!("unknown --dtype {other:?}; known: f32, bf16"),
+/// `--dtype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Dtype {
+    /// 32-bit floats.
+    F32,
+    /// bfloat16.
+    Bf16,
+}
+
+impl Dtype {
+    fn candle(self) -> DType {
+        match self {
+            Dtype::F32 => DType::F32,
+            Dtype::Bf16 => DType::BF16,
+        }
+    }
+}
+
+/// `--upstream-prompt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum UpstreamPrompt {
+    /// Token ids (vLLM, SGLang, llama.cpp).
+    Tokens,
+    /// Text.
+    Text,
+}
+
+/// One `--executor`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ExecutorSpec {
+    /// braid's engine on the model folder.
+    Engine,
+    /// Recorded outputs.
+    Replay(PathBuf),
+    /// An OpenAI-compatible server.
+    Upstream(String),
+}
+
+impl std::str::FromStr for ExecutorSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            _ if s == "engine" => Ok(ExecutorSpec::Engine),
+            Some(("replay", file)) if !file.is_empty() => Ok(ExecutorSpec::Replay(PathBuf::from(file))),
+            Some(("upstream", url)) if url.starts_with("http://") || url.starts_with("https://") => {
+                Ok(ExecutorSpec::Upstream(url.to_owned()))
+            }
+            _ => Err(format!(
+                "{s:?} is not an executor; use engine, replay:FILE or upstream:http(s)://HOST:PORT"
+            )),
+        }
+    }
+}
+
+/// `--bus`: checked for its scheme before anything loads.
+fn bus_url(s: &str) -> Result<String, String> {
+    if s == "inproc" || s.starts_with("nats://") || s.starts_with("tls://") {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a bus; use inproc, nats://HOST:PORT or tls://HOST:PORT"
+        ))
+    }
+}
+
+/// A flag whose value is a JSON object.
+fn json_object(s: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    match serde_json::from_str::<serde_json::Value>(s) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        _ => Err("must be a JSON object".into()),
     }
 }
 
@@ -196,13 +264,16 @@ fn executor(
     model: Option<&Path>,
     tokenizer: Option<&Arc<Tokenizer>>,
     guides: Option<&Guides>,
+    handoff: Option<&GuideHandoff>,
     p: &PipelineArgs,
 ) -> anyhow::Result<(ExecutorFactory, Option<u32>)> {
     let upstreams: Vec<String> = p
         .executor
         .iter()
-        .filter_map(|e| e.strip_prefix("upstream:"))
-        .map(str::to_owned)
+        .filter_map(|e| match e {
+            ExecutorSpec::Upstream(url) => Some(url.clone()),
+            _ => None,
+        })
         .collect();
     if !upstreams.is_empty() {
         if upstreams.len() != p.executor.len() {
@@ -216,10 +287,9 @@ fn executor(
             urls: upstreams,
             api_key: p.upstream_api_key.clone(),
             model: p.upstream_model.clone(),
-            prompt_as: match p.upstream_prompt.as_str() {
-                "tokens" => PromptAs::Tokens,
-                "text" => PromptAs::Text,
-                other => bail!("unknown --upstream-prompt {other:?}; use tokens or text"),
+            prompt_as: match p.upstream_prompt {
+                UpstreamPrompt::Tokens => PromptAs::Tokens,
+                UpstreamPrompt::Text => PromptAs::Text,
             },
             timeout: Duration::from_secs(p.upstream_timeout.max(1)),
         };
@@ -231,7 +301,7 @@ fn executor(
     let [executor] = p.executor.as_slice() else {
         bail!("give one --executor (engine or replay:FILE), or one or more upstream:URL");
     };
-    if let Some(file) = executor.strip_prefix("replay:") {
+    if let ExecutorSpec::Replay(file) = executor {
         let tok = Arc::clone(
             tokenizer
                 .context("--executor replay needs a tokenizer: give --tokenizer DIR or a model folder")?,
@@ -240,7 +310,7 @@ fn executor(
             tokens_per_step: p.replay_tokens_per_step,
             interval: Duration::from_millis(p.replay_interval_ms),
         };
-        let file = PathBuf::from(file);
+        let file = file.clone();
         // Read it now, so a bad file is an error at startup.
         ReplayExecutor::load(&file, Arc::clone(&tok), pace)?;
         let factory: ExecutorFactory = Arc::new(move || {
@@ -248,17 +318,15 @@ fn executor(
         });
         return Ok((factory, p.max_model_len.map(|m| m as u32)));
     }
-    if executor != "engine" {
-        bail!("unknown --executor {executor:?}; use engine, replay:FILE or upstream:URL");
-    }
     let dir = model
         .context("the engine executor needs a model folder")?
         .to_path_buf();
     let cfg = ModelConfig::from_dir(&dir)?;
-    let dt = dtype(&p.dtype)?;
+    let dt = p.dtype.candle();
     let dev = device()?;
     let tok = tokenizer.map(Arc::clone);
     let guides = guides.cloned();
+    let handoff = handoff.cloned();
     let block_size = 16;
     let num_blocks = KvCache::blocks_for_budget(&cfg, p.kv_cache_mib << 20, block_size, dt);
     if num_blocks == 0 {
@@ -294,51 +362,37 @@ fn executor(
             "engine ready: {} KV blocks of {block_size}",
             engine_cfg.num_blocks
         );
-        Ok(Box::new(EngineExecutor::new(engine, tok.clone())) as Box<dyn Executor>)
+        Ok(Box::new(EngineExecutor::new(engine, tok.clone(), handoff.clone())) as Box<dyn Executor>)
     });
     Ok((factory, Some(max_model_len)))
 }
 
-/// The chat settings the flags describe (parser names checked now, not per request).
-fn chat_settings(p: &PipelineArgs) -> anyhow::Result<braid_api::ChatSettings> {
-    if let Some(r) = &p.reasoning_parser {
-        braid_parsers::reasoning_format(r)?;
-    }
-    if let Some(t) = &p.tool_call_parser {
-        braid_parsers::tool_format(t)?;
-    }
-    let default_kwargs = match &p.default_chat_template_kwargs {
-        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(serde_json::Value::Object(m)) => Some(m),
-            _ => bail!("--default-chat-template-kwargs must be a JSON object"),
-        },
-        None => None,
-    };
-    let reasoning_field = match p.reasoning_field.as_str() {
-        "reasoning_content" => braid_api::ReasoningField::ReasoningContent,
-        "both" => braid_api::ReasoningField::Both,
-        other => bail!("unknown --reasoning-field {other:?}; use reasoning_content or both"),
-    };
-    Ok(braid_api::ChatSettings {
-        reasoning_parser: p.reasoning_parser.clone(),
-        tool_parser: p.tool_call_parser.clone(),
-        default_kwargs,
-        reasoning_field,
+/// The chat settings the flags describe.
+fn chat_settings(p: &PipelineArgs) -> braid_api::ChatSettings {
+    braid_api::ChatSettings {
+        reasoning_parser: p.reasoning_parser,
+        tool_parser: p.tool_call_parser,
+        default_kwargs: p.default_chat_template_kwargs.clone(),
+        reasoning_field: p.reasoning_field,
         thinking_token_budget: p.thinking_token_budget,
-    })
+    }
 }
 
 /// Renders a probe conversation with one tool call through the template and checks the
 /// configured tool parser reads the call back; a template and parser that disagree would
 /// make every replayed tool call unreadable to the model's own format.
-fn self_test(renderer: &ChatRenderer, tool_parser: &str) -> Result<(), String> {
+fn self_test(renderer: &ChatRenderer, tool_parser: ToolParser) -> Result<(), String> {
     // Templates differ on an empty tool-call turn's content: some render the calls only
     // for `null` (DeepSeek-R1), some cannot read `null` (Qwen3). Either may pass.
     let empty = probe(renderer, tool_parser, &serde_json::json!(""));
     empty.or_else(|first| probe(renderer, tool_parser, &serde_json::Value::Null).map_err(|_| first))
 }
 
-fn probe(renderer: &ChatRenderer, tool_parser: &str, content: &serde_json::Value) -> Result<(), String> {
+fn probe(
+    renderer: &ChatRenderer,
+    tool_parser: ToolParser,
+    content: &serde_json::Value,
+) -> Result<(), String> {
     let messages = serde_json::json!([
         {"role": "user", "content": "BRAID-PROBE-TURN"},
         {"role": "assistant", "content": content, "tool_calls": [{"id": "functions.braid_probe:0", "type": "function",
@@ -356,7 +410,7 @@ fn probe(renderer: &ChatRenderer, tool_parser: &str, content: &serde_json::Value
         .map_err(|e| e.to_string())?;
     let after = text.rsplit("BRAID-PROBE-TURN").next().unwrap_or_default();
     let mut config =
-        braid_parsers::OutputConfig::from_names(None, Some(tool_parser)).map_err(|e| e.to_string())?;
+        braid_parsers::OutputConfig::from_names(None, Some(tool_parser.name())).map_err(|e| e.to_string())?;
     config.schemas = Arc::new(braid_parsers::ToolSchemas::from_tools(&tools));
     let parsed = braid_parsers::testkit::parse(&config, after, braid_parsers::testkit::Chunking::Whole);
     let ok = parsed.tool_calls.iter().any(|c| {
@@ -377,6 +431,8 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
     crate::init_logging();
     let needs = |s: Stage| stages.iter().any(|(x, _)| *x == s);
     let tok_dir = p.tokenizer.as_deref().or(model);
+    // Only the tokenizer, detokenizer and executor stages load the tokenizer (and the
+    // tokenizer stage the chat template): an ingress-only process loads neither.
     let tokenizer = if needs(Stage::Tokenizer) || needs(Stage::Detokenizer) || needs(Stage::Executor) {
         match tok_dir {
             Some(dir) => {
@@ -392,11 +448,12 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
     } else {
         None
     };
-    // One vocabulary index for structured outputs serves the API's grammar checks and the
-    // engine's masks (and engine restarts); it is built only where one of them runs.
-    let engine_here = needs(Stage::Executor) && p.executor.iter().any(|e| e == "engine");
+    // One vocabulary index for structured outputs serves the tokenizer stage's grammar
+    // checks and the engine's masks (and engine restarts); it is built only where one of
+    // them runs.
+    let engine_here = needs(Stage::Executor) && p.executor.contains(&ExecutorSpec::Engine);
     let guides = match &tokenizer {
-        Some(t) if needs(Stage::Ingress) || engine_here => {
+        Some(t) if needs(Stage::Tokenizer) || engine_here => {
             let started = std::time::Instant::now();
             match Guides::new(t) {
                 Ok(g) => {
@@ -414,27 +471,33 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
         }
         _ => None,
     };
+    // Guides compiled by this process's tokenizer stage go straight to its engine.
+    let handoff = (needs(Stage::Tokenizer) && engine_here).then(GuideHandoff::default);
     let (executor, engine_len) = if needs(Stage::Executor) {
-        let (factory, len) = executor(model, tokenizer.as_ref(), guides.as_ref(), p)?;
+        let (factory, len) = executor(model, tokenizer.as_ref(), guides.as_ref(), handoff.as_ref(), p)?;
         (Some(factory), len)
     } else {
         (None, None)
     };
     let max_model_len = engine_len.or(p.max_model_len.map(|m| m as u32));
-    let chat = chat_settings(p)?;
-    let renderer = match (tok_dir, &p.chat_template) {
-        (Some(dir), template) => match ChatRenderer::from_dir(dir, template.as_deref()) {
-            Ok(r) => Some(Arc::new(r)),
-            Err(e) if template.is_some() => return Err(e.into()),
-            Err(e) => {
-                tracing::warn!("no chat template ({e}); /v1/chat/completions will refuse requests");
-                None
-            }
-        },
-        (None, Some(file)) => Some(Arc::new(ChatRenderer::from_dir(Path::new("."), Some(file))?)),
-        (None, None) => None,
+    let chat = chat_settings(p);
+    let renderer = if needs(Stage::Tokenizer) {
+        match (tok_dir, &p.chat_template) {
+            (Some(dir), template) => match ChatRenderer::from_dir(dir, template.as_deref()) {
+                Ok(r) => Some(Arc::new(r)),
+                Err(e) if template.is_some() => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!("no chat template ({e}); /v1/chat/completions will refuse requests");
+                    None
+                }
+            },
+            (None, Some(file)) => Some(Arc::new(ChatRenderer::from_dir(Path::new("."), Some(file))?)),
+            (None, None) => None,
+        }
+    } else {
+        None
     };
-    if let (Some(r), Some(t)) = (&renderer, &chat.tool_parser) {
+    if let (Some(r), Some(t)) = (&renderer, chat.tool_parser) {
         let ok = match self_test(r, t) {
             Ok(()) => {
                 tracing::info!("self-test: the chat template's tool calls read back with the {t} parser");
@@ -454,18 +517,14 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
             .and_then(|m| m.file_name())
             .map_or_else(|| "braid".to_owned(), |n| n.to_string_lossy().into_owned())
     });
-    let api_tokenizer = tokenizer.clone();
-    let api_renderer = renderer.clone();
-    let constraints = match (needs(Stage::Ingress), guides, api_tokenizer.as_deref()) {
-        (true, Some(g), Some(t)) => Some(Arc::new(braid_api::Constraints::new(g, t))),
-        _ => None,
-    };
     let config = NodeConfig {
         stages,
         tokenizer,
         executor,
         chat: renderer,
         max_model_len,
+        guides,
+        handoff,
         max_inflight: p.max_inflight,
         submit_timeout: Duration::from_secs(30),
     };
@@ -482,8 +541,7 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
         let server = match node.ingress.clone() {
             Some(ingress) => {
                 let state = braid_api::AppState {
-                    ingress,
-                    members: node.members.clone(),
+                    pipeline: Arc::new(ingress),
                     model: model_name,
                     chat,
                     replay: (p.reasoning_replay_size > 0).then(|| {
@@ -492,12 +550,9 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
                             Duration::from_secs(p.reasoning_replay_ttl),
                         ))
                     }),
-                    tokenizer: api_tokenizer,
-                    renderer: api_renderer,
                     max_model_len,
                     api_key: p.api_key.clone(),
                     max_body_bytes: p.max_body_bytes,
-                    constraints,
                 };
                 let app = braid_api::router(state).route(
                     "/metrics",

@@ -15,6 +15,7 @@
 pub mod assemble;
 pub mod event;
 pub mod grammar;
+mod named;
 pub mod output;
 pub mod reasoning;
 mod scan;
@@ -24,6 +25,7 @@ pub mod tools;
 
 pub use assemble::{ParsedCall, ParsedOutput};
 pub use event::{CallOutcome, Event, FallbackReason, Sink, StreamParser};
+pub use named::{Format, Named, ReasoningParser, ToolParser};
 pub use output::{OutputConfig, OutputParser};
 pub use reasoning::{ReasoningFormat, ReasoningPlacement, ReasoningSplitter, StartOverride};
 pub use schema::ToolSchemas;

@@ -122,29 +122,38 @@ impl ToolSchemas {
     /// function objects are accepted too). Entries without a name are skipped.
     pub fn from_tools(tools: &Value) -> ToolSchemas {
         let mut out = ToolSchemas::default();
-        let Some(list) = tools.as_array() else {
-            return out;
-        };
-        for tool in list {
+        for tool in tools.as_array().into_iter().flatten() {
             let func = tool.get("function").unwrap_or(tool);
-            let Some(name) = func.get("name").and_then(Value::as_str) else {
-                continue;
-            };
-            let mut schema = ToolSchema::default();
-            if let Some(params) = func.get("parameters") {
-                if let Some(Value::Object(props)) = params.get("properties") {
-                    for (k, v) in props {
-                        schema.params.insert(k.clone(), TypeSet::from_schema(v));
-                    }
-                }
-                if let Some(Value::Array(req)) = params.get("required") {
-                    schema.required = req.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect();
-                }
+            if let Some(name) = func.get("name").and_then(Value::as_str) {
+                out.add(name, func.get("parameters"));
             }
-            out.order.push(name.to_owned());
-            out.tools.insert(name.to_owned(), schema);
         }
         out
+    }
+
+    /// Indexes declared tools, as the API decoded them.
+    pub fn from_specs(tools: &[crate::tools::grammar::ToolSpec]) -> ToolSchemas {
+        let mut out = ToolSchemas::default();
+        for t in tools {
+            out.add(&t.name, t.parameters.as_ref());
+        }
+        out
+    }
+
+    fn add(&mut self, name: &str, params: Option<&Value>) {
+        let mut schema = ToolSchema::default();
+        if let Some(params) = params {
+            if let Some(Value::Object(props)) = params.get("properties") {
+                for (k, v) in props {
+                    schema.params.insert(k.clone(), TypeSet::from_schema(v));
+                }
+            }
+            if let Some(Value::Array(req)) = params.get("required") {
+                schema.required = req.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect();
+            }
+        }
+        self.order.push(name.to_owned());
+        self.tools.insert(name.to_owned(), schema);
     }
 
     /// Whether the request declared any tools.

@@ -8,6 +8,7 @@ mod conformance;
 mod engine_fixture;
 mod llama_cpp;
 mod observability;
+mod one_door;
 mod openai_client;
 mod pipeline;
 mod scale_out;

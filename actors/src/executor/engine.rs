@@ -3,50 +3,61 @@
 use std::sync::Arc;
 
 use braid_bus::{Failure, FailureKind, Finish, Prefill, RequestId, Setup};
-use braid_engine::{Engine, FinishReason, GateStart, ReasoningGate, Request, SamplingParams, Tokenizer};
+use braid_engine::{Engine, FinishReason, ReasoningGate, Request, SamplingParams, Tokenizer};
 use braid_parsers::reasoning::StartState;
 use braid_parsers::StartOverride;
 
 use super::{ExecOutput, ExecStats, Executor};
+use crate::constraints::GuideHandoff;
 use crate::splitter::ReasoningSetup;
+use crate::StageError;
 
 /// braid's own engine.
 pub struct EngineExecutor {
     engine: Engine,
     tokenizer: Option<Arc<Tokenizer>>,
+    handoff: Option<GuideHandoff>,
 }
 
 impl EngineExecutor {
     /// Wraps a loaded engine; with the model's tokenizer, reasoning budgets and guides
-    /// (which need the family's markers as token ids) are available.
-    pub fn new(engine: Engine, tokenizer: Option<Arc<Tokenizer>>) -> Self {
-        EngineExecutor { engine, tokenizer }
+    /// (which need the family's markers as token ids) are available. Guides this
+    /// process's tokenizer stage compiled are taken from `handoff`; others are compiled
+    /// from their grammar text.
+    pub fn new(engine: Engine, tokenizer: Option<Arc<Tokenizer>>, handoff: Option<GuideHandoff>) -> Self {
+        EngineExecutor {
+            engine,
+            tokenizer,
+            handoff,
+        }
     }
 
     /// The reasoning gate for a request that needs one (a guide or a budget): where output
     /// starts and the family's markers, from the reasoning parser the request names.
-    fn gate(&self, setup: &Setup, budget: Option<u32>) -> Result<Option<ReasoningGate>, String> {
-        let Some(r) = ReasoningSetup::of(setup)? else {
+    fn gate(&self, setup: &Setup, budget: Option<u32>) -> Result<Option<ReasoningGate>, StageError> {
+        let Some(r) = ReasoningSetup::of(setup) else {
             return Ok(None);
         };
         let format = r.format;
         let tok = self
             .tokenizer
             .as_ref()
-            .ok_or("reasoning budgets need the model's tokenizer")?;
+            .ok_or_else(|| StageError::Refused("reasoning budgets need the model's tokenizer".into()))?;
         let start = if !r.thinking {
-            GateStart::Answer
+            StartState::Content
         } else {
             match r.start {
-                StartOverride::InReasoning => GateStart::Reasoning,
-                StartOverride::InContent => GateStart::Answer,
+                StartOverride::InReasoning => StartState::Reasoning,
+                StartOverride::InContent => StartState::Content,
                 StartOverride::FormatDefault => match format.start {
-                    StartState::Reasoning => GateStart::Reasoning,
-                    StartState::Content | StartState::Undecided => GateStart::Either,
+                    // A format that answers first may still open with its marker: the
+                    // first token decides.
+                    StartState::Reasoning => StartState::Reasoning,
+                    StartState::Content | StartState::Undecided => StartState::Undecided,
                 },
             }
         };
-        let encode = |s: &str| tok.encode(s).map_err(|e| e.to_string());
+        let encode = |s: &str| tok.encode(s).map_err(StageError::Engine);
         Ok(Some(ReasoningGate {
             start,
             open_tokens: encode(format.open)?,
@@ -58,7 +69,7 @@ impl EngineExecutor {
 }
 
 impl Executor for EngineExecutor {
-    fn add(&mut self, id: RequestId, prefill: &Prefill) -> Result<(), String> {
+    fn add(&mut self, id: RequestId, prefill: &Prefill) -> Result<(), StageError> {
         let s = &prefill.sampling;
         let request = Request {
             id: id.0,
@@ -84,7 +95,14 @@ impl Executor for EngineExecutor {
                 None
             },
         };
-        self.engine.add(request).map_err(|e| e.to_string())
+        let compiled = match (&request.guide, &self.handoff) {
+            (Some(_), Some(h)) => h.take(id.0),
+            _ => None,
+        };
+        if request.guide.is_some() && compiled.is_none() {
+            metrics::counter!("braid_guide_compiles_total").increment(1);
+        }
+        Ok(self.engine.add_compiled(request, compiled)?)
     }
 
     fn abort(&mut self, id: RequestId) {
@@ -109,8 +127,8 @@ impl Executor for EngineExecutor {
         }
     }
 
-    fn step(&mut self, out: &mut Vec<ExecOutput>) -> Result<(), String> {
-        let outputs = self.engine.step().map_err(|e| e.to_string())?;
+    fn step(&mut self, out: &mut Vec<ExecOutput>) -> Result<(), StageError> {
+        let outputs = self.engine.step()?;
         out.extend(outputs.into_iter().map(|o| ExecOutput {
             id: RequestId(o.id),
             tokens: o.token.map(|t| vec![t.token]).unwrap_or_default(),
@@ -118,11 +136,11 @@ impl Executor for EngineExecutor {
                 FinishReason::Stop => Finish::Stop,
                 FinishReason::Length => Finish::Length,
                 FinishReason::Abort => Finish::Abort,
-                FinishReason::Failed(message) => Finish::Failed(Failure {
-                    kind: FailureKind::Internal,
-                    stage: braid_bus::Stage::Executor,
-                    message: format!("the structured-output grammar could not go on: {message}"),
-                }),
+                FinishReason::Failed(message) => Finish::Failed(Failure::new(
+                    FailureKind::Internal,
+                    braid_bus::Stage::Executor,
+                    format!("the structured-output grammar could not go on: {message}"),
+                )),
             }),
             reported: None,
         }));

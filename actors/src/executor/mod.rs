@@ -3,8 +3,9 @@
 //! The model runs on its own thread (it is CPU- or GPU-bound and must not stall the
 //! async runtime). The actor only forwards prefills and cancels to that thread as
 //! [`Command`]s; the thread steps the [`Executor`], and a publisher task sends what each
-//! step produced. Two executors exist: the candle engine ([`engine`]) and recorded
-//! outputs ([`replay`]) for load tests and parser end-to-end tests without weights.
+//! step produced. Three executors exist: the candle engine ([`engine`]), recorded outputs
+//! ([`replay`]) for load and client tests without weights, and another OpenAI-compatible
+//! server ([`upstream`]).
 
 pub mod engine;
 pub mod replay;
@@ -23,8 +24,9 @@ use braid_bus::{
 };
 use tokio::sync::mpsc;
 
-use crate::membership::Members;
 use crate::stage::{Logic, Outbox, StageCtx};
+use crate::StageError;
+use braid_bus::Members;
 
 /// What the executor thread produced for one request in one step.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,14 +43,15 @@ pub struct ExecOutput {
 
 /// Something that turns prompts into tokens, a step at a time, for many requests.
 pub trait Executor: Send {
-    /// Starts a request; an `Err` says what is wrong with it, for the client.
-    fn add(&mut self, id: RequestId, prefill: &Prefill) -> Result<(), String>;
+    /// Starts a request; an `Err` says what is wrong with it ([`StageError::Refused`] or
+    /// an engine input error: the client's to fix) or that the executor failed.
+    fn add(&mut self, id: RequestId, prefill: &Prefill) -> Result<(), StageError>;
     /// Stops a request (no output follows).
     fn abort(&mut self, id: RequestId);
     /// Whether any request is waiting or running.
     fn has_work(&self) -> bool;
     /// Runs one step, appending what each request got.
-    fn step(&mut self, out: &mut Vec<ExecOutput>) -> Result<(), String>;
+    fn step(&mut self, out: &mut Vec<ExecOutput>) -> Result<(), StageError>;
     /// Scheduler figures for metrics (none by default).
     fn stats(&self) -> ExecStats {
         ExecStats::default()
@@ -57,16 +60,16 @@ pub trait Executor: Send {
 
 /// Refuses what only braid's engine can do (a grammar, a reasoning budget): an executor
 /// that cannot constrain its output must say so rather than answer unconstrained.
-pub(crate) fn refuse_constraints(sampling: &braid_bus::Sampling, executor: &str) -> Result<(), String> {
+pub(crate) fn refuse_constraints(sampling: &braid_bus::Sampling, executor: &str) -> Result<(), StageError> {
     if sampling.guide.is_some() {
-        return Err(format!(
+        return Err(StageError::Refused(format!(
             "the {executor} executor cannot enforce structured outputs or tool_choice; serve the model with --executor engine"
-        ));
+        )));
     }
     if sampling.thinking_token_budget.is_some() {
-        return Err(format!(
+        return Err(StageError::Refused(format!(
             "the {executor} executor cannot enforce thinking_token_budget; serve the model with --executor engine"
-        ));
+        )));
     }
     Ok(())
 }
@@ -234,7 +237,7 @@ fn run(
             outputs.clear();
             match std::panic::catch_unwind(AssertUnwindSafe(|| exec.step(&mut outputs))) {
                 Ok(Ok(())) => {}
-                Ok(Err(message)) => fail_all(&mut *exec, &mut live, &mut out, &message),
+                Ok(Err(e)) => fail_all(&mut *exec, &mut live, &mut out, &e.to_string()),
                 Err(_) => fail_all(&mut *exec, &mut live, &mut out, "the executor panicked"),
             }
             for o in outputs.drain(..) {
@@ -286,8 +289,8 @@ fn add(
         );
         return;
     };
-    if let Err(message) = exec.add(id, &prefill) {
-        out.fail(id, Stage::Executor, FailureKind::BadRequest, message);
+    if let Err(e) = exec.add(id, &prefill) {
+        out.fail(id, Stage::Executor, e.failure_kind(), e.to_string());
         return;
     }
     live.insert(

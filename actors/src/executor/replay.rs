@@ -155,15 +155,15 @@ impl ReplayExecutor {
 }
 
 impl Executor for ReplayExecutor {
-    fn add(&mut self, id: RequestId, prefill: &Prefill) -> Result<(), String> {
+    fn add(&mut self, id: RequestId, prefill: &Prefill) -> Result<(), StageError> {
         if prefill.sampling.max_tokens == 0 {
-            return Err("max_tokens must be at least 1".into());
+            return Err(StageError::Refused("max_tokens must be at least 1".into()));
         }
         super::refuse_constraints(&prefill.sampling, "replay")?;
         let prompt = self.tokenizer.decode_lossy(&prefill.prompt, false);
-        let tokens = self
-            .pick(&prompt)
-            .ok_or("no recording matches this prompt (and none is without `match`)")?;
+        let tokens = self.pick(&prompt).ok_or_else(|| {
+            StageError::Refused("no recording matches this prompt (and none is without `match`)".into())
+        })?;
         self.playing.push(Playing {
             id,
             tokens,
@@ -181,7 +181,7 @@ impl Executor for ReplayExecutor {
         !self.playing.is_empty()
     }
 
-    fn step(&mut self, out: &mut Vec<ExecOutput>) -> Result<(), String> {
+    fn step(&mut self, out: &mut Vec<ExecOutput>) -> Result<(), StageError> {
         if let Some(last) = self.last_step {
             let due = last + self.pace.interval;
             let now = Instant::now();

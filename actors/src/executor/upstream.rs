@@ -82,11 +82,7 @@ impl std::fmt::Debug for UpstreamExecutor {
 }
 
 fn failed(message: String) -> Finish {
-    Finish::Failed(Failure {
-        kind: FailureKind::Unavailable,
-        stage: Stage::Executor,
-        message,
-    })
+    Finish::Failed(Failure::new(FailureKind::Unavailable, Stage::Executor, message))
 }
 
 impl UpstreamExecutor {
@@ -249,11 +245,11 @@ async fn stream(
             FailureKind::Unavailable
         };
         return end(
-            Finish::Failed(Failure {
+            Finish::Failed(Failure::new(
                 kind,
-                stage: Stage::Executor,
-                message: format!("the upstream {url} answered {status}: {message}"),
-            }),
+                Stage::Executor,
+                format!("the upstream {url} answered {status}: {message}"),
+            )),
             None,
         );
     }
@@ -318,9 +314,9 @@ async fn stream(
 }
 
 impl Executor for UpstreamExecutor {
-    fn add(&mut self, id: RequestId, prefill: &Prefill) -> Result<(), String> {
+    fn add(&mut self, id: RequestId, prefill: &Prefill) -> Result<(), StageError> {
         if prefill.sampling.max_tokens == 0 {
-            return Err("max_tokens must be at least 1".into());
+            return Err(StageError::Refused("max_tokens must be at least 1".into()));
         }
         super::refuse_constraints(&prefill.sampling, "upstream")?;
         let text = match self.spec.prompt_as {
@@ -357,7 +353,7 @@ impl Executor for UpstreamExecutor {
         !self.live.is_empty()
     }
 
-    fn step(&mut self, out: &mut Vec<ExecOutput>) -> Result<(), String> {
+    fn step(&mut self, out: &mut Vec<ExecOutput>) -> Result<(), StageError> {
         // Wait briefly for the first event, then take everything that has arrived: one
         // output per request per step, however many upstream chunks it holds.
         let first = self.events.recv_timeout(Duration::from_millis(20)).ok();
@@ -389,7 +385,7 @@ impl Executor for UpstreamExecutor {
             let tokens = if text.is_empty() {
                 Vec::new()
             } else {
-                self.tokenizer.encode(&text).map_err(|e| e.to_string())?
+                self.tokenizer.encode(&text)?
             };
             let (finish, reported) = match end {
                 Some((f, u)) => {

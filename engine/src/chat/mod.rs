@@ -156,6 +156,15 @@ impl ChatRenderer {
         })
     }
 
+    /// How this renderer wants tool-call arguments (DeepSeek-V3.2's encoder takes them
+    /// as objects).
+    pub fn arguments_as(&self) -> ArgumentsAs {
+        match self {
+            ChatRenderer::Jinja(t) => t.arguments_as(),
+            ChatRenderer::DeepseekV32 => ArgumentsAs::Object,
+        }
+    }
+
     /// The prompt for a conversation.
     pub fn render(&self, conv: &Conversation<'_>) -> Result<String> {
         match self {

@@ -94,99 +94,12 @@ fn big_arguments(n: usize) -> Value {
     })
 }
 
-/// Two calls with ~1 KB of arguments each, in the format's markup.
+/// Two calls with ~1 KB of arguments each, in the format's own markup.
 fn calls_markup(format: &str) -> String {
     let a = [big_arguments(1), big_arguments(2)];
-    let args = |i: usize| a[i].to_string();
-    let params = |i: usize, open: &dyn Fn(&str) -> String, close: &str| -> String {
-        let mut s = String::new();
-        if let Value::Object(m) = &a[i] {
-            for (k, v) in m {
-                let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-                s.push_str(&format!("{}{v}{close}\n", open(k)));
-            }
-        }
-        s
-    };
-    // (section open, section close, one call) per format.
-    type Call<'a> = Box<dyn Fn(usize) -> String + 'a>;
-    let (open, close, call): (&str, &str, Call<'_>) = match format {
-        "hermes" => (
-            "",
-            "",
-            Box::new(|i| {
-                format!(
-                    "<tool_call>\n{{\"name\": \"get_weather\", \"arguments\": {}}}\n</tool_call>\n",
-                    args(i)
-                )
-            }),
-        ),
-        "kimi_k2" => (
-            "<|tool_calls_section_begin|>",
-            "<|tool_calls_section_end|>",
-            Box::new(|i| {
-                format!("<|tool_call_begin|>functions.get_weather:{i}<|tool_call_argument_begin|>{}<|tool_call_end|>", args(i))
-            }),
-        ),
-        "deepseek_v3" => (
-            "<｜tool▁calls▁begin｜>",
-            "<｜tool▁calls▁end｜>",
-            Box::new(|i| {
-                format!("<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{}\n```<｜tool▁call▁end｜>", args(i))
-            }),
-        ),
-        "deepseek_v31" => (
-            "<｜tool▁calls▁begin｜>",
-            "<｜tool▁calls▁end｜>",
-            Box::new(|i| {
-                format!(
-                    "<｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{}<｜tool▁call▁end｜>",
-                    args(i)
-                )
-            }),
-        ),
-        "deepseek_v32" => (
-            "<｜DSML｜function_calls>\n",
-            "</｜DSML｜function_calls>",
-            Box::new(|i| {
-                let p = params(
-                    i,
-                    &|k| format!("<｜DSML｜parameter name=\"{k}\" string=\"{}\">", k != "days"),
-                    "</｜DSML｜parameter>",
-                );
-                format!("<｜DSML｜invoke name=\"get_weather\">\n{p}</｜DSML｜invoke>\n")
-            }),
-        ),
-        "qwen3_coder" => (
-            "",
-            "",
-            Box::new(|i| {
-                let p = params(i, &|k| format!("<parameter={k}>\n"), "\n</parameter>");
-                format!("<tool_call>\n<function=get_weather>\n{p}</function>\n</tool_call>\n")
-            }),
-        ),
-        "minimax_m2" => (
-            "<minimax:tool_call>\n",
-            "</minimax:tool_call>",
-            Box::new(|i| {
-                let p = params(i, &|k| format!("<parameter name=\"{k}\">"), "</parameter>");
-                format!("<invoke name=\"get_weather\">\n{p}</invoke>\n")
-            }),
-        ),
-        _ => (
-            "",
-            "",
-            Box::new(|i| {
-                let p = params(
-                    i,
-                    &|k| format!("<arg_key>{k}</arg_key>\n<arg_value>"),
-                    "</arg_value>",
-                );
-                format!("<tool_call>get_weather\n{p}</tool_call>\n")
-            }),
-        ),
-    };
-    format!("{open}{}{close}", (0..2).map(call).collect::<String>())
+    braid_parsers::tool_format(format)
+        .map(|f| f.markup.write(&[("get_weather", &a[0]), ("get_weather", &a[1])]))
+        .unwrap_or_default()
 }
 
 /// The reasoning parser each tool format is served with, and how its reasoning is marked.

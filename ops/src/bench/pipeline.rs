@@ -117,9 +117,10 @@ fn submit(max_tokens: u32) -> Submit {
             max_tokens,
             ..Sampling::default()
         },
+        constraint: None,
         setup: Setup {
-            reasoning_parser: Some("qwen3".into()),
-            tool_parser: Some("hermes".into()),
+            reasoning_parser: "qwen3".parse().ok(),
+            tool_parser: "hermes".parse().ok(),
             skip_special_tokens: true,
             ..Setup::default()
         },
@@ -249,6 +250,8 @@ async fn measure(
         executor: Some(factory),
         chat: None,
         max_model_len: None,
+        guides: None,
+        handoff: None,
         max_inflight: streams + 16,
         submit_timeout: Duration::from_secs(60),
     };
@@ -292,7 +295,7 @@ async fn measure(
 }
 
 /// Runs `streams` concurrent requests to the end; returns (tokens streamed, errors).
-async fn drive(ingress: &braid_actors::Ingress, streams: usize) -> (usize, usize) {
+async fn drive(ingress: &braid_bus::Client, streams: usize) -> (usize, usize) {
     let mut tasks = Vec::with_capacity(streams);
     for _ in 0..streams {
         let ingress = ingress.clone();

@@ -168,6 +168,8 @@ pub(crate) fn run(args: &UpstreamBenchArgs) -> anyhow::Result<ExitCode> {
             executor: Some(factory),
             chat: None,
             max_model_len: None,
+            guides: None,
+            handoff: None,
             max_inflight: args.streams + 16,
             submit_timeout: Duration::from_secs(30),
         };
@@ -186,6 +188,7 @@ pub(crate) fn run(args: &UpstreamBenchArgs) -> anyhow::Result<ExitCode> {
                 let submit = Submit {
                     prompt: Prompt::Text("go".into()),
                     sampling: Sampling { max_tokens: max, ..Sampling::default() },
+                    constraint: None,
                     setup: Setup { skip_special_tokens: true, ..Setup::default() },
                 };
                 let mut lat = Vec::new();

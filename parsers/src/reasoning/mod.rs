@@ -18,7 +18,8 @@ pub mod qwen3;
 use crate::event::{Event, FallbackReason, Sink, StreamParser};
 use crate::scan::{Feeder, MarkerMachine, Step};
 
-/// Where output begins when nothing says otherwise.
+/// Where output begins: a format's default, and (resolved from a [`StartOverride`], the
+/// format and the thinking switch) where the engine's reasoning gate starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartState {
     /// Inside reasoning: the template opened the block in the prompt.
@@ -84,8 +85,9 @@ pub const FORMATS: &[&ReasoningFormat] = &[
     &deepseek_v3::FORMAT,
 ];
 
-/// How the caller fixes the start state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What the rendered prompt says about where output starts (read once, by the tokenizer
+/// stage, and carried on the bus to the splitter and the engine's reasoning gate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum StartOverride {
     /// Use the format's default.
     #[default]

@@ -11,6 +11,7 @@
 //! value inside the fence. `｜` is U+FF5C and `▁` U+2581. Source: vLLM
 //! `tool_parsers/deepseekv3_tool_parser.py`.
 
+use super::markup::Markup;
 use super::{Body, Header, ToolFormat};
 
 pub(crate) const SECTION_OPEN: &str = "<\u{ff5c}tool\u{2581}calls\u{2581}begin\u{ff5c}>";
@@ -32,4 +33,11 @@ pub const FORMAT: ToolFormat = ToolFormat {
     },
     body: Body::Json,
     call_close: &[CALL_CLOSE, SECTION_CLOSE],
+    markup: Markup::json_calls(
+        SECTION_OPEN,
+        SECTION_CLOSE,
+        "<\u{ff5c}tool\u{2581}call\u{2581}begin\u{ff5c}>function<\u{ff5c}tool\u{2581}sep\u{ff5c}>",
+        "\n```json\n",
+        "\n```<\u{ff5c}tool\u{2581}call\u{2581}end\u{ff5c}>",
+    ),
 };

@@ -5,6 +5,7 @@
 //! `tool_parsers/deepseekv31_tool_parser.py`.
 
 use super::deepseek_v3::{CALL_CLOSE, CALL_OPEN, SECTION_CLOSE, SECTION_OPEN, SEP};
+use super::markup::Markup;
 use super::{Body, Header, ToolFormat};
 
 /// The `deepseek_v31` format.
@@ -20,4 +21,5 @@ pub const FORMAT: ToolFormat = ToolFormat {
     },
     body: Body::Json,
     call_close: &[CALL_CLOSE, SECTION_CLOSE],
+    markup: Markup::json_calls(SECTION_OPEN, SECTION_CLOSE, CALL_OPEN, SEP, CALL_CLOSE),
 };

@@ -13,6 +13,7 @@
 //! U+FF5C. Source: DeepSeek's `encoding_dsv32.py`, vLLM
 //! `tool_parsers/deepseekv32_tool_parser.py`.
 
+use super::markup::{Args, Markup, Name, Tags};
 use super::xml_params::{ValueTrim, XmlParams};
 use super::{Body, Header, ToolFormat};
 
@@ -47,4 +48,19 @@ pub const FORMAT: ToolFormat = ToolFormat {
     },
     body: Body::Params(&PARAMS),
     call_close: &[CALL_CLOSE, SECTION_CLOSE],
+    markup: Markup {
+        begin: "<\u{ff5c}DSML\u{ff5c}function_calls>\n",
+        end: SECTION_CLOSE,
+        between: "",
+        call_open: "<\u{ff5c}DSML\u{ff5c}invoke name=\"",
+        name: Name::Plain,
+        name_end: "\">\n",
+        args: Args::Tags(Tags {
+            open: "<\u{ff5c}DSML\u{ff5c}parameter name=\"",
+            key_end: "\" string=\"true\">",
+            key_end_typed: Some("\" string=\"false\">"),
+            close: "</\u{ff5c}DSML\u{ff5c}parameter>\n",
+        }),
+        call_close: "</\u{ff5c}DSML\u{ff5c}invoke>\n",
+    },
 };

@@ -12,6 +12,7 @@
 //! may be indented code); the schema types them. Source:
 //! vLLM `tool_parsers/glm4_moe_tool_parser.py`, GLM-4.5's chat template.
 
+use super::markup::{Args, Markup, Name, Tags};
 use super::xml_params::{ValueTrim, XmlParams};
 use super::{Body, Header, ToolFormat};
 
@@ -34,6 +35,14 @@ pub const PARAMS: XmlParams = XmlParams {
     trim: ValueTrim::Keep,
 };
 
+/// How GLM-4.5 writes a tagged argument (GLM-4.7 drops the newlines).
+pub(crate) const TAGS: Tags = Tags {
+    open: KEY_OPEN,
+    key_end: "</arg_key>\n<arg_value>",
+    key_end_typed: None,
+    close: "</arg_value>\n",
+};
+
 /// The `glm45` format.
 pub const FORMAT: ToolFormat = ToolFormat {
     name: "glm45",
@@ -47,4 +56,14 @@ pub const FORMAT: ToolFormat = ToolFormat {
     },
     body: Body::Params(&PARAMS),
     call_close: &[CALL_CLOSE],
+    markup: Markup {
+        begin: "",
+        end: "",
+        between: "\n",
+        call_open: CALL_OPEN,
+        name: Name::Plain,
+        name_end: "\n",
+        args: Args::Tags(TAGS),
+        call_close: CALL_CLOSE,
+    },
 };

@@ -5,10 +5,21 @@
 //! a newline, so GLM-4.7 is the same table under its own name. Source: vLLM
 //! `tool_parsers/glm47_moe_tool_parser.py`.
 
+use super::markup::{Args, Markup, Tags};
 use super::ToolFormat;
 
 /// The `glm47` format.
 pub const FORMAT: ToolFormat = ToolFormat {
     name: "glm47",
+    markup: Markup {
+        between: "",
+        name_end: "",
+        args: Args::Tags(Tags {
+            key_end: "</arg_key><arg_value>",
+            close: "</arg_value>",
+            ..super::glm45::TAGS
+        }),
+        ..super::glm45::FORMAT.markup
+    },
     ..super::glm45::FORMAT
 };

@@ -2,8 +2,9 @@
 //! (`required`, a named function) and `strict` tools can make the model write calls the
 //! extractor reads back, with arguments valid against each tool's schema.
 //!
-//! One [`Markup`] per family says where the calls begin and end, how a call opens, how
-//! the name is written, and whether the arguments are one JSON value or key/value tags.
+//! Each family's [`Markup`] (in its format file, beside the markers its parser reads)
+//! says where the calls begin and end, how a call opens, how the name is written, and
+//! whether the arguments are one JSON value or key/value tags.
 //! JSON arguments are an embedded schema (`%json`); tagged values are typed by their
 //! parameter's schema: strings are free text that cannot contain the close tag (bounded by
 //! `minLength`/`maxLength`), enums are their literals, anything else is JSON.
@@ -12,193 +13,21 @@ use serde_json::{json, Value};
 
 use crate::grammar::{json_lexeme, literal, regex_literal, Specials};
 
-/// How a call's name is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Name {
-    /// As it is.
-    Plain,
-    /// Kimi-K2's `functions.NAME:INDEX`.
-    KimiId,
-    /// Inside the JSON body, beside the arguments (Hermes).
-    InJson,
-}
+use super::markup::{Args, Markup, Name, Tags};
+use super::ToolFormat;
 
-/// How tagged arguments are written.
-#[derive(Debug, Clone, Copy)]
-struct Tags {
-    /// Opens a parameter; the key follows.
-    open: &'static str,
-    /// Between the key and a string value.
-    key_end: &'static str,
-    /// Between the key and any other value (DSML marks strings); `None`: as `key_end`.
-    key_end_typed: Option<&'static str>,
-    /// After the value.
-    close: &'static str,
-}
-
-/// How a call's arguments are written.
-#[derive(Debug, Clone, Copy)]
-enum Args {
-    /// One JSON object.
-    Json,
-    /// Key/value tags.
-    Tags(Tags),
-}
-
-/// How a family writes its tool calls.
-#[derive(Debug, Clone, Copy)]
-struct Markup {
-    /// Before the first call and after the last.
-    begin: &'static str,
-    end: &'static str,
-    /// Between two calls.
-    between: &'static str,
-    /// Opens a call; the name follows.
-    call_open: &'static str,
-    name: Name,
-    /// After the name, before the arguments.
-    name_end: &'static str,
-    args: Args,
-    /// Closes a call.
-    call_close: &'static str,
-}
-
-const QWEN3_CODER_TAGS: Tags = Tags {
-    open: "<parameter=",
-    key_end: ">\n",
-    key_end_typed: None,
-    close: "\n</parameter>\n",
-};
-
-const GLM_TAGS: Tags = Tags {
-    open: "<arg_key>",
-    key_end: "</arg_key>\n<arg_value>",
-    key_end_typed: None,
-    close: "</arg_value>\n",
-};
-
-/// The markup of a tool parser, by its name.
-fn markup(format: &str) -> Option<Markup> {
-    let json_call = |begin, end, call_open, name_end, call_close| Markup {
-        begin,
-        end,
-        between: "",
-        call_open,
-        name: Name::Plain,
-        name_end,
-        args: Args::Json,
-        call_close,
-    };
-    Some(match format {
-        "hermes" => Markup {
-            begin: "",
-            end: "",
-            between: "\n",
-            call_open: "<tool_call>\n",
-            name: Name::InJson,
-            name_end: "",
-            args: Args::Json,
-            call_close: "\n</tool_call>",
-        },
-        "kimi_k2" => Markup {
-            name: Name::KimiId,
-            ..json_call(
-                "<|tool_calls_section_begin|>",
-                "<|tool_calls_section_end|>",
-                "<|tool_call_begin|>",
-                "<|tool_call_argument_begin|>",
-                "<|tool_call_end|>",
-            )
-        },
-        "qwen3_coder" => Markup {
-            begin: "",
-            end: "",
-            between: "\n",
-            call_open: "<tool_call>\n<function=",
-            name: Name::Plain,
-            name_end: ">\n",
-            args: Args::Tags(QWEN3_CODER_TAGS),
-            call_close: "</function>\n</tool_call>",
-        },
-        "deepseek_v3" => json_call(
-            "<｜tool▁calls▁begin｜>",
-            "<｜tool▁calls▁end｜>",
-            "<｜tool▁call▁begin｜>function<｜tool▁sep｜>",
-            "\n```json\n",
-            "\n```<｜tool▁call▁end｜>",
-        ),
-        "deepseek_v31" => json_call(
-            "<｜tool▁calls▁begin｜>",
-            "<｜tool▁calls▁end｜>",
-            "<｜tool▁call▁begin｜>",
-            "<｜tool▁sep｜>",
-            "<｜tool▁call▁end｜>",
-        ),
-        "deepseek_v32" => Markup {
-            begin: "<｜DSML｜function_calls>\n",
-            end: "</｜DSML｜function_calls>",
-            between: "",
-            call_open: "<｜DSML｜invoke name=\"",
-            name: Name::Plain,
-            name_end: "\">\n",
-            args: Args::Tags(Tags {
-                open: "<｜DSML｜parameter name=\"",
-                key_end: "\" string=\"true\">",
-                key_end_typed: Some("\" string=\"false\">"),
-                close: "</｜DSML｜parameter>\n",
-            }),
-            call_close: "</｜DSML｜invoke>\n",
-        },
-        "glm45" => Markup {
-            begin: "",
-            end: "",
-            between: "\n",
-            call_open: "<tool_call>",
-            name: Name::Plain,
-            name_end: "\n",
-            args: Args::Tags(GLM_TAGS),
-            call_close: "</tool_call>",
-        },
-        "glm47" => Markup {
-            begin: "",
-            end: "",
-            between: "",
-            call_open: "<tool_call>",
-            name: Name::Plain,
-            name_end: "",
-            args: Args::Tags(Tags {
-                key_end: "</arg_key><arg_value>",
-                close: "</arg_value>",
-                ..GLM_TAGS
-            }),
-            call_close: "</tool_call>",
-        },
-        "minimax_m2" => Markup {
-            begin: "<minimax:tool_call>\n",
-            end: "</minimax:tool_call>",
-            between: "",
-            call_open: "<invoke name=\"",
-            name: Name::Plain,
-            name_end: "\">\n",
-            args: Args::Tags(Tags {
-                open: "<parameter name=\"",
-                key_end: "\">",
-                key_end_typed: None,
-                close: "</parameter>\n",
-            }),
-            call_close: "</invoke>\n",
-        },
-        _ => return None,
-    })
-}
-
-/// A declared tool, as the grammar needs it.
-#[derive(Debug, Clone, PartialEq)]
+/// A declared tool: what the chat template, the tool extractor and the grammar writer
+/// read of it. The API decodes each protocol's tool list into these once.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ToolSpec {
     /// The function name.
     pub name: String,
-    /// Its parameters' JSON schema (`{"type": "object"}` when none was given).
-    pub parameters: Value,
+    /// What the function does, for the model.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Its parameters' JSON schema, as declared (`None`: any object).
+    #[serde(default)]
+    pub parameters: Option<Value>,
     /// `function.strict`: arguments are held to the schema even under `auto`.
     pub strict: bool,
 }
@@ -214,11 +43,8 @@ impl ToolSpec {
             .filter_map(|f| {
                 Some(ToolSpec {
                     name: f.get("name")?.as_str()?.to_owned(),
-                    parameters: f
-                        .get("parameters")
-                        .filter(|p| p.is_object())
-                        .cloned()
-                        .unwrap_or_else(|| json!({"type": "object"})),
+                    description: f.get("description").and_then(Value::as_str).map(str::to_owned),
+                    parameters: f.get("parameters").filter(|p| p.is_object()).cloned(),
                     strict: f.get("strict").and_then(Value::as_bool).unwrap_or(false),
                 })
             })
@@ -227,7 +53,7 @@ impl ToolSpec {
 }
 
 /// Which calls the grammar asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Pick {
     /// At least one call of any tool (more when `parallel`), and nothing else.
     Required {
@@ -243,19 +69,14 @@ pub enum Pick {
     },
 }
 
-/// Whether braid can write a grammar for this tool parser's calls.
-pub fn supports(format: &str) -> bool {
-    markup(format).is_some()
-}
-
 /// The grammar for `pick` among `tools`, in the markup of tool parser `format`.
 pub fn calls_grammar(
-    format: &str,
+    format: &ToolFormat,
     tools: &[ToolSpec],
     pick: &Pick,
     specials: &Specials,
 ) -> Result<String, String> {
-    let m = markup(format).ok_or_else(|| format!("no tool-call grammar for the {format:?} tool parser"))?;
+    let m = format.markup;
     let chosen: Vec<&ToolSpec> = match pick {
         Pick::Named(n) => tools.iter().filter(|t| &t.name == n).collect(),
         _ => tools.iter().collect(),
@@ -267,10 +88,10 @@ pub fn calls_grammar(
     let mut alts = Vec::new();
     for (i, tool) in chosen.iter().enumerate() {
         let free_args = matches!(pick, Pick::Auto { .. }) && !tool.strict;
-        let params = if free_args {
-            json!({"type": "object"})
-        } else {
-            closed(&tool.parameters)
+        let any = json!({"type": "object"});
+        let params = match &tool.parameters {
+            Some(declared) if !free_args => closed(declared),
+            _ => any,
         };
         rules.push(call_rule(&m, i, tool, &params, specials)?);
         alts.push(format!("call_{i}"));
@@ -459,7 +280,7 @@ mod tests {
         let t = tools();
         assert_eq!(t[0].name, "get_weather");
         assert!(!t[0].strict);
-        assert_eq!(t[1].parameters, json!({"type": "object"}));
+        assert_eq!(t[1].parameters, None);
         assert!(t[1].strict);
     }
 
@@ -471,18 +292,18 @@ mod tests {
                 Pick::Named("get_weather".into()),
                 Pick::Auto { parallel: false },
             ] {
-                let g = calls_grammar(f.name, &tools(), &pick, &Specials::default());
+                let g = calls_grammar(f, &tools(), &pick, &Specials::default());
                 assert!(g.is_ok_and(|g| g.starts_with("start: ")), "{} {pick:?}", f.name);
             }
         }
-        assert!(calls_grammar("nope", &tools(), &Pick::Named("x".into()), &Specials::default()).is_err());
-        assert!(calls_grammar("hermes", &tools(), &Pick::Named("x".into()), &Specials::default()).is_err());
+        let hermes = &crate::tools::hermes::FORMAT;
+        assert!(calls_grammar(hermes, &tools(), &Pick::Named("x".into()), &Specials::default()).is_err());
     }
 
     #[test]
     fn named_calls_name_the_function_and_type_each_value() {
         let g = calls_grammar(
-            "qwen3_coder",
+            &crate::tools::qwen3_coder::FORMAT,
             &tools(),
             &Pick::Named("get_weather".into()),
             &Specials::default(),
@@ -497,67 +318,5 @@ mod tests {
             "{g}"
         );
         assert!(g.contains(r#"%json {"type":"integer""#), "{g}");
-    }
-
-    /// A call written the way the grammar writes it (values in schema order).
-    fn write_call(m: &Markup, index: usize, name: &str, args: &Value) -> String {
-        let mut out = m.call_open.to_string();
-        match m.name {
-            Name::InJson => {
-                out.push_str(&json!({"name": name, "arguments": args}).to_string());
-                out.push_str(m.call_close);
-                return out;
-            }
-            Name::KimiId => out.push_str(&format!("functions.{name}:{index}")),
-            Name::Plain => out.push_str(name),
-        }
-        out.push_str(m.name_end);
-        match m.args {
-            Args::Json => out.push_str(&args.to_string()),
-            Args::Tags(t) => {
-                for (k, v) in args.as_object().into_iter().flatten() {
-                    let (text, key_end) = match v {
-                        Value::String(s) => (s.clone(), t.key_end),
-                        other => (other.to_string(), t.key_end_typed.unwrap_or(t.key_end)),
-                    };
-                    out.push_str(&format!("{}{k}{key_end}{text}{}", t.open, t.close));
-                }
-            }
-        }
-        out.push_str(m.call_close);
-        out
-    }
-
-    #[test]
-    fn calls_written_by_the_markup_read_back_with_each_parser() {
-        let tools_json = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}, "opts": {"type": "object"}}}}}]);
-        let args = json!({"city": "Paris", "days": 3, "opts": {"unit": "C"}});
-        for f in crate::tools::FORMATS {
-            let m = markup(f.name).unwrap_or_else(|| panic!("{}", f.name));
-            let text = format!(
-                "{}{}{}{}{}",
-                m.begin,
-                write_call(&m, 0, "get_weather", &args),
-                m.between,
-                write_call(
-                    &m,
-                    1,
-                    "get_weather",
-                    &json!({"city": "Oslo", "days": 1, "opts": {}})
-                ),
-                m.end
-            );
-            let mut config = crate::OutputConfig::from_names(None, Some(f.name)).unwrap_or_default();
-            config.schemas = std::sync::Arc::new(crate::ToolSchemas::from_tools(&tools_json));
-            let out = crate::testkit::parse(&config, &text, crate::testkit::Chunking::Whole);
-            assert_eq!(out.tool_calls.len(), 2, "{}: {text:?} -> {out:?}", f.name);
-            assert_eq!(out.tool_calls[0].name, "get_weather", "{}", f.name);
-            let got: Value = serde_json::from_str(&out.tool_calls[0].arguments).unwrap_or_default();
-            assert_eq!(got, args, "{}: {text:?}", f.name);
-            assert!(out.content().is_none(), "{}: content {:?}", f.name, out.content());
-            assert!(out.fallbacks.is_empty(), "{}: {:?}", f.name, out.fallbacks);
-        }
     }
 }

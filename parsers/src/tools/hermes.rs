@@ -4,6 +4,7 @@
 //! and `arguments` streams as it arrives. Source: vLLM `tool_parsers/hermes_tool_parser.py`,
 //! Qwen3's chat template (which writes calls back in this shape).
 
+use super::markup::{Args, Markup, Name};
 use super::{Body, Header, ToolFormat};
 
 const CALL_OPEN: &str = "<tool_call>";
@@ -19,4 +20,14 @@ pub const FORMAT: ToolFormat = ToolFormat {
     header: Header::InBody,
     body: Body::HermesObject,
     call_close: &[CALL_CLOSE],
+    markup: Markup {
+        begin: "",
+        end: "",
+        between: "\n",
+        call_open: "<tool_call>\n",
+        name: Name::InJson,
+        name_end: "",
+        args: Args::Json,
+        call_close: "\n</tool_call>",
+    },
 };

@@ -11,6 +11,7 @@
 //! singular `<|tool_call_section_begin|>` spelling is accepted. Source: vLLM
 //! `tool_parsers/kimi_k2_tool_parser.py`, Kimi-K2-Thinking's chat template.
 
+use super::markup::{Markup, Name};
 use super::{Body, Header, ToolFormat};
 
 const SECTION_OPEN: &str = "<|tool_calls_section_begin|>";
@@ -31,6 +32,10 @@ pub const FORMAT: ToolFormat = ToolFormat {
     header: Header::KimiId { ends: &[ARGUMENTS] },
     body: Body::Json,
     call_close: &[CALL_CLOSE, SECTION_CLOSE, SECTION_CLOSE_SINGULAR],
+    markup: Markup {
+        name: Name::KimiId,
+        ..Markup::json_calls(SECTION_OPEN, SECTION_CLOSE, CALL_OPEN, ARGUMENTS, CALL_CLOSE)
+    },
 };
 
 /// The function name in a Kimi call id: `functions.NAME:INDEX` or `NAME:INDEX` → NAME; a

@@ -11,6 +11,7 @@
 //! One wrapper may hold several `<invoke>`s. Values are text; the schema types them.
 //! Source: vLLM `tool_parsers/minimax_m2_tool_parser.py`, MiniMax-M2's chat template.
 
+use super::markup::{Args, Markup, Name, Tags};
 use super::xml_params::{ValueTrim, XmlParams};
 use super::{Body, Header, ToolFormat};
 
@@ -45,4 +46,19 @@ pub const FORMAT: ToolFormat = ToolFormat {
     },
     body: Body::Params(&PARAMS),
     call_close: &[CALL_CLOSE, SECTION_CLOSE],
+    markup: Markup {
+        begin: "<minimax:tool_call>\n",
+        end: SECTION_CLOSE,
+        between: "",
+        call_open: "<invoke name=\"",
+        name: Name::Plain,
+        name_end: "\">\n",
+        args: Args::Tags(Tags {
+            open: "<parameter name=\"",
+            key_end: "\">",
+            key_end_typed: None,
+            close: "</parameter>\n",
+        }),
+        call_close: "</invoke>\n",
+    },
 };

@@ -21,6 +21,7 @@ pub mod grammar;
 pub mod hermes;
 mod json_args;
 pub mod kimi_k2;
+pub mod markup;
 pub mod minimax_m2;
 pub mod qwen3_coder;
 pub mod xml_params;
@@ -93,6 +94,8 @@ pub struct ToolFormat {
     /// Watched in a JSON body or a skipped call: call closers, then section closers
     /// (which end an open call too).
     pub call_close: &'static [&'static str],
+    /// How the family writes calls (for enforced calls and benchmarks).
+    pub markup: markup::Markup,
 }
 
 /// Every tool format braid knows, by name.

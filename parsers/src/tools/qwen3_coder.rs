@@ -14,6 +14,7 @@
 //! `<function=…>` without the `<tool_call>` wrapper is read too. Source: vLLM
 //! `tool_parsers/qwen3coder_tool_parser.py`.
 
+use super::markup::{Args, Markup, Name, Tags};
 use super::xml_params::{ValueTrim, XmlParams};
 use super::{Body, Header, ToolFormat};
 
@@ -48,4 +49,19 @@ pub const FORMAT: ToolFormat = ToolFormat {
     },
     body: Body::Params(&PARAMS),
     call_close: &[CALL_CLOSE, WRAP_CLOSE],
+    markup: Markup {
+        begin: "",
+        end: "",
+        between: "\n",
+        call_open: "<tool_call>\n<function=",
+        name: Name::Plain,
+        name_end: ">\n",
+        args: Args::Tags(Tags {
+            open: "<parameter=",
+            key_end: ">\n",
+            key_end_typed: None,
+            close: "\n</parameter>\n",
+        }),
+        call_close: "</function>\n</tool_call>",
+    },
 };

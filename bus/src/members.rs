@@ -7,12 +7,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use braid_bus::{
-    decode, encode, subject, Beat, Bus, InstanceId, Stage, BEAT_INTERVAL, BEAT_TIMEOUT, SCHEMA_VERSION,
-};
 use tokio::task::JoinHandle;
 
-use crate::StageError;
+use crate::codec::{count_bad_message, decode, encode};
+use crate::message::{Beat, SCHEMA_VERSION};
+use crate::{subject, Bus, InstanceId, Stage, BEAT_INTERVAL, BEAT_TIMEOUT};
 
 #[derive(Debug, Clone, Copy)]
 struct Member {
@@ -80,7 +79,7 @@ impl Members {
 
 /// Listens on `braid.beat` and fills `members`. Beats of another schema version are
 /// refused (logged once per replica): such a replica is never routed to.
-pub async fn listen(bus: &Bus, members: Members) -> Result<JoinHandle<()>, StageError> {
+pub async fn listen(bus: &Bus, members: Members) -> crate::Result<JoinHandle<()>> {
     let mut sub = bus.subscribe(subject::BEAT).await?;
     Ok(tokio::spawn(async move {
         let mut refused: Vec<InstanceId> = Vec::new();
@@ -98,7 +97,7 @@ pub async fn listen(bus: &Bus, members: Members) -> Result<JoinHandle<()>, Stage
                         );
                     }
                 }
-                Err(e) => crate::stage::count_bad_message(Stage::Ingress, &e),
+                Err(e) => count_bad_message(Stage::Ingress, &e),
             }
         }
     }))

@@ -1,0 +1,225 @@
+//! OpenAI Chat's `messages` and `tools` decoded into the bus's typed conversation: the
+//! one place their JSON is read. Errors name the message and field.
+
+use braid_bus::{ChatMessage, Role, ToolCall, ToolSpec};
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+fn invalid(message: String) -> ApiError {
+    ApiError::invalid("messages", message)
+}
+
+/// A string field, or null/absent.
+fn opt_str(m: &Value, key: &str, at: &str) -> Result<Option<String>, ApiError> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(invalid(format!("{at}.{key} must be a string"))),
+    }
+}
+
+/// `content` as text and thinking: a string, or parts (`text`; `thinking` and
+/// `redacted_thinking` blocks, Anthropic-style, whose text is reasoning).
+fn content(m: &Value, at: &str) -> Result<(Option<String>, String), ApiError> {
+    match m.get("content") {
+        None | Some(Value::Null) => Ok((None, String::new())),
+        Some(Value::String(s)) => Ok((Some(s.clone()), String::new())),
+        Some(Value::Array(parts)) => {
+            let mut texts = Vec::new();
+            let mut thinking = String::new();
+            for (j, part) in parts.iter().enumerate() {
+                let text = |key: &str| part.get(key).and_then(Value::as_str).unwrap_or_default();
+                match part.get("type").and_then(Value::as_str) {
+                    Some("text") => texts.push(text("text")),
+                    Some("thinking") => thinking.push_str(text("thinking")),
+                    Some("redacted_thinking") => {}
+                    other => {
+                        return Err(invalid(format!(
+                            "{at}.content[{j}]: content parts of type {} are not supported (text and thinking are)",
+                            other.unwrap_or("(none)")
+                        )))
+                    }
+                }
+            }
+            Ok((Some(texts.join("\n")), thinking))
+        }
+        Some(_) => Err(invalid(format!(
+            "{at}.content must be a string, an array of parts, or null"
+        ))),
+    }
+}
+
+/// An assistant turn's `tool_calls`; arguments are kept as sent and, when they are a
+/// JSON object, decoded once.
+fn tool_calls(m: &Value, at: &str) -> Result<Option<Vec<ToolCall>>, ApiError> {
+    let calls = match m.get("tool_calls") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(calls)) => calls,
+        Some(_) => return Err(invalid(format!("{at}.tool_calls must be a list"))),
+    };
+    let shape = || {
+        invalid(format!(
+            "{at}.tool_calls must be a list of {{\"function\": {{\"name\", \"arguments\"}}}}"
+        ))
+    };
+    calls
+        .iter()
+        .map(|c| {
+            let name = c
+                .pointer("/function/name")
+                .and_then(Value::as_str)
+                .ok_or_else(shape)?;
+            let (arguments, parsed) = match c.pointer("/function/arguments") {
+                None | Some(Value::Null) => (String::new(), None),
+                Some(Value::String(s)) => {
+                    let parsed = serde_json::from_str::<Value>(s).ok().filter(Value::is_object);
+                    (s.clone(), parsed)
+                }
+                Some(obj @ Value::Object(_)) => (obj.to_string(), Some(obj.clone())),
+                Some(_) => return Err(shape()),
+            };
+            Ok(ToolCall {
+                id: c.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                name: name.to_owned(),
+                arguments,
+                parsed,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// OpenAI's `messages`.
+pub(crate) fn messages(messages: &Value) -> Result<Vec<ChatMessage>, ApiError> {
+    let Some(list) = messages.as_array() else {
+        return Err(invalid("messages must be an array".into()));
+    };
+    if list.is_empty() {
+        return Err(invalid("messages must not be empty".into()));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let at = format!("messages[{i}]");
+            if !m.is_object() {
+                return Err(invalid(format!("{at} must be an object")));
+            }
+            let role = match m.get("role").and_then(Value::as_str) {
+                Some(r) => Role::from_name(r).ok_or_else(|| {
+                    let names: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+                    invalid(format!("{at}.role {r:?} is not one of {}", names.join(", ")))
+                })?,
+                None => return Err(invalid(format!("{at}.role must be a string"))),
+            };
+            let (content, thinking) = content(m, &at)?;
+            let reasoning = match (
+                opt_str(m, "reasoning_content", &at)?,
+                opt_str(m, "reasoning", &at)?,
+            ) {
+                (Some(r), _) | (None, Some(r)) => Some(r),
+                (None, None) if !thinking.is_empty() => Some(thinking),
+                _ => None,
+            };
+            Ok(ChatMessage {
+                role,
+                content,
+                reasoning,
+                tool_calls: tool_calls(m, &at)?,
+                tool_call_id: opt_str(m, "tool_call_id", &at)?,
+                name: opt_str(m, "name", &at)?,
+            })
+        })
+        .collect()
+}
+
+/// OpenAI's `tools`; errors name the tool and field.
+pub(crate) fn tools(tools: &Value) -> Result<Vec<ToolSpec>, ApiError> {
+    let Some(list) = tools.as_array() else {
+        return Err(ApiError::invalid("tools", "tools must be an array"));
+    };
+    let mut out: Vec<ToolSpec> = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        let bad = |why: &str| ApiError::invalid("tools", format!("tools[{i}]: {why}"));
+        if t.get("type").and_then(Value::as_str) != Some("function") {
+            return Err(bad("type must be \"function\""));
+        }
+        let Some(f) = t.get("function").and_then(Value::as_object) else {
+            return Err(bad("function must be an object"));
+        };
+        let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
+        let valid = !name.is_empty()
+            && name.len() <= 128
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c));
+        if !valid {
+            return Err(bad(
+                "function.name must be 1-128 characters of a-z, A-Z, 0-9, _ - . :",
+            ));
+        }
+        let parameters = match f.get("parameters") {
+            None | Some(Value::Null) => None,
+            Some(p) => {
+                let Some(schema) = p.as_object() else {
+                    return Err(bad("function.parameters must be a JSON Schema object"));
+                };
+                if schema
+                    .get("type")
+                    .is_some_and(|t| !(t.is_string() || t.is_array()))
+                {
+                    return Err(bad("function.parameters.type must be a string"));
+                }
+                if schema.get("properties").is_some_and(|p| !p.is_object()) {
+                    return Err(bad("function.parameters.properties must be an object"));
+                }
+                if schema
+                    .get("required")
+                    .is_some_and(|r| !r.as_array().is_some_and(|r| r.iter().all(Value::is_string)))
+                {
+                    return Err(bad("function.parameters.required must be a list of names"));
+                }
+                Some(p.clone())
+            }
+        };
+        if out.iter().any(|t| t.name == name) {
+            return Err(bad(&format!("function {name:?} is declared twice")));
+        }
+        out.push(ToolSpec {
+            name: name.to_owned(),
+            description: f.get("description").and_then(Value::as_str).map(str::to_owned),
+            parameters,
+            strict: f.get("strict").and_then(Value::as_bool).unwrap_or(false),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn messages_are_typed_once_with_reasoning_and_arguments_decoded() {
+        let m = messages(&json!([
+            {"role": "assistant", "reasoning": "  kept as is \n", "content": "a"},
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "from a block"}, {"type": "text", "text": "b"}]},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "x", "function": {"name": "f", "arguments": "{\"k\": [1, 2]}"}}]},
+            {"role": "tool", "tool_call_id": "x", "content": "42"}
+        ]))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(m[0].reasoning.as_deref(), Some("  kept as is \n"));
+        assert_eq!(m[1].reasoning.as_deref(), Some("from a block"));
+        assert_eq!(m[1].content.as_deref(), Some("b"));
+        let calls = m[2].tool_calls.as_deref().unwrap_or_default();
+        assert_eq!(calls[0].arguments, "{\"k\": [1, 2]}");
+        assert_eq!(calls[0].parsed, Some(json!({"k": [1, 2]})));
+        assert_eq!(m[2].content, None);
+        assert_eq!(m[3].role, Role::Tool);
+        let bad = messages(&json!([{"role": "user", "content": [{"type": "image_url"}]}]));
+        assert!(bad.is_err_and(|e| e.message.contains("image_url") && e.param.as_deref() == Some("messages")));
+        let bad = messages(&json!([{"role": "robot", "content": "hi"}]));
+        assert!(bad.is_err_and(|e| e.message.contains("messages[0].role")));
+    }
+}

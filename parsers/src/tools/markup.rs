@@ -1,0 +1,151 @@
+//! How a family writes its tool calls: the writing half of a [`super::ToolFormat`],
+//! kept in the same file as the markers its parser reads. The grammar writer
+//! ([`super::grammar`]) enforces calls in this shape, and [`Markup::write`] writes them
+//! (benchmarks, round-trip tests); a test reads every written call back with the family's
+//! own parser, so the two halves cannot drift apart.
+
+use serde_json::{json, Value};
+
+/// How a call's name is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Name {
+    /// As it is.
+    Plain,
+    /// Kimi-K2's `functions.NAME:INDEX`.
+    KimiId,
+    /// Inside the JSON body, beside the arguments (Hermes).
+    InJson,
+}
+
+/// How tagged arguments are written.
+#[derive(Debug, Clone, Copy)]
+pub struct Tags {
+    /// Opens a parameter; the key follows.
+    pub open: &'static str,
+    /// Between the key and a string value.
+    pub key_end: &'static str,
+    /// Between the key and any other value (DSML marks strings); `None`: as `key_end`.
+    pub key_end_typed: Option<&'static str>,
+    /// After the value.
+    pub close: &'static str,
+}
+
+/// How a call's arguments are written.
+#[derive(Debug, Clone, Copy)]
+pub enum Args {
+    /// One JSON object.
+    Json,
+    /// Key/value tags.
+    Tags(Tags),
+}
+
+/// How a family writes its tool calls.
+#[derive(Debug, Clone, Copy)]
+pub struct Markup {
+    /// Before the first call.
+    pub begin: &'static str,
+    /// After the last call.
+    pub end: &'static str,
+    /// Between two calls.
+    pub between: &'static str,
+    /// Opens a call; the name follows.
+    pub call_open: &'static str,
+    /// How the name is written.
+    pub name: Name,
+    /// After the name, before the arguments.
+    pub name_end: &'static str,
+    /// How the arguments are written.
+    pub args: Args,
+    /// Closes a call.
+    pub call_close: &'static str,
+}
+
+impl Markup {
+    /// A family whose calls carry one JSON object after the name.
+    pub const fn json_calls(
+        begin: &'static str,
+        end: &'static str,
+        call_open: &'static str,
+        name_end: &'static str,
+        call_close: &'static str,
+    ) -> Markup {
+        Markup {
+            begin,
+            end,
+            between: "",
+            call_open,
+            name: Name::Plain,
+            name_end,
+            args: Args::Json,
+            call_close,
+        }
+    }
+
+    /// Calls `(name, arguments object)` as the model writes them, section markers
+    /// included; tagged values in the object's key order.
+    pub fn write(&self, calls: &[(&str, &Value)]) -> String {
+        let mut out = self.begin.to_owned();
+        for (index, (name, args)) in calls.iter().enumerate() {
+            if index > 0 {
+                out.push_str(self.between);
+            }
+            self.write_call(&mut out, index, name, args);
+        }
+        out.push_str(self.end);
+        out
+    }
+
+    fn write_call(&self, out: &mut String, index: usize, name: &str, args: &Value) {
+        out.push_str(self.call_open);
+        match self.name {
+            Name::InJson => {
+                out.push_str(&json!({"name": name, "arguments": args}).to_string());
+                out.push_str(self.call_close);
+                return;
+            }
+            Name::KimiId => out.push_str(&format!("functions.{name}:{index}")),
+            Name::Plain => out.push_str(name),
+        }
+        out.push_str(self.name_end);
+        match self.args {
+            Args::Json => out.push_str(&args.to_string()),
+            Args::Tags(t) => {
+                for (k, v) in args.as_object().into_iter().flatten() {
+                    let (text, key_end) = match v {
+                        Value::String(s) => (s.clone(), t.key_end),
+                        other => (other.to_string(), t.key_end_typed.unwrap_or(t.key_end)),
+                    };
+                    out.push_str(&format!("{}{k}{key_end}{text}{}", t.open, t.close));
+                }
+            }
+        }
+        out.push_str(self.call_close);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn calls_written_by_each_markup_read_back_with_its_parser() {
+        let tools_json = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}, "opts": {"type": "object"}}}}}]);
+        let args = json!({"city": "Paris", "days": 3, "opts": {"unit": "C"}});
+        let other = json!({"city": "Oslo", "days": 1, "opts": {}});
+        for f in crate::tools::FORMATS {
+            let text = f.markup.write(&[("get_weather", &args), ("get_weather", &other)]);
+            let mut config = crate::OutputConfig::from_names(None, Some(f.name)).unwrap_or_default();
+            config.schemas = std::sync::Arc::new(crate::ToolSchemas::from_tools(&tools_json));
+            let out = crate::testkit::parse(&config, &text, crate::testkit::Chunking::Whole);
+            assert_eq!(out.tool_calls.len(), 2, "{}: {text:?} -> {out:?}", f.name);
+            assert_eq!(out.tool_calls[0].name, "get_weather", "{}", f.name);
+            let got: serde_json::Value =
+                serde_json::from_str(&out.tool_calls[0].arguments).unwrap_or_default();
+            assert_eq!(got, args, "{}: {text:?}", f.name);
+            assert!(out.content().is_none(), "{}: content {:?}", f.name, out.content());
+            assert!(out.fallbacks.is_empty(), "{}: {:?}", f.name, out.fallbacks);
+        }
+    }
+}
