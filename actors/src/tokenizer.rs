@@ -104,6 +104,27 @@ fn tools_view(conv: &Conversation) -> Option<Value> {
     Some(Value::Array(tools))
 }
 
+/// The prompt a conversation renders to: the template's view of it (see
+/// [`braid_engine::chat`]) through `chat`. `braid render` uses this too, so the golden
+/// renders test the path requests take.
+pub fn render(chat: &ChatRenderer, conv: &Conversation) -> Result<String, braid_engine::Error> {
+    let arguments_as = chat.arguments_as();
+    let messages = Value::Array(
+        conv.messages
+            .iter()
+            .map(|m| message_view(m, arguments_as))
+            .collect(),
+    );
+    let tools = tools_view(conv);
+    let kwargs = Value::Object(conv.kwargs.clone());
+    chat.render(&braid_engine::Conversation {
+        messages: &messages,
+        tools: tools.as_ref(),
+        kwargs: Some(&kwargs),
+        add_generation_prompt: conv.add_generation_prompt,
+    })
+}
+
 impl TokenizerLogic {
     pub(crate) fn new(config: PromptConfig) -> Self {
         TokenizerLogic { config }
@@ -114,22 +135,7 @@ impl TokenizerLogic {
         let chat = self.config.chat.as_ref().ok_or_else(|| {
             bad("this model has no chat template; use /v1/completions or start braid with --chat-template")
         })?;
-        let arguments_as = chat.arguments_as();
-        let messages = Value::Array(
-            conv.messages
-                .iter()
-                .map(|m| message_view(m, arguments_as))
-                .collect(),
-        );
-        let tools = tools_view(conv);
-        let kwargs = Value::Object(conv.kwargs.clone());
-        chat.render(&braid_engine::Conversation {
-            messages: &messages,
-            tools: tools.as_ref(),
-            kwargs: Some(&kwargs),
-            add_generation_prompt: conv.add_generation_prompt,
-        })
-        .map_err(|e| bad(e.to_string()).with_param("messages"))
+        render(chat, conv).map_err(|e| bad(e.to_string()).with_param("messages"))
     }
 
     /// A prompt's token ids and text.

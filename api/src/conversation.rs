@@ -91,7 +91,7 @@ fn tool_calls(m: &Value, at: &str) -> Result<Option<Vec<ToolCall>>, ApiError> {
 }
 
 /// OpenAI's `messages`.
-pub(crate) fn messages(messages: &Value) -> Result<Vec<ChatMessage>, ApiError> {
+pub fn messages(messages: &Value) -> Result<Vec<ChatMessage>, ApiError> {
     let Some(list) = messages.as_array() else {
         return Err(invalid("messages must be an array".into()));
     };
@@ -134,7 +134,7 @@ pub(crate) fn messages(messages: &Value) -> Result<Vec<ChatMessage>, ApiError> {
 }
 
 /// OpenAI's `tools`; errors name the tool and field.
-pub(crate) fn tools(tools: &Value) -> Result<Vec<ToolSpec>, ApiError> {
+pub fn tools(tools: &Value) -> Result<Vec<ToolSpec>, ApiError> {
     let Some(list) = tools.as_array() else {
         return Err(ApiError::invalid("tools", "tools must be an array"));
     };

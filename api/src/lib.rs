@@ -33,6 +33,7 @@ use braid_bus::Pipeline;
 use braid_parsers::{ReasoningParser, ToolParser};
 use serde_json::{json, Map, Value};
 
+pub use conversation::{messages as decode_messages, tools as decode_tools};
 pub use error::ApiError;
 pub use replay::ReasoningCache;
 

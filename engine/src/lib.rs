@@ -1,5 +1,6 @@
 //! braid's engine: Hugging Face model folders loaded with candle, a batched forward over a
-//! paged KV cache, and (in later slices) the continuous-batching scheduler and sampler.
+//! paged KV cache, the continuous-batching scheduler with prefix caching, the sampler,
+//! structured-output guides (llguidance), the tokenizer and chat templates.
 //!
 //! The key design decision: **the model holds weights only; all per-sequence state lives
 //! in the KV cache and the caller's block tables.** One forward call runs many sequences

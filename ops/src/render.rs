@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use braid_engine::chat::{ChatRenderer, Conversation, JinjaTemplate};
+use braid_bus::Conversation;
+use braid_engine::chat::{ChatRenderer, JinjaTemplate};
 use serde_json::Value;
 
 /// Options of `braid render`.
@@ -50,23 +51,29 @@ pub(crate) fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
     let Some(messages) = request.get("messages") else {
         bail!("{}: the request has no `messages`", args.request.display());
     };
-    let mut kwargs = request
-        .get("chat_template_kwargs")
-        .cloned()
-        .unwrap_or(Value::Object(Default::default()));
+    let mut kwargs = match request.get("chat_template_kwargs") {
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(Value::Object(k)) => k.clone(),
+        Some(_) => bail!("chat_template_kwargs must be a JSON object"),
+    };
     if let Some(extra) = &args.chat_template_kwargs {
-        let extra: Value = serde_json::from_str(extra).context("--chat-template-kwargs is not valid JSON")?;
-        match (kwargs.as_object_mut(), extra) {
-            (Some(k), Value::Object(e)) => k.extend(e),
+        match serde_json::from_str(extra).context("--chat-template-kwargs is not valid JSON")? {
+            Value::Object(e) => kwargs.extend(e),
             _ => bail!("chat template kwargs must be JSON objects"),
         }
     }
-    let prompt = renderer.render(&Conversation {
-        messages,
-        tools: request.get("tools").filter(|t| !t.is_null()),
-        kwargs: Some(&kwargs),
+    // The same decoding and template view a chat request gets.
+    let refused = |e: braid_api::ApiError| anyhow::anyhow!("{}", e.message);
+    let conversation = Conversation {
+        messages: braid_api::decode_messages(messages).map_err(refused)?,
+        tools: match request.get("tools").filter(|t| !t.is_null()) {
+            Some(t) => braid_api::decode_tools(t).map_err(refused)?,
+            None => Vec::new(),
+        },
+        kwargs,
         add_generation_prompt: !args.no_generation_prompt,
-    })?;
+    };
+    let prompt = braid_actors::tokenizer::render(&renderer, &conversation)?;
     std::io::stdout().write_all(prompt.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }

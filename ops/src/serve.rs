@@ -12,10 +12,8 @@ use braid_actors::{
     ReplayExecutor, UpstreamExecutor, UpstreamSpec,
 };
 use braid_api::ReasoningField;
-use braid_bus::{Bus, NatsOptions, Stage};
-use braid_engine::{
-    load_model, ChatRenderer, Conversation, Engine, EngineConfig, Guides, KvCache, ModelConfig, Tokenizer,
-};
+use braid_bus::{Bus, ChatMessage, NatsOptions, Role, Stage, ToolCall};
+use braid_engine::{load_model, ChatRenderer, Engine, EngineConfig, Guides, KvCache, ModelConfig, Tokenizer};
 use braid_parsers::{ReasoningParser, ToolParser};
 use candle_core::{DType, Device};
 use clap::Args;
@@ -384,30 +382,32 @@ fn chat_settings(p: &PipelineArgs) -> braid_api::ChatSettings {
 fn self_test(renderer: &ChatRenderer, tool_parser: ToolParser) -> Result<(), String> {
     // Templates differ on an empty tool-call turn's content: some render the calls only
     // for `null` (DeepSeek-R1), some cannot read `null` (Qwen3). Either may pass.
-    let empty = probe(renderer, tool_parser, &serde_json::json!(""));
-    empty.or_else(|first| probe(renderer, tool_parser, &serde_json::Value::Null).map_err(|_| first))
+    let empty = probe(renderer, tool_parser, Some(""));
+    empty.or_else(|first| probe(renderer, tool_parser, None).map_err(|_| first))
 }
 
-fn probe(
-    renderer: &ChatRenderer,
-    tool_parser: ToolParser,
-    content: &serde_json::Value,
-) -> Result<(), String> {
-    let messages = serde_json::json!([
-        {"role": "user", "content": "BRAID-PROBE-TURN"},
-        {"role": "assistant", "content": content, "tool_calls": [{"id": "functions.braid_probe:0", "type": "function",
-            "function": {"name": "braid_probe", "arguments": "{\"x\": 1}"}}]}
-    ]);
+fn probe(renderer: &ChatRenderer, tool_parser: ToolParser, content: Option<&str>) -> Result<(), String> {
+    let args = serde_json::json!({"x": 1});
+    let call = ToolCall {
+        id: "functions.braid_probe:0".into(),
+        name: "braid_probe".into(),
+        arguments: args.to_string(),
+        parsed: Some(args),
+    };
+    let turn = ChatMessage {
+        content: content.map(str::to_owned),
+        tool_calls: Some(vec![call]),
+        ..ChatMessage::text(Role::Assistant, "")
+    };
     let tools = serde_json::json!([{"type": "function", "function": {"name": "braid_probe",
         "parameters": {"type": "object", "properties": {"x": {"type": "integer"}}}}}]);
-    let text = renderer
-        .render(&Conversation {
-            messages: &messages,
-            tools: Some(&tools),
-            kwargs: None,
-            add_generation_prompt: false,
-        })
-        .map_err(|e| e.to_string())?;
+    let conversation = braid_bus::Conversation {
+        messages: vec![ChatMessage::text(Role::User, "BRAID-PROBE-TURN"), turn],
+        tools: braid_parsers::tools::grammar::ToolSpec::list(&tools),
+        kwargs: serde_json::Map::new(),
+        add_generation_prompt: false,
+    };
+    let text = braid_actors::tokenizer::render(renderer, &conversation).map_err(|e| e.to_string())?;
     let after = text.rsplit("BRAID-PROBE-TURN").next().unwrap_or_default();
     let mut config =
         braid_parsers::OutputConfig::from_names(None, Some(tool_parser.name())).map_err(|e| e.to_string())?;

@@ -54,12 +54,8 @@ fn py_str(v: Option<&Value>) -> String {
 
 fn dsml_arguments(call: &Value) -> Result<String> {
     let args = call.pointer("/function/arguments").unwrap_or(&Value::Null);
-    let parsed = match args {
-        Value::String(s) => serde_json::from_str::<Value>(s)
-            .map_err(|e| Error::Render(format!("tool call arguments are not JSON: {e}")))?,
-        other => other.clone(),
-    };
-    let Value::Object(map) = parsed else {
+    // Arguments arrive decoded (the edge decodes a JSON-object string once).
+    let Value::Object(map) = args else {
         return Err(Error::Render("tool call arguments must be a JSON object".into()));
     };
     let params: Vec<String> = map

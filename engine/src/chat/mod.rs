@@ -7,10 +7,12 @@
 //! writes what Python's `json.dumps` writes. DeepSeek-V3.2, which ships a Python encoder
 //! instead of a template, has its own renderer ([`deepseek_v32`]).
 //!
-//! braid hands the template what it reads: earlier turns' reasoning under both
-//! `reasoning_content` and `reasoning` (and Anthropic-style `thinking` blocks turned into
-//! it), verbatim; tool-call `arguments` parsed into objects, or kept as the client's JSON
-//! string for templates that concatenate them; the model's own tool-call ids.
+//! The messages arrive as the template's view of braid's typed conversation (built by the
+//! tokenizer stage): earlier turns' reasoning under both `reasoning_content` and
+//! `reasoning`, verbatim; tool-call `arguments` as objects, or as the client's JSON string
+//! for templates that concatenate them ([`ChatRenderer::arguments_as`]); the model's own
+//! tool-call ids. Here only what depends on the template is done: `null` content as ""
+//! where the template needs it, and objects dumped for templates that want strings.
 
 pub mod deepseek_v32;
 pub mod pyjson;
@@ -170,7 +172,7 @@ impl ChatRenderer {
         match self {
             ChatRenderer::Jinja(t) => t.render(conv),
             ChatRenderer::DeepseekV32 => {
-                let messages = prepare(conv.messages, ArgumentsAs::String)?;
+                let messages = prepare(conv.messages, ArgumentsAs::Object)?;
                 let thinking = conv
                     .kwargs
                     .and_then(|k| k.get("thinking").or_else(|| k.get("enable_thinking")))
@@ -369,56 +371,18 @@ fn prepare_with(messages: &Value, arguments_as: ArgumentsAs, null_as_empty: bool
             return Err(Error::Render(format!("messages[{i}] must be an object")));
         };
         let mut msg = obj.clone();
-        if !msg.get("role").is_some_and(Value::is_string) {
-            return Err(Error::Render(format!("messages[{i}].role must be a string")));
-        }
         if null_as_empty && msg.get("content").is_some_and(Value::is_null) {
             msg.insert("content".into(), Value::String(String::new()));
-        }
-        let mut thinking = String::new();
-        if let Some(Value::Array(parts)) = msg.get("content") {
-            let mut texts = Vec::new();
-            for (j, part) in parts.iter().enumerate() {
-                match part.get("type").and_then(Value::as_str) {
-                    Some("text") => texts.push(part.get("text").and_then(Value::as_str).unwrap_or_default().to_owned()),
-                    Some("thinking") => thinking.push_str(part.get("thinking").and_then(Value::as_str).unwrap_or_default()),
-                    Some("redacted_thinking") => {}
-                    other => {
-                        return Err(Error::Render(format!(
-                            "messages[{i}].content[{j}]: content parts of type {} are not supported (text and thinking are)",
-                            other.unwrap_or("(none)")
-                        )))
-                    }
-                }
-            }
-            msg.insert("content".into(), Value::String(texts.join("\n")));
-        }
-        let reasoning = match (msg.get("reasoning_content"), msg.get("reasoning")) {
-            (Some(Value::String(r)), _) | (None | Some(Value::Null), Some(Value::String(r))) => {
-                Some(r.clone())
-            }
-            _ if !thinking.is_empty() => Some(thinking),
-            _ => None,
-        };
-        if let Some(r) = reasoning {
-            msg.insert("reasoning_content".into(), Value::String(r.clone()));
-            msg.insert("reasoning".into(), Value::String(r));
         }
         if let Some(Value::Array(calls)) = msg.get_mut("tool_calls") {
             for call in calls.iter_mut() {
                 let Some(args) = call.get_mut("function").and_then(|f| f.get_mut("arguments")) else {
                     continue;
                 };
-                match (arguments_as, &*args) {
-                    (ArgumentsAs::Object, Value::String(s)) => {
-                        if let Ok(parsed @ Value::Object(_)) = serde_json::from_str::<Value>(s) {
-                            *args = parsed;
-                        }
-                    }
-                    (ArgumentsAs::String, Value::Object(_)) => {
-                        *args = Value::String(PyJson::default().dumps(args))
-                    }
-                    _ => {}
+                // A template that concatenates arguments gets Python's `json.dumps` of an
+                // object (strings pass as sent).
+                if let (ArgumentsAs::String, Value::Object(_)) = (arguments_as, &*args) {
+                    *args = Value::String(PyJson::default().dumps(args));
                 }
             }
         }
@@ -434,31 +398,22 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn reasoning_reaches_the_template_under_every_name_verbatim() {
+    fn objects_are_dumped_only_for_templates_that_concatenate_arguments() {
         let messages = json!([
-            {"role": "assistant", "reasoning": "  kept as is \n", "content": "a"},
-            {"role": "assistant", "content": [{"type": "thinking", "thinking": "from a block"}, {"type": "text", "text": "b"}]},
-            {"role": "assistant", "content": "c", "tool_calls": [{"id": "x", "function": {"name": "f", "arguments": "{\"k\": [1, 2]}"}}]}
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "x", "function": {"name": "f", "arguments": {"k": [1, 2]}}}]}
         ]);
         let out = prepare(&messages, ArgumentsAs::Object).unwrap();
-        assert_eq!(out[0]["reasoning_content"], "  kept as is \n");
-        assert_eq!(out[0]["reasoning"], "  kept as is \n");
-        assert_eq!(out[1]["reasoning_content"], "from a block");
-        assert_eq!(out[1]["content"], "b");
         assert_eq!(
-            out[2]["tool_calls"][0]["function"]["arguments"],
+            out[0]["tool_calls"][0]["function"]["arguments"],
             json!({"k": [1, 2]})
         );
-        let as_text = prepare(&messages, ArgumentsAs::String).unwrap();
+        assert_eq!(out[0]["content"], Value::Null);
+        let as_text = prepare_with(&messages, ArgumentsAs::String, true).unwrap();
         assert_eq!(
-            as_text[2]["tool_calls"][0]["function"]["arguments"],
+            as_text[0]["tool_calls"][0]["function"]["arguments"],
             "{\"k\": [1, 2]}"
         );
-        let bad = json!([{"role": "user", "content": [{"type": "image_url"}]}]);
-        assert!(prepare(&bad, ArgumentsAs::Object)
-            .unwrap_err()
-            .to_string()
-            .contains("image_url"));
+        assert_eq!(as_text[0]["content"], "");
         assert_eq!(
             arguments_as("{{ '<x>' + tool['function']['arguments'] + '</x>' }}"),
             ArgumentsAs::String
