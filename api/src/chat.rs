@@ -57,13 +57,109 @@ struct ChatRequest {
     structured_outputs: Option<Value>,
     thinking_token_budget: Option<u32>,
     chat_template_kwargs: Option<Value>,
-    // Accepted and ignored, as OpenAI-compatible servers do.
+    /// The family's thinking switch (see [`effort_thinking`]).
+    reasoning_effort: Option<String>,
+    // The rest of OpenAI's request reference: accepted, not acted on, and named in the
+    // response's `x-braid-ignored-fields` header (see `ChatRequest::ignored`).
     user: Option<Value>,
     metadata: Option<Value>,
     store: Option<Value>,
     service_tier: Option<Value>,
-    reasoning_effort: Option<Value>,
     logit_bias: Option<Value>,
+    prompt_cache_key: Option<Value>,
+    prompt_cache_retention: Option<Value>,
+    safety_identifier: Option<Value>,
+    web_search_options: Option<Value>,
+    prediction: Option<Value>,
+    modalities: Option<Value>,
+    verbosity: Option<Value>,
+    audio: Option<Value>,
+    functions: Option<Value>,
+    function_call: Option<Value>,
+}
+
+impl ChatRequest {
+    /// Fields that would change the output in a way braid cannot honour: refused, never
+    /// ignored.
+    fn unsupported(&self) -> Result<(), ApiError> {
+        let set = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_null());
+        if self
+            .logit_bias
+            .as_ref()
+            .is_some_and(|b| b.as_object().is_none_or(|m| !m.is_empty()))
+        {
+            return Err(ApiError::invalid("logit_bias", "logit_bias is not supported yet"));
+        }
+        let wants_audio = self
+            .modalities
+            .as_ref()
+            .and_then(Value::as_array)
+            .is_some_and(|m| m.iter().any(|x| x != "text"));
+        if set(&self.audio) || wants_audio {
+            return Err(ApiError::invalid("modalities", "only text output is supported"));
+        }
+        if set(&self.functions) || set(&self.function_call) {
+            return Err(ApiError::invalid(
+                "functions",
+                "functions and function_call are deprecated and not supported; send tools and tool_choice",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The fields of OpenAI's reference this request sets that braid does not act on
+    /// and that change nothing it can produce: prefix caching is automatic
+    /// (`prompt_cache_key`), and there is no web search, predicted output, billing tier,
+    /// verbosity control or stored completion.
+    fn ignored(&self) -> Vec<&'static str> {
+        let set = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_null());
+        [
+            ("user", &self.user),
+            ("metadata", &self.metadata),
+            ("store", &self.store),
+            ("service_tier", &self.service_tier),
+            ("prompt_cache_key", &self.prompt_cache_key),
+            ("prompt_cache_retention", &self.prompt_cache_retention),
+            ("safety_identifier", &self.safety_identifier),
+            ("web_search_options", &self.web_search_options),
+            ("prediction", &self.prediction),
+            ("modalities", &self.modalities),
+            ("verbosity", &self.verbosity),
+        ]
+        .into_iter()
+        .filter(|(_, v)| set(v))
+        .map(|(name, _)| name)
+        .collect()
+    }
+}
+
+/// `reasoning_effort` as the family's thinking switch: `none` and `minimal` turn thinking
+/// off, `low` to `xhigh` leave it on (braid has no per-level budget; set
+/// `thinking_token_budget` for one). Explicit `chat_template_kwargs` win.
+fn effort_thinking(effort: Option<&str>) -> Result<Option<bool>, ApiError> {
+    match effort {
+        None => Ok(None),
+        Some("none" | "minimal") => Ok(Some(false)),
+        Some("low" | "medium" | "high" | "xhigh") => Ok(Some(true)),
+        Some(other) => Err(ApiError::invalid(
+            "reasoning_effort",
+            format!("reasoning_effort {other:?} is not none, minimal, low, medium, high or xhigh"),
+        )),
+    }
+}
+
+/// Names the request fields braid accepted but did not act on, in a header and a metric.
+fn ignored_header(response: &mut Response, ignored: &[&'static str]) {
+    if ignored.is_empty() {
+        return;
+    }
+    for field in ignored {
+        metrics::counter!("braid_ignored_fields_total", "protocol" => "chat_completions", "field" => *field)
+            .increment(1);
+    }
+    if let Ok(v) = axum::http::HeaderValue::from_str(&ignored.join(", ")) {
+        response.headers_mut().insert("x-braid-ignored-fields", v);
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,13 +313,22 @@ pub(crate) async fn chat(
     if req.logprobs == Some(true) || req.top_logprobs.is_some() {
         return Err(ApiError::invalid("logprobs", "logprobs are not supported yet"));
     }
+    req.unsupported()?;
+    let mut ignored = req.ignored();
+    let effort = effort_thinking(req.reasoning_effort.as_deref())?;
+    let switch = state.chat.reasoning_parser.and_then(|r| r.format().switch);
+    if effort.is_some() && switch.is_none() {
+        ignored.push("reasoning_effort");
+    }
     let (conversation, tools) = decode_conversation(
         &state,
         &req.messages,
         req.tools.as_ref(),
         req.chat_template_kwargs.as_ref(),
+        effort,
         true,
-    )?;
+    )
+    .await?;
     let choice = tool_choice(req.tool_choice.as_ref(), &tools)?;
     let max_tokens = req.max_completion_tokens.or(req.max_tokens);
     if max_tokens == Some(0) {
@@ -306,32 +411,39 @@ pub(crate) async fn chat(
         parallel,
         prompt_tokens: stream.prompt_tokens,
     };
-    if req.stream {
-        Ok(sse(stream, reply, state).into_response())
+    let mut response = if req.stream {
+        sse(stream, reply, state).into_response()
     } else {
-        whole(stream, &reply, &state).await
-    }
+        whole(stream, &reply, &state).await?
+    };
+    ignored_header(&mut response, &ignored);
+    Ok(response)
 }
 
-fn remember(state: &AppState, all: &Collected) {
+/// Keeps the reasoning behind the response's tool calls for replay; done before the
+/// response ends, so the client's next round finds it on any ingress.
+async fn remember(state: &AppState, all: &Collected) {
     if let Some(cache) = &state.replay {
         let calls: Vec<(String, String, String)> = all
             .tool_calls
             .iter()
             .map(|c| (c.id.clone(), c.name.clone(), c.arguments.clone()))
             .collect();
-        cache.remember(&crate::replay::calls_made(&calls), &all.reasoning);
+        cache
+            .remember(&crate::replay::calls_made(&calls), &all.reasoning)
+            .await;
     }
 }
 
 /// A chat request's conversation, decoded once: messages (with reasoning re-injected),
 /// tools, and the server's template kwargs with the request's over them. `/tokenize`
 /// uses the same, so it shows exactly the prompt a generation request would get.
-pub(crate) fn decode_conversation(
+pub(crate) async fn decode_conversation(
     state: &AppState,
     messages: &Value,
     tools: Option<&Value>,
     kwargs: Option<&Value>,
+    thinking: Option<bool>,
     add_generation_prompt: bool,
 ) -> Result<(Conversation, Vec<ToolSpec>), ApiError> {
     let mut messages = conversation::messages(messages)?;
@@ -340,6 +452,12 @@ pub(crate) fn decode_conversation(
         None => Vec::new(),
     };
     let mut merged = state.chat.default_kwargs.clone().unwrap_or_default();
+    if let (Some(on), Some(switch)) = (
+        thinking,
+        state.chat.reasoning_parser.and_then(|r| r.format().switch),
+    ) {
+        merged.insert(switch.key.to_owned(), Value::Bool(on));
+    }
     match kwargs {
         None | Some(Value::Null) => {}
         Some(Value::Object(k)) => merged.extend(k.clone()),
@@ -351,7 +469,7 @@ pub(crate) fn decode_conversation(
         }
     }
     if let Some(cache) = &state.replay {
-        let n = cache.reinject(&mut messages);
+        let n = cache.reinject(&mut messages).await;
         if n > 0 {
             metrics::counter!("braid_reasoning_reinjections_total").increment(n as u64);
         }
@@ -383,7 +501,7 @@ async fn whole(mut stream: Stream, reply: &Reply, state: &AppState) -> Result<Re
         all.push(&chunk);
     }
     let finish = reply.finish(&all)?;
-    remember(state, &all);
+    remember(state, &all).await;
     let calls = tool_calls_json(&all, reply.parallel);
     let mut message = Map::new();
     message.insert("role".into(), json!("assistant"));
@@ -444,10 +562,10 @@ impl Streaming {
     }
 
     /// The closing events: the finish chunk (or an error), usage, `[DONE]`.
-    fn close(&mut self) {
+    async fn close(&mut self) {
         match self.reply.finish(&self.all) {
             Ok(finish) => {
-                remember(&self.state, &self.all);
+                remember(&self.state, &self.all).await;
                 self.pending
                     .push_back(self.reply.chunk(&json!({}), Some(finish)).to_string());
                 if self.reply.include_usage {
@@ -491,12 +609,12 @@ fn sse(
                     s.deltas(&chunk.deltas);
                     if chunk.finish.is_some() {
                         s.stream = None;
-                        s.close();
+                        s.close().await;
                     }
                 }
                 None => {
                     s.stream = None;
-                    s.close();
+                    s.close().await;
                 }
             }
         }

@@ -51,7 +51,9 @@ fn content(m: &Value, at: &str) -> Result<(Option<String>, String), ApiError> {
 }
 
 /// An assistant turn's `tool_calls`; arguments are kept as sent and, when they are a
-/// JSON object, decoded once.
+/// JSON object, decoded once. Streamed fragments sent back as they came (entries with an
+/// `index`, only the first of each carrying the id and name, the rest argument pieces, as
+/// clients that collect `delta.tool_calls` do) are merged by `index` first.
 fn tool_calls(m: &Value, at: &str) -> Result<Option<Vec<ToolCall>>, ApiError> {
     let calls = match m.get("tool_calls") {
         None | Some(Value::Null) => return Ok(None),
@@ -63,25 +65,68 @@ fn tool_calls(m: &Value, at: &str) -> Result<Option<Vec<ToolCall>>, ApiError> {
             "{at}.tool_calls must be a list of {{\"function\": {{\"name\", \"arguments\"}}}}"
         ))
     };
-    calls
-        .iter()
-        .map(|c| {
-            let name = c
-                .pointer("/function/name")
-                .and_then(Value::as_str)
-                .ok_or_else(shape)?;
-            let (arguments, parsed) = match c.pointer("/function/arguments") {
-                None | Some(Value::Null) => (String::new(), None),
-                Some(Value::String(s)) => {
-                    let parsed = serde_json::from_str::<Value>(s).ok().filter(Value::is_object);
-                    (s.clone(), parsed)
+    // (index, id, name, argument pieces), in order of first appearance.
+    let mut merged: Vec<(Option<u64>, String, String, Vec<&Value>)> = Vec::new();
+    for c in calls {
+        let index = c.get("index").and_then(Value::as_u64);
+        let id = c.get("id").and_then(Value::as_str).unwrap_or_default();
+        let name = match c.pointer("/function/name") {
+            None | Some(Value::Null) if index.is_some() => "",
+            Some(Value::String(n)) => n.as_str(),
+            _ => return Err(shape()),
+        };
+        let args = c.pointer("/function/arguments").filter(|a| !a.is_null());
+        match merged.iter_mut().find(|e| index.is_some() && e.0 == index) {
+            Some(entry) => {
+                if !name.is_empty() && !entry.2.is_empty() && entry.2 != name {
+                    return Err(invalid(format!(
+                        "{at}.tool_calls: two fragments at index {} name different functions ({:?}, {name:?})",
+                        index.unwrap_or_default(),
+                        entry.2
+                    )));
                 }
-                Some(obj @ Value::Object(_)) => (obj.to_string(), Some(obj.clone())),
-                Some(_) => return Err(shape()),
+                if entry.1.is_empty() {
+                    entry.1 = id.to_owned();
+                }
+                if entry.2.is_empty() {
+                    entry.2 = name.to_owned();
+                }
+                entry.3.extend(args);
+            }
+            None => merged.push((index, id.to_owned(), name.to_owned(), args.into_iter().collect())),
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(index, id, name, pieces)| {
+            if name.is_empty() {
+                return Err(invalid(format!(
+                    "{at}.tool_calls: the call at index {} has no function name in any of its fragments",
+                    index.unwrap_or_default()
+                )));
+            }
+            let (arguments, parsed) = match pieces.as_slice() {
+                [] => (String::new(), None),
+                [obj @ Value::Object(_)] => (obj.to_string(), Some((*obj).clone())),
+                _ => {
+                    let mut text = String::new();
+                    for piece in &pieces {
+                        match piece {
+                            Value::String(s) => text.push_str(s),
+                            _ => {
+                                return Err(invalid(format!(
+                                    "{at}.tool_calls: arguments must be a string (or, for a whole call, an object)"
+                                )))
+                            }
+                        }
+                    }
+                    let parsed = serde_json::from_str::<Value>(&text).ok().filter(Value::is_object);
+                    (text, parsed)
+                }
             };
             Ok(ToolCall {
-                id: c.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                name: name.to_owned(),
+                id,
+                name,
                 arguments,
                 parsed,
             })
@@ -221,5 +266,29 @@ mod tests {
         assert!(bad.is_err_and(|e| e.message.contains("image_url") && e.param.as_deref() == Some("messages")));
         let bad = messages(&json!([{"role": "robot", "content": "hi"}]));
         assert!(bad.is_err_and(|e| e.message.contains("messages[0].role")));
+    }
+
+    #[test]
+    fn streamed_tool_call_fragments_sent_back_are_merged_by_index() {
+        let fragments = json!([{"role": "assistant", "content": null, "tool_calls": [
+            {"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ""}},
+            {"index": 0, "function": {"arguments": "{\"city\": "}},
+            {"index": 1, "id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+            {"index": 0, "function": {"arguments": "\"Paris\"}"}}
+        ]}]);
+        let whole = json!([{"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}},
+            {"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}
+        ]}]);
+        let merged = messages(&fragments).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(merged, messages(&whole).unwrap_or_else(|e| panic!("{e:?}")));
+        assert_eq!(merged[0].tool_calls.as_ref().map(Vec::len), Some(2));
+        let nameless =
+            json!([{"role": "assistant", "tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}]);
+        assert!(messages(&nameless).is_err_and(|e| e.message.contains("no function name")));
+        let clash = json!([{"role": "assistant", "tool_calls": [
+            {"index": 0, "function": {"name": "a", "arguments": "{"}},
+            {"index": 0, "function": {"name": "b", "arguments": "}"}}]}]);
+        assert!(messages(&clash).is_err_and(|e| e.message.contains("name different functions")));
     }
 }

@@ -1,27 +1,17 @@
 //! Server-side reasoning replay: the reasoning braid produced before a tool call, kept
 //! for when the client sends that assistant turn back without it (many clients drop
-//! `reasoning_content`), so the template still sees it. Bounded (oldest out first) and
-//! with a time to live.
+//! `reasoning_content`), so the template still sees it. Kept in a [`SharedMap`]: a
+//! JetStream bucket shared by every ingress on NATS (a conversation's rounds may land on
+//! any of them), or a bounded in-process map; either has a time to live.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-use braid_bus::{ChatMessage, Role};
+use braid_bus::{ChatMessage, Role, SharedMap};
+use bytes::Bytes;
 use serde_json::Value;
 
 /// Reasoning by the tool calls it led to.
 #[derive(Debug)]
 pub struct ReasoningCache {
-    capacity: usize,
-    ttl: Duration,
-    inner: Mutex<Inner>,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    map: HashMap<String, (String, Instant)>,
-    order: VecDeque<String>,
+    map: SharedMap,
 }
 
 /// One call as the cache keys it: id, name, and arguments as canonical JSON text.
@@ -72,49 +62,38 @@ pub fn calls_made(calls: &[(String, String, String)]) -> Vec<CallKey> {
 }
 
 impl ReasoningCache {
-    /// A cache of at most `capacity` turns, each kept for `ttl`.
-    pub fn new(capacity: usize, ttl: Duration) -> ReasoningCache {
-        ReasoningCache {
-            capacity,
-            ttl,
-            inner: Mutex::new(Inner::default()),
-        }
+    /// A cache kept in `map`.
+    pub fn new(map: SharedMap) -> ReasoningCache {
+        ReasoningCache { map }
     }
 
     /// Remembers the reasoning behind the calls the model made ([`calls_made`]).
-    pub fn remember(&self, calls: &[CallKey], reasoning: &str) {
-        if calls.is_empty() || reasoning.is_empty() || self.capacity == 0 {
+    pub async fn remember(&self, calls: &[CallKey], reasoning: &str) {
+        if calls.is_empty() || reasoning.is_empty() {
             return;
         }
-        let k = key(calls);
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if inner
-            .map
-            .insert(k.clone(), (reasoning.to_owned(), Instant::now()))
-            .is_none()
-        {
-            inner.order.push_back(k);
-        }
-        while inner.order.len() > self.capacity {
-            if let Some(old) = inner.order.pop_front() {
-                inner.map.remove(&old);
+        self.map
+            .put(&key(calls), Bytes::copy_from_slice(reasoning.as_bytes()))
+            .await;
+    }
+
+    /// The reasoning behind these calls, if still kept. A value that is not text (not
+    /// braid's) is refused and counted.
+    async fn recall(&self, calls: &[CallKey]) -> Option<String> {
+        let value = self.map.get(&key(calls)).await?;
+        match String::from_utf8(value.to_vec()) {
+            Ok(text) => Some(text),
+            Err(_) => {
+                metrics::counter!("braid_state_bad_values_total", "kind" => "reasoning").increment(1);
+                tracing::warn!("a stored reasoning value is not text; ignored");
+                None
             }
         }
     }
 
-    /// The reasoning behind these calls, if still kept.
-    fn recall(&self, calls: &[CallKey]) -> Option<String> {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner
-            .map
-            .get(&key(calls))
-            .filter(|(_, at)| at.elapsed() < self.ttl)
-            .map(|(r, _)| r.clone())
-    }
-
     /// Puts remembered reasoning back on assistant turns that have tool calls but no
     /// reasoning; returns how many turns got it.
-    pub fn reinject(&self, messages: &mut [ChatMessage]) -> usize {
+    pub async fn reinject(&self, messages: &mut [ChatMessage]) -> usize {
         let mut n = 0;
         for m in messages.iter_mut() {
             if m.role != Role::Assistant || m.reasoning.as_deref().is_some_and(|r| !r.is_empty()) {
@@ -124,7 +103,7 @@ impl ReasoningCache {
             if calls.is_empty() {
                 continue;
             }
-            if let Some(r) = self.recall(&calls) {
+            if let Some(r) = self.recall(&calls).await {
                 m.reasoning = Some(r);
                 n += 1;
             }
@@ -137,6 +116,7 @@ impl ReasoningCache {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::Duration;
 
     fn turn(id: &str, args: &str) -> ChatMessage {
         let m = crate::conversation::messages(&json!([{"role": "assistant", "content": "", "tool_calls": [
@@ -144,33 +124,35 @@ mod tests {
         m.unwrap_or_default().remove(0)
     }
 
-    #[test]
-    fn reasoning_comes_back_for_the_same_calls_only_and_expires() {
-        let cache = ReasoningCache::new(2, Duration::from_secs(60));
+    #[tokio::test]
+    async fn reasoning_comes_back_for_the_same_calls_only_and_expires() {
+        let cache = ReasoningCache::new(SharedMap::memory(2, Duration::from_secs(60)));
         let made = [(
             "call_1".to_owned(),
             "get_weather".to_owned(),
             "{\"city\": \"Paris\"}".to_owned(),
         )];
-        cache.remember(&calls_made(&made), "I need Paris's weather.");
+        cache
+            .remember(&calls_made(&made), "I need Paris's weather.")
+            .await;
         // Re-serialised arguments still match.
         let mut messages = vec![
             ChatMessage::text(Role::User, "hi"),
             turn("call_1", "{\"city\":\"Paris\"}"),
         ];
-        assert_eq!(cache.reinject(&mut messages), 1);
+        assert_eq!(cache.reinject(&mut messages).await, 1);
         assert_eq!(messages[1].reasoning.as_deref(), Some("I need Paris's weather."));
         // A turn that kept its reasoning is left alone; other calls get nothing.
-        assert_eq!(cache.reinject(&mut messages), 0);
+        assert_eq!(cache.reinject(&mut messages).await, 0);
         let mut other = vec![turn("call_2", "{}")];
-        assert_eq!(cache.reinject(&mut other), 0);
+        assert_eq!(cache.reinject(&mut other).await, 0);
         // Bounded: the oldest goes first.
         let one = |id: &str| vec![(id.to_owned(), "f".to_owned(), "{}".to_owned())];
-        cache.remember(&one("a"), "r1");
-        cache.remember(&one("b"), "r2");
-        assert!(cache.recall(&calls_made(&made)).is_none());
-        let expired = ReasoningCache::new(4, Duration::ZERO);
-        expired.remember(&one("a"), "r");
-        assert!(expired.recall(&one("a")).is_none());
+        cache.remember(&one("a"), "r1").await;
+        cache.remember(&one("b"), "r2").await;
+        assert!(cache.recall(&calls_made(&made)).await.is_none());
+        let expired = ReasoningCache::new(SharedMap::memory(4, Duration::ZERO));
+        expired.remember(&one("a"), "r").await;
+        assert!(expired.recall(&one("a")).await.is_none());
     }
 }

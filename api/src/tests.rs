@@ -70,10 +70,10 @@ fn state(stub: Arc<Stub>) -> AppState {
             tool_parser: "hermes".parse().ok(),
             ..ChatSettings::default()
         },
-        replay: Some(Arc::new(ReasoningCache::new(
+        replay: Some(Arc::new(ReasoningCache::new(braid_bus::SharedMap::memory(
             16,
             std::time::Duration::from_secs(60),
-        ))),
+        )))),
         max_model_len: None,
         api_key: None,
         max_body_bytes: 1 << 16,
@@ -390,4 +390,87 @@ async fn a_streamed_chat_ends_with_the_finish_usage_and_done() {
     assert_eq!(parsed[1]["choices"][0]["delta"]["content"], "Hello");
     assert_eq!(parsed[2]["choices"][0]["finish_reason"], "stop");
     assert_eq!(parsed[3]["usage"]["completion_tokens"], 5);
+}
+
+#[tokio::test]
+async fn real_clients_fields_are_accepted_and_the_ignored_ones_named() {
+    let stub = Arc::new(Stub {
+        chunks: done(vec![Delta::Content { text: "ok".into() }]),
+        ..Stub::default()
+    });
+    // What LiteLLM forwards from Claude Code and Codex, and what OpenAI's SDK may send.
+    let body = json!({
+        "messages": [{"role": "user", "content": "hi"}],
+        "prompt_cache_key": "k", "web_search_options": {}, "service_tier": "auto",
+        "safety_identifier": "u", "prediction": {"type": "content", "content": "x"},
+        "modalities": ["text"], "verbosity": "low", "store": false, "metadata": {"a": "b"},
+        "reasoning_effort": "none", "max_completion_tokens": 5,
+    });
+    let request = Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = router(state(Arc::clone(&stub))).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let header = response.headers()["x-braid-ignored-fields"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for field in [
+        "prompt_cache_key",
+        "web_search_options",
+        "service_tier",
+        "safety_identifier",
+        "prediction",
+        "modalities",
+        "verbosity",
+        "store",
+        "metadata",
+    ] {
+        assert!(header.contains(field), "{field} not in {header:?}");
+    }
+    assert!(
+        !header.contains("reasoning_effort"),
+        "qwen3 has a thinking switch: {header:?}"
+    );
+    let submitted = stub.submitted.lock().unwrap().remove(0);
+    let Prompt::Chat(conv) = &submitted.prompt else {
+        panic!("not a chat prompt")
+    };
+    assert_eq!(
+        conv.kwargs["enable_thinking"],
+        json!(false),
+        "reasoning_effort none turns thinking off"
+    );
+    assert!(!submitted.setup.thinking);
+    assert_eq!(submitted.sampling.max_tokens, 5);
+
+    // Explicit template kwargs win over reasoning_effort; a typo is still refused.
+    let body = r#"{"messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "none", "chat_template_kwargs": {"enable_thinking": true}}"#;
+    let (status, _, _) = send(state(Arc::clone(&stub)), "/v1/chat/completions", body, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let submitted = stub.submitted.lock().unwrap().remove(0);
+    assert!(submitted.setup.thinking);
+    let (status, json, _) = send(
+        state(Arc::clone(&stub)),
+        "/v1/chat/completions",
+        r#"{"messages": [], "prompt_cache_kye": "k"}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(json["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("prompt_cache_kye")));
+    let (status, json, _) = send(
+        state(stub),
+        "/v1/chat/completions",
+        r#"{"messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "max"}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, json["error"]["param"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("reasoning_effort"))
+    );
 }

@@ -63,8 +63,10 @@ pub(crate) async fn tokenize(
                 &messages,
                 req.tools.as_ref(),
                 req.chat_template_kwargs.as_ref(),
+                None,
                 req.add_generation_prompt.unwrap_or(true),
-            )?;
+            )
+            .await?;
             Prompt::Chat(conversation)
         }
         _ => return Err(ApiError::bad_body("give either prompt or messages")),

@@ -24,6 +24,7 @@ mod id;
 mod inproc;
 pub mod members;
 pub mod message;
+pub mod state;
 pub mod subject;
 mod transport;
 
@@ -37,6 +38,7 @@ pub use error::{Error, Result};
 pub use id::{InstanceId, RequestId, Stage};
 pub use members::{listen, Heart, Members};
 pub use message::*;
+pub use state::SharedMap;
 pub use transport::{redact, Bus, Message, NatsOptions, Subscription};
 
 /// How often every replica says it is alive.

@@ -170,6 +170,14 @@ impl Bus {
         }
     }
 
+    /// The NATS client, on the NATS transport.
+    pub(crate) fn nats_client(&self) -> Option<&async_nats::Client> {
+        match &self.transport {
+            Transport::Nats(client) => Some(client),
+            Transport::InProc(_) => None,
+        }
+    }
+
     /// Whether this is the NATS transport.
     pub fn is_nats(&self) -> bool {
         matches!(self.transport, Transport::Nats(_))

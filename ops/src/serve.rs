@@ -12,7 +12,7 @@ use braid_actors::{
     ReplayExecutor, UpstreamExecutor, UpstreamSpec,
 };
 use braid_api::ReasoningField;
-use braid_bus::{Bus, ChatMessage, NatsOptions, Role, Stage, ToolCall};
+use braid_bus::{Bus, ChatMessage, NatsOptions, Role, SharedMap, Stage, ToolCall};
 use braid_engine::{load_model, ChatRenderer, Engine, EngineConfig, Guides, KvCache, ModelConfig, Tokenizer};
 use braid_parsers::{ReasoningParser, ToolParser};
 use candle_core::{DType, Device};
@@ -102,6 +102,11 @@ pub(crate) struct PipelineArgs {
     /// close marker included), then the family's close marker is forced (engine only).
     #[arg(long)]
     thinking_token_budget: Option<u32>,
+    /// Where conversation state (replayable reasoning) lives: `shared`, a JetStream
+    /// key-value bucket every ingress on the NATS server reads (in memory with
+    /// `--bus inproc`), or `memory` (this process only).
+    #[arg(long, value_enum, default_value_t = StateStore::Shared)]
+    state: StateStore,
     /// Assistant turns whose reasoning is kept for re-injection (0 turns it off).
     #[arg(long, default_value_t = 10_000)]
     reasoning_replay_size: usize,
@@ -190,6 +195,15 @@ impl Dtype {
             Dtype::Bf16 => DType::BF16,
         }
     }
+}
+
+/// `--state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum StateStore {
+    /// Shared by every ingress (JetStream on NATS).
+    Shared,
+    /// This process only.
+    Memory,
 }
 
 /// `--upstream-prompt`.
@@ -540,16 +554,24 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
         let node = Node::start(bus, config).await?;
         let server = match node.ingress.clone() {
             Some(ingress) => {
+                let replay = match (p.reasoning_replay_size, p.state) {
+                    (0, _) => None,
+                    (size, store) => {
+                        let ttl = Duration::from_secs(p.reasoning_replay_ttl);
+                        let map = match store {
+                            StateStore::Memory => SharedMap::memory(size, ttl),
+                            StateStore::Shared => {
+                                SharedMap::jetstream(&node.bus, "braid_reasoning", size, ttl).await?
+                            }
+                        };
+                        Some(Arc::new(braid_api::ReasoningCache::new(map)))
+                    }
+                };
                 let state = braid_api::AppState {
                     pipeline: Arc::new(ingress),
                     model: model_name,
                     chat,
-                    replay: (p.reasoning_replay_size > 0).then(|| {
-                        Arc::new(braid_api::ReasoningCache::new(
-                            p.reasoning_replay_size,
-                            Duration::from_secs(p.reasoning_replay_ttl),
-                        ))
-                    }),
+                    replay,
                     max_model_len,
                     api_key: p.api_key.clone(),
                     max_body_bytes: p.max_body_bytes,

@@ -6,7 +6,13 @@ answer. The replay executor behind braid answers round 2 with WITH-REASONING whe
 prompt braid rendered holds round 1's reasoning verbatim, else WITHOUT-REASONING.
 
 Usage: interleaved.py --base-url URL --expect with|without [--stream] [--drop-reasoning]
-                      [--kwargs JSON] [--reasoning TEXT]
+                      [--kwargs JSON] [--reasoning TEXT] [--seed-client]
+                      [--round2-base-url URL]
+
+--seed-client (with --stream) behaves as the seeds' client code does (SiliconFlow's and
+MyTokenGate's interleaved-thinking guides): it sends the streamed `delta.tool_calls`
+fragments back as the assistant's `tool_calls`, unmerged, and adds fields LiteLLM
+forwards (`prompt_cache_key`, `web_search_options`).
 Prints one JSON line per round; exits 1 on the first unmet expectation."""
 
 import argparse
@@ -32,15 +38,18 @@ def extra(obj, name):
     return value
 
 
-def ask(client, messages, stream, kwargs):
-    body = dict(model="m", messages=messages, tools=TOOLS, extra_body={"chat_template_kwargs": kwargs})
+def ask(client, messages, stream, kwargs, seed_client=False):
+    extra_body = {"chat_template_kwargs": kwargs}
+    if seed_client:
+        extra_body.update(prompt_cache_key="conversation-1", web_search_options={})
+    body = dict(model="m", messages=messages, tools=TOOLS, extra_body=extra_body)
     if not stream:
         r = client.chat.completions.create(**body)
         m = r.choices[0].message
         calls = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments} for c in (m.tool_calls or [])]
         return {"reasoning": extra(m, "reasoning_content") or "", "content": m.content or "", "calls": calls,
                 "finish": r.choices[0].finish_reason, "usage": r.usage.model_dump()}
-    out = {"reasoning": "", "content": "", "calls": [], "finish": None, "usage": None, "role": None}
+    out = {"reasoning": "", "content": "", "calls": [], "fragments": [], "finish": None, "usage": None, "role": None}
     for chunk in client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **body):
         if chunk.usage is not None:
             out["usage"] = chunk.usage.model_dump()
@@ -52,6 +61,7 @@ def ask(client, messages, stream, kwargs):
         out["reasoning"] += extra(d, "reasoning_content") or ""
         out["content"] += d.content or ""
         for tc in d.tool_calls or []:
+            out["fragments"].append(tc.model_dump(exclude_none=True))
             while len(out["calls"]) <= tc.index:
                 out["calls"].append({"id": None, "name": "", "arguments": ""})
             c = out["calls"][tc.index]
@@ -75,11 +85,13 @@ def main():
     p.add_argument("--drop-reasoning", action="store_true")
     p.add_argument("--kwargs", default="{}")
     p.add_argument("--reasoning", required=True, help="round 1's reasoning, as the recording has it")
+    p.add_argument("--seed-client", action="store_true")
+    p.add_argument("--round2-base-url", help="send round 2 here (another ingress) instead")
     args = p.parse_args()
     client = openai.OpenAI(base_url=args.base_url, api_key="none")
     kwargs = json.loads(args.kwargs)
     messages = [{"role": "user", "content": "What's the weather like in Paris?"}]
-    r1 = ask(client, messages, args.stream, kwargs)
+    r1 = ask(client, messages, args.stream, kwargs, args.seed_client)
     print(json.dumps({"round": 1, **r1}))
     if args.reasoning not in r1["reasoning"]:
         fail(f"round 1 reasoning {r1['reasoning']!r} lacks {args.reasoning!r}")
@@ -95,10 +107,16 @@ def main():
     call = r1["calls"][0]
     assistant = {"role": "assistant", "content": r1["content"] or None, "tool_calls": [
         {"id": call["id"], "type": "function", "function": {"name": call["name"], "arguments": call["arguments"]}}]}
+    if args.seed_client:
+        if len(r1["fragments"]) < 2:
+            fail(f"round 1 streamed its call in one fragment; nothing to merge: {r1['fragments']}")
+        assistant["tool_calls"] = r1["fragments"]
     if not args.drop_reasoning:
         assistant["reasoning_content"] = r1["reasoning"]
     messages += [assistant, {"role": "tool", "tool_call_id": call["id"], "content": '{"temp": 21, "sky": "sunny"}'}]
-    r2 = ask(client, messages, args.stream, kwargs)
+    if args.round2_base_url:
+        client = openai.OpenAI(base_url=args.round2_base_url, api_key="none")
+    r2 = ask(client, messages, args.stream, kwargs, args.seed_client)
     print(json.dumps({"round": 2, **r2}))
     want = "WITH-REASONING" if args.expect == "with" else "WITHOUT-REASONING"
     if want not in r2["content"]:

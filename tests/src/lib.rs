@@ -13,30 +13,33 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// The `braid` binary of this build profile (built on demand), or `$BRAID_BIN`.
+/// The `braid` binary of this build profile, or `$BRAID_BIN`. It is built (or found up to
+/// date) once per test process: a binary left from an earlier build must never be tested
+/// in place of the code under test.
 pub fn braid_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     if let Some(bin) = std::env::var_os("BRAID_BIN") {
         return PathBuf::from(bin);
     }
-    // Test executables live in target/<profile>/deps/.
-    let profile_dir = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent()?.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| repo_root().join("target/debug"));
-    let bin = profile_dir.join("braid");
-    if !bin.exists() {
-        let release = profile_dir.ends_with("release");
-        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cargo
-            .args(["build", "-p", "braid-ops", "--bin", "braid"])
-            .current_dir(repo_root());
-        if release {
-            cargo.arg("--release");
-        }
-        let status = cargo.status();
-        assert!(status.is_ok_and(|s| s.success()), "building braid failed");
-    }
-    bin
+    BUILT
+        .get_or_init(|| {
+            // Test executables live in target/<profile>/deps/.
+            let profile_dir = std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent()?.parent().map(Path::to_path_buf))
+                .unwrap_or_else(|| repo_root().join("target/debug"));
+            let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            cargo
+                .args(["build", "-p", "braid-ops", "--bin", "braid"])
+                .current_dir(repo_root());
+            if profile_dir.ends_with("release") {
+                cargo.arg("--release");
+            }
+            let status = cargo.status();
+            assert!(status.is_ok_and(|s| s.success()), "building braid failed");
+            profile_dir.join("braid")
+        })
+        .clone()
 }
 
 /// `../shared` beside the repository, if it is there.
@@ -163,7 +166,7 @@ pub fn nats_server_bin() -> Option<PathBuf> {
     None
 }
 
-/// A real nats-server on a free loopback port, stopped when dropped.
+/// A real nats-server (JetStream on) on a free loopback port, stopped when dropped.
 pub struct NatsServer {
     /// Its port.
     pub port: u16,
@@ -187,11 +190,16 @@ impl NatsServer {
         let Some(bin) = nats_server_bin() else {
             panic!("nats-server is required: run scripts/setup");
         };
+        // JetStream on, with file storage that outlives a restart (conversation state).
+        let store = std::env::temp_dir().join(format!("braid-nats-{}-{}", std::process::id(), self.port));
         let mut args = vec![
             "-a".to_owned(),
             "127.0.0.1".to_owned(),
             "-p".to_owned(),
             self.port.to_string(),
+            "-js".to_owned(),
+            "-sd".to_owned(),
+            store.display().to_string(),
         ];
         args.extend(self.extra.iter().cloned());
         self.proc = Some(Proc::start(&bin, &args, &format!("nats-{}", self.port)));

@@ -240,8 +240,30 @@ fn the_interleaved_weather_loop_for_every_family() {
             f.name
         );
     }
-    // With replay off, a dropped reasoning stays dropped.
+    // The seeds' own client code sends the streamed tool-call fragments back unmerged,
+    // with fields LiteLLM forwards: merged by index, and re-injection still finds the turn.
     let qwen = &FAMILIES[0];
+    let dir = family_folder(qwen, shared.as_deref()).unwrap_or_else(|| panic!("qwen3 folder"));
+    let (_serve, port) = serve_family(qwen, &dir, &[]);
+    let url = format!("http://127.0.0.1:{port}/v1");
+    let expect = if qwen.keeps { "with" } else { "without" };
+    run_client(
+        "interleaved.py",
+        &[
+            "--base-url",
+            &url,
+            "--kwargs",
+            qwen.kwargs,
+            "--reasoning",
+            R,
+            "--expect",
+            expect,
+            "--stream",
+            "--drop-reasoning",
+            "--seed-client",
+        ],
+    );
+    // With replay off, a dropped reasoning stays dropped.
     let dir = family_folder(qwen, shared.as_deref()).unwrap_or_else(|| panic!("qwen3 folder"));
     let (_serve, port) = serve_family(qwen, &dir, &["--reasoning-replay-size", "0"]);
     let url = format!("http://127.0.0.1:{port}/v1");

@@ -1,32 +1,47 @@
 //! Two ingress processes behind nginx (Debian's, on loopback), sharing stage processes
-//! over a real nats-server: clients see one service, and killing one ingress loses only
-//! the requests it was serving.
+//! over a real nats-server: clients see one service, killing one ingress loses only the
+//! requests it was serving, and conversation state (replayable reasoning) is shared, so a
+//! round may land on either ingress.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use braid_tests::{free_port, http_full, repo_root, sse_data, wait_healthy, wait_port, NatsServer, Proc};
+use braid_tests::{
+    free_port, http_full, repo_root, run_client, sse_data, wait_healthy, wait_port, NatsServer, Proc,
+};
 use serde_json::json;
 
-#[test]
-fn killing_one_of_two_ingresses_behind_nginx_loses_only_its_own_requests() {
+/// Stage processes over `nats` replaying `recordings`, two ingresses (ports returned)
+/// with `ingress_flags`, and nginx in front of them on the returned port.
+struct Deployment {
+    _stages: Proc,
+    a: Proc,
+    _b: Proc,
+    _nginx: Proc,
+    pa: u16,
+    pb: u16,
+    lb: u16,
+}
+
+fn deploy(
+    dir: &Path,
+    nats: &NatsServer,
+    recordings: &Path,
+    ingress_flags: &[&str],
+    name: &str,
+) -> Deployment {
     let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
+        .find(|p| Path::new(p).exists())
         .unwrap_or_else(|| panic!("nginx is missing: run scripts/setup (it installs Debian's nginx)"));
-    let dir = std::env::temp_dir().join(format!("braid-scale-out-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("logs")).unwrap_or_else(|e| panic!("{e}"));
-    let words: Vec<String> = (0..400).map(|i| format!("w{i}")).collect();
-    let rec = dir.join("recordings.jsonl");
-    std::fs::write(&rec, json!({"output": words.join(" ")}).to_string()).unwrap_or_else(|e| panic!("{e}"));
-    let nats = NatsServer::start(&[]);
     let url = nats.url(None);
     let tok = repo_root()
         .join(".fixtures/tokenizer-qwen3")
         .display()
         .to_string();
-    let replay = format!("replay:{}", rec.display());
-    let _stages = Proc::braid(
+    let replay = format!("replay:{}", recordings.display());
+    let stages = Proc::braid(
         &[
             "stage",
             "tokenizer,executor,detokenizer,splitter,extractor",
@@ -39,27 +54,23 @@ fn killing_one_of_two_ingresses_behind_nginx_loses_only_its_own_requests() {
             "--replay-interval-ms",
             "5",
         ],
-        "scale-stages",
+        &format!("{name}-stages"),
     );
     let (pa, pb) = (free_port(), free_port());
-    let ingress = |port: u16, name: &str| {
-        Proc::braid(
-            &[
-                "stage",
-                "ingress",
-                "--bus",
-                &url,
-                "--tokenizer",
-                &tok,
-                "--port",
-                &port.to_string(),
-            ],
-            name,
-        )
+    let ingress = |port: u16, who: &str| {
+        let port = port.to_string();
+        let mut args = vec!["stage", "ingress", "--bus", url.as_str(), "--port", port.as_str()];
+        args.extend(ingress_flags);
+        Proc::braid(&args, &format!("{name}-ingress-{who}"))
     };
-    let mut a = ingress(pa, "scale-ingress-a");
-    let _b = ingress(pb, "scale-ingress-b");
-    assert!(wait_healthy(pa, Duration::from_secs(30)) && wait_healthy(pb, Duration::from_secs(30)));
+    let a = ingress(pa, "a");
+    let b = ingress(pb, "b");
+    assert!(
+        wait_healthy(pa, Duration::from_secs(30)) && wait_healthy(pb, Duration::from_secs(30)),
+        "{}\n{}",
+        a.output(),
+        b.output()
+    );
     let lb = free_port();
     let conf = format!(
         "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\nevents {{ worker_connections 1024; }}\n\
@@ -69,8 +80,8 @@ fn killing_one_of_two_ingresses_behind_nginx_loses_only_its_own_requests() {
         d = dir.display()
     );
     std::fs::write(dir.join("nginx.conf"), conf).unwrap_or_else(|e| panic!("{e}"));
-    let _lb = Proc::start(
-        std::path::Path::new(nginx),
+    let nginx = Proc::start(
+        Path::new(nginx),
         &[
             "-p".into(),
             dir.display().to_string(),
@@ -79,9 +90,36 @@ fn killing_one_of_two_ingresses_behind_nginx_loses_only_its_own_requests() {
             "-g".into(),
             "daemon off;".into(),
         ],
-        "scale-nginx",
+        &format!("{name}-nginx"),
     );
     assert!(wait_port(lb, Duration::from_secs(10)), "nginx did not start");
+    Deployment {
+        _stages: stages,
+        a,
+        _b: b,
+        _nginx: nginx,
+        pa,
+        pb,
+        lb,
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("braid-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    dir
+}
+
+#[test]
+fn killing_one_of_two_ingresses_behind_nginx_loses_only_its_own_requests() {
+    let dir = scratch("scale-out");
+    let words: Vec<String> = (0..400).map(|i| format!("w{i}")).collect();
+    let rec = dir.join("recordings.jsonl");
+    std::fs::write(&rec, json!({"output": words.join(" ")}).to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let nats = NatsServer::start(&[]);
+    let mut d = deploy(&dir, &nats, &rec, &[], "scale");
+    let (pa, lb) = (d.pa, d.lb);
     // One service: 16 streams through the balancer, spread over both ingresses.
     let body = json!({"prompt": "go", "max_tokens": 400, "stream": true}).to_string();
     let clients: Vec<_> = (0..16)
@@ -100,7 +138,7 @@ fn killing_one_of_two_ingresses_behind_nginx_loses_only_its_own_requests() {
             .to_owned()
     };
     assert_eq!(a_id.len(), 16, "ingress A names itself");
-    a.kill();
+    d.a.kill();
     let (mut lost, mut served) = (0, 0);
     for c in clients {
         let (status, head, body) = c.join().unwrap_or_else(|_| panic!("client thread"));
@@ -146,4 +184,81 @@ fn killing_one_of_two_ingresses_behind_nginx_loses_only_its_own_requests() {
         );
         assert_eq!(status, 200, "{body}");
     }
+}
+
+/// The reasoning round 1 gives; round 2's recording matches only when it is in the prompt.
+const R: &str = "The user wants the weather in Paris, so I call get_weather for Paris.";
+
+#[test]
+fn a_round_on_the_other_ingress_gets_the_reasoning_the_first_one_kept() {
+    let dir = scratch("shared-state");
+    let round1 = format!("<think>\n{R}\n</think>\n\n<tool_call>\n{{\"name\": \"get_weather\", \"arguments\": {{\"city\": \"Paris\"}}}}\n</tool_call>");
+    let round2 = |answer: &str| format!("<think>\nIt is sunny.\n</think>\n\n{answer}: 21 °C and sunny.");
+    let lines = [
+        json!({"match": R, "output": round2("WITH-REASONING")}),
+        json!({"match": "sunny", "output": round2("WITHOUT-REASONING")}),
+        json!({"match": "weather like in Paris", "output": round1}),
+    ];
+    let rec = dir.join("recordings.jsonl");
+    let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    std::fs::write(&rec, text.join("\n")).unwrap_or_else(|e| panic!("{e}"));
+    let mut nats = NatsServer::start(&[]);
+    let flags = [
+        "--reasoning-parser",
+        "qwen3",
+        "--tool-call-parser",
+        "hermes",
+        "--served-model-name",
+        "m",
+    ];
+    let d = deploy(&dir, &nats, &rec, &flags, "shared");
+    let v1 = |port: u16| format!("http://127.0.0.1:{port}/v1");
+    let (a, b, lb) = (v1(d.pa), v1(d.pb), v1(d.lb));
+    // Round 1 on one ingress, round 2 on the other, the client dropping reasoning_content
+    // every time: round 2 gets the reasoning only through the shared store.
+    let loop_across = |first: &str, second: &str| {
+        run_client(
+            "interleaved.py",
+            &[
+                "--base-url",
+                first,
+                "--round2-base-url",
+                second,
+                "--reasoning",
+                R,
+                "--expect",
+                "with",
+                "--stream",
+                "--drop-reasoning",
+            ],
+        )
+    };
+    for _ in 0..3 {
+        loop_across(&a, &b);
+        loop_across(&b, &a);
+    }
+    // Through nginx, as one service.
+    loop_across(&lb, &lb);
+    // The state is on the nats-server's disk: it survives a restart.
+    nats.restart(Duration::from_millis(300));
+    assert!(
+        wait_healthy(d.lb, Duration::from_secs(30)),
+        "the deployment did not come back"
+    );
+    loop_across(&a, &b);
+    let reinjected = |port: u16| -> f64 {
+        let (_, _, metrics) = http_full(port, "GET", "/metrics", "", &[]);
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("braid_reasoning_reinjections_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let (on_a, on_b) = (reinjected(d.pa), reinjected(d.pb));
+    assert_eq!(
+        on_a + on_b,
+        8.0,
+        "one re-injection per round 2 ({on_a} on A, {on_b} on B)"
+    );
+    assert!(on_a >= 3.0 && on_b >= 4.0, "{on_a} on A, {on_b} on B");
 }

@@ -1,0 +1,178 @@
+//! Conversation state every ingress shares (replayable reasoning today): one small
+//! key-value interface over two stores. With NATS it is a JetStream key-value bucket (file
+//! storage, so a nats-server restart keeps it; a count bound that drops the oldest; a time
+//! to live), so a conversation's rounds may land on any ingress; in-process it is a
+//! bounded map. Keys are hashed (SHA-256, hex) so any text can key an entry and every
+//! process derives the same key.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, kv, stream};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::Bus;
+
+/// A bounded key-value map with a time to live, local or shared.
+pub struct SharedMap {
+    store: Store,
+}
+
+enum Store {
+    Memory(Mutex<Memory>),
+    JetStream(Box<kv::Store>),
+}
+
+/// The in-process store: at most `capacity` entries, oldest out first.
+struct Memory {
+    capacity: usize,
+    ttl: Duration,
+    map: HashMap<String, (Bytes, Instant)>,
+    order: VecDeque<String>,
+}
+
+impl std::fmt::Debug for SharedMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.store {
+            Store::Memory(_) => "memory",
+            Store::JetStream(_) => "jetstream",
+        };
+        f.debug_struct("SharedMap").field("store", &kind).finish()
+    }
+}
+
+/// The key under which `text` is stored.
+fn hashed(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl SharedMap {
+    /// An in-process map of at most `capacity` entries, each kept for `ttl`.
+    pub fn memory(capacity: usize, ttl: Duration) -> SharedMap {
+        SharedMap {
+            store: Store::Memory(Mutex::new(Memory {
+                capacity,
+                ttl,
+                map: HashMap::new(),
+                order: VecDeque::new(),
+            })),
+        }
+    }
+
+    /// The JetStream bucket `bucket` on `bus`'s NATS server (created, or its limits
+    /// updated): at most `capacity` entries, the oldest dropped first, each kept for
+    /// `ttl`. A server without JetStream is an error that names the fix.
+    pub async fn jetstream(bus: &Bus, bucket: &str, capacity: usize, ttl: Duration) -> Result<SharedMap> {
+        let Some(client) = bus.nats_client() else {
+            return Ok(SharedMap::memory(capacity, ttl));
+        };
+        let js = jetstream::new(client.clone());
+        let refused = |reason: String| Error::Connect {
+            url: format!("JetStream bucket {bucket}"),
+            reason,
+        };
+        js.query_account().await.map_err(|e| {
+            refused(format!(
+                "the NATS server has no JetStream ({e}); start nats-server with -js (or run one ingress with --state memory)"
+            ))
+        })?;
+        // A key-value bucket's stream, as async-nats lays it out, with a count bound that
+        // discards the oldest (a bucket's own limits can only refuse new entries).
+        let config = stream::Config {
+            name: format!("KV_{bucket}"),
+            description: Some("braid conversation state".into()),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_messages: i64::try_from(capacity.max(1)).unwrap_or(i64::MAX),
+            max_age: ttl,
+            storage: stream::StorageType::File,
+            discard: stream::DiscardPolicy::Old,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            num_replicas: 1,
+            ..Default::default()
+        };
+        js.create_or_update_stream(config)
+            .await
+            .map_err(|e| refused(e.to_string()))?;
+        let store = js
+            .get_key_value(bucket)
+            .await
+            .map_err(|e| refused(e.to_string()))?;
+        Ok(SharedMap {
+            store: Store::JetStream(Box::new(store)),
+        })
+    }
+
+    /// The value stored under `key`, if any and not expired. A store that cannot be read
+    /// now is logged and reads as empty.
+    pub async fn get(&self, key: &str) -> Option<Bytes> {
+        let key = hashed(key);
+        match &self.store {
+            Store::Memory(m) => {
+                let m = m.lock().unwrap_or_else(|p| p.into_inner());
+                m.map
+                    .get(&key)
+                    .filter(|(_, at)| at.elapsed() < m.ttl)
+                    .map(|(v, _)| v.clone())
+            }
+            Store::JetStream(kv) => match kv.get(key).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!("shared state not read: {e}");
+                    None
+                }
+            },
+        }
+    }
+
+    /// Stores `value` under `key`. A store that cannot be written now is logged.
+    pub async fn put(&self, key: &str, value: Bytes) {
+        let key = hashed(key);
+        match &self.store {
+            Store::Memory(m) => {
+                let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+                if m.capacity == 0 {
+                    return;
+                }
+                if m.map.insert(key.clone(), (value, Instant::now())).is_none() {
+                    m.order.push_back(key);
+                }
+                while m.order.len() > m.capacity {
+                    if let Some(old) = m.order.pop_front() {
+                        m.map.remove(&old);
+                    }
+                }
+            }
+            Store::JetStream(kv) => {
+                if let Err(e) = kv.put(key, value).await {
+                    tracing::warn!("shared state not written: {e}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_memory_store_is_bounded_and_expires() {
+        let m = SharedMap::memory(2, Duration::from_secs(60));
+        m.put("a", Bytes::from("1")).await;
+        m.put("b", Bytes::from("2")).await;
+        m.put("c", Bytes::from("3")).await;
+        assert_eq!(m.get("a").await, None, "the oldest went first");
+        assert_eq!(m.get("c").await, Some(Bytes::from("3")));
+        let expired = SharedMap::memory(2, Duration::ZERO);
+        expired.put("a", Bytes::from("1")).await;
+        assert_eq!(expired.get("a").await, None);
+        assert_eq!(hashed("a").len(), 64);
+    }
+}
