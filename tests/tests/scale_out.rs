@@ -262,3 +262,53 @@ fn a_round_on_the_other_ingress_gets_the_reasoning_the_first_one_kept() {
     );
     assert!(on_a >= 3.0 && on_b >= 4.0, "{on_a} on A, {on_b} on B");
 }
+
+#[test]
+fn a_flood_of_conversations_never_grows_the_shared_bucket_past_its_bound() {
+    let dir = scratch("state-bound");
+    let round1 = format!("<think>\n{R}\n</think>\n\n<tool_call>\n{{\"name\": \"get_weather\", \"arguments\": {{\"city\": \"Paris\"}}}}\n</tool_call>");
+    let lines = [
+        json!({"match": "sunny", "output": "<think>\nok\n</think>\n\nWITH-REASONING WITHOUT-REASONING"}),
+        json!({"match": "weather like in Paris", "output": round1}),
+    ];
+    let rec = dir.join("recordings.jsonl");
+    let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    std::fs::write(&rec, text.join("\n")).unwrap_or_else(|e| panic!("{e}"));
+    let nats = NatsServer::start(&[]);
+    let url = nats.url(None);
+    let flags = [
+        "--bus",
+        url.as_str(),
+        "--reasoning-parser",
+        "qwen3",
+        "--tool-call-parser",
+        "hermes",
+        "--served-model-name",
+        "m",
+        "--reasoning-replay-size",
+        "5",
+    ];
+    let (_serve, port) = braid_tests::serve_replay(&rec, &flags, "state-bound");
+    let base = format!("http://127.0.0.1:{port}/v1");
+    // Twelve conversations, each leaving one turn's reasoning in the bucket.
+    for _ in 0..12 {
+        run_client(
+            "interleaved.py",
+            &[
+                "--base-url",
+                &base,
+                "--reasoning",
+                R,
+                "--expect",
+                "with",
+                "--stream",
+            ],
+        );
+    }
+    let count = run_client("kv_count.py", &["--url", &url, "--bucket", "braid_reasoning"]);
+    let count: u64 = count.trim().parse().unwrap_or_else(|e| panic!("{e}: {count}"));
+    assert!(
+        (1..=5).contains(&count),
+        "the bucket holds {count} entries; its bound is 5"
+    );
+}
