@@ -29,7 +29,6 @@ pub use executor::replay::{Pace, ReplayExecutor};
 pub use executor::upstream::{PromptAs, UpstreamExecutor, UpstreamSpec};
 pub use executor::{ExecOutput, ExecStats, Executor};
 pub use node::{ExecutorFactory, Node, NodeConfig};
-pub use tokenizer::PromptConfig;
 
 use thiserror::Error;
 

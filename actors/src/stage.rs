@@ -75,11 +75,6 @@ impl Outbox {
         self.items.drain(..)
     }
 
-    /// Queues raw bytes (a reply).
-    pub(crate) fn raw(&mut self, subject: Arc<str>, payload: Bytes) {
-        self.items.push((subject, payload));
-    }
-
     /// Ends a request at its client: a terminal chunk carrying `failure`, straight to
     /// `braid.out.<id>`, whatever stage we are.
     pub(crate) fn fail(&mut self, id: RequestId, stage: Stage, kind: FailureKind, message: String) {

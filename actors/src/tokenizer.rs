@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use braid_bus::{
-    decode, encode, subject, Admitted, ChatMessage, Conversation, Envelope, Failure, FailureKind, Header,
-    Message, Prefill, Prompt, Stage, Submit, TokenizerAnswer, TokenizerCall,
+    decode, subject, Admitted, ChatMessage, Conversation, Envelope, Failure, FailureKind, Header, Message,
+    Prefill, Prompt, RequestId, Stage, Submit, TokenizerAnswer, TokenizerCall,
 };
 use braid_engine::chat::ArgumentsAs;
 use braid_engine::{ChatRenderer, Tokenizer};
@@ -19,17 +19,17 @@ use crate::stage::{Logic, Outbox};
 
 /// What the tokenizer stage renders and checks prompts with.
 #[derive(Clone)]
-pub struct PromptConfig {
+pub(crate) struct PromptConfig {
     /// The model's tokenizer.
-    pub tokenizer: Arc<Tokenizer>,
+    pub(crate) tokenizer: Arc<Tokenizer>,
     /// The model's chat template (chat requests need it).
-    pub chat: Option<Arc<ChatRenderer>>,
+    pub(crate) chat: Option<Arc<ChatRenderer>>,
     /// Prompt plus output, at most (prompts at or over it are refused).
-    pub max_model_len: Option<u32>,
+    pub(crate) max_model_len: Option<u32>,
     /// Grammar writing and checking for constraints.
-    pub grammars: Grammars,
+    pub(crate) grammars: Grammars,
     /// Where compiled guides go for this process's engine (`None`: no engine here).
-    pub handoff: Option<GuideHandoff>,
+    pub(crate) handoff: Option<GuideHandoff>,
 }
 
 /// Output length when neither the request nor the model sets one.
@@ -38,6 +38,13 @@ const DEFAULT_MAX_TOKENS: u32 = 4096;
 /// Tokenizes prompts.
 pub(crate) struct TokenizerLogic {
     config: PromptConfig,
+}
+
+/// Answers a request/reply message (the ingress waits on its reply subject).
+fn reply<B: serde::Serialize>(msg: &Message, out: &mut Outbox, id: RequestId, body: &B) {
+    if let Some(to) = &msg.reply {
+        out.send(&Arc::from(to.as_str()), Header::new(id, 0, true), body);
+    }
 }
 
 fn bad(message: impl Into<String>) -> Failure {
@@ -251,16 +258,7 @@ impl Logic for TokenizerLogic {
     fn handle(&mut self, msg: &Message, out: &mut Outbox) -> Result<(), braid_bus::Error> {
         if &*msg.subject == subject::TOKENIZER_CALL {
             let env: Envelope<TokenizerCall> = decode(&msg.subject, &msg.payload)?;
-            let answer = self.answer(&env.body);
-            if let Some(reply) = &msg.reply {
-                out.raw(
-                    Arc::from(reply.as_str()),
-                    encode(&Envelope {
-                        header: Header::new(env.header.id, 0, true),
-                        body: answer,
-                    }),
-                );
-            }
+            reply(msg, out, env.header.id, &self.answer(&env.body));
             return Ok(());
         }
         let env: Envelope<Submit> = decode(&msg.subject, &msg.payload)?;
@@ -281,15 +279,7 @@ impl Logic for TokenizerLogic {
             )),
             (_, Err(f)) => Admitted::Refused(f),
         };
-        if let Some(reply) = &msg.reply {
-            out.raw(
-                Arc::from(reply.as_str()),
-                encode(&Envelope {
-                    header: Header::new(id, 0, true),
-                    body: answer,
-                }),
-            );
-        }
+        reply(msg, out, id, &answer);
         Ok(())
     }
 

@@ -320,7 +320,7 @@ pub(crate) async fn chat(
     if effort.is_some() && switch.is_none() {
         ignored.push("reasoning_effort");
     }
-    let (conversation, tools) = decode_conversation(
+    let conversation = decode_conversation(
         &state,
         &req.messages,
         req.tools.as_ref(),
@@ -329,7 +329,8 @@ pub(crate) async fn chat(
         true,
     )
     .await?;
-    let choice = tool_choice(req.tool_choice.as_ref(), &tools)?;
+    let tools = &conversation.tools;
+    let choice = tool_choice(req.tool_choice.as_ref(), tools)?;
     let max_tokens = req.max_completion_tokens.or(req.max_tokens);
     if max_tokens == Some(0) {
         return Err(ApiError::invalid("max_tokens", "max_tokens must be at least 1"));
@@ -339,29 +340,15 @@ pub(crate) async fn chat(
     let constraint = structured::constraint(&Asked {
         response_format: req.response_format.as_ref(),
         structured_outputs: req.structured_outputs.as_ref(),
-        tools: &tools,
+        tools,
         choice: &choice,
         parallel,
     })?;
-    if let (
-        Some(
-            c @ braid_bus::Constraint {
-                kind: braid_bus::Constrain::Calls { .. },
-                ..
-            },
-        ),
-        None,
-    ) = (&constraint, state.chat.tool_parser)
-    {
-        return Err(ApiError::invalid(
-            c.param.clone(),
-            "enforcing tool calls needs a tool-call parser (start the server with --tool-call-parser)",
-        ));
-    }
-    let thinking = state.chat.reasoning_parser.is_none_or(|r| {
-        r.format()
-            .thinking_enabled(Some(&Value::Object(conversation.kwargs.clone())))
-    });
+    let thinking = state
+        .chat
+        .reasoning_parser
+        .is_none_or(|r| r.format().thinking_enabled(Some(&conversation.kwargs)));
+    let setup_tools = if parse_tools { tools.clone() } else { Vec::new() };
     let submit = Submit {
         prompt: Prompt::Chat(conversation),
         sampling: Sampling {
@@ -396,7 +383,7 @@ pub(crate) async fn chat(
             reasoning_parser: state.chat.reasoning_parser,
             thinking,
             tool_parser: if parse_tools { state.chat.tool_parser } else { None },
-            tools: if parse_tools { tools } else { Vec::new() },
+            tools: setup_tools,
             ..Setup::default()
         },
     };
@@ -445,7 +432,7 @@ pub(crate) async fn decode_conversation(
     kwargs: Option<&Value>,
     thinking: Option<bool>,
     add_generation_prompt: bool,
-) -> Result<(Conversation, Vec<ToolSpec>), ApiError> {
+) -> Result<Conversation, ApiError> {
     let mut messages = conversation::messages(messages)?;
     let tools = match tools.filter(|t| !t.is_null()) {
         Some(t) => conversation::tools(t)?,
@@ -474,13 +461,12 @@ pub(crate) async fn decode_conversation(
             metrics::counter!("braid_reasoning_reinjections_total").increment(n as u64);
         }
     }
-    let conversation = Conversation {
+    Ok(Conversation {
         messages,
-        tools: tools.clone(),
+        tools,
         kwargs: merged,
         add_generation_prompt,
-    };
-    Ok((conversation, tools))
+    })
 }
 
 fn tool_calls_json(all: &Collected, parallel: bool) -> Vec<Value> {

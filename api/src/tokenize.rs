@@ -58,7 +58,7 @@ pub(crate) async fn tokenize(
     let prompt = match (req.prompt, req.messages) {
         (Some(p), None) => Prompt::Text(p),
         (None, Some(messages)) => {
-            let (conversation, _) = decode_conversation(
+            let conversation = decode_conversation(
                 &state,
                 &messages,
                 req.tools.as_ref(),

@@ -40,8 +40,13 @@ impl OutputConfig {
 
     /// Whether thinking is on for this request (always false without a reasoning format).
     pub fn thinking_enabled(&self) -> bool {
-        self.reasoning
-            .is_some_and(|f| f.thinking_enabled(self.chat_template_kwargs.as_ref()))
+        self.reasoning.is_some_and(|f| {
+            f.thinking_enabled(
+                self.chat_template_kwargs
+                    .as_ref()
+                    .and_then(serde_json::Value::as_object),
+            )
+        })
     }
 }
 

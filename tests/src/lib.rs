@@ -349,6 +349,17 @@ pub fn run_client(script: &str, args: &[&str]) -> String {
     text
 }
 
+/// The flags that serve Qwen3's chat markup as the test clients expect: its reasoning
+/// and tool-call parsers, and the model name `m`.
+pub const QWEN3_CHAT: [&str; 6] = [
+    "--reasoning-parser",
+    "qwen3",
+    "--tool-call-parser",
+    "hermes",
+    "--served-model-name",
+    "m",
+];
+
 /// A JSONL recordings file for the replay executor, one recording per value.
 pub fn write_recordings(name: &str, lines: &[serde_json::Value]) -> PathBuf {
     let path = std::env::temp_dir().join(format!("braid-e2e-rec-{name}-{}.jsonl", std::process::id()));

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use braid_tests::{
-    free_port, http_full, repo_root, run_client, sse_data, wait_healthy, wait_port, NatsServer, Proc,
+    free_port, http_full, repo_root, run_client, sse_data, wait_healthy, wait_port, write_recordings,
+    NatsServer, Proc, QWEN3_CHAT,
 };
 use serde_json::json;
 
@@ -189,29 +190,27 @@ fn killing_one_of_two_ingresses_behind_nginx_loses_only_its_own_requests() {
 /// The reasoning round 1 gives; round 2's recording matches only when it is in the prompt.
 const R: &str = "The user wants the weather in Paris, so I call get_weather for Paris.";
 
+/// Qwen3 recordings of the weather loop: round 1 reasons ({R}) and calls get_weather;
+/// round 2 answers WITH-REASONING only when {R} is in its prompt.
+fn weather_recordings(name: &str) -> PathBuf {
+    let round1 = format!("<think>\n{R}\n</think>\n\n<tool_call>\n{{\"name\": \"get_weather\", \"arguments\": {{\"city\": \"Paris\"}}}}\n</tool_call>");
+    let round2 = |answer: &str| format!("<think>\nIt is sunny.\n</think>\n\n{answer}: 21 °C and sunny.");
+    write_recordings(
+        name,
+        &[
+            json!({"match": R, "output": round2("WITH-REASONING")}),
+            json!({"match": "sunny", "output": round2("WITHOUT-REASONING")}),
+            json!({"match": "weather like in Paris", "output": round1}),
+        ],
+    )
+}
+
 #[test]
 fn a_round_on_the_other_ingress_gets_the_reasoning_the_first_one_kept() {
     let dir = scratch("shared-state");
-    let round1 = format!("<think>\n{R}\n</think>\n\n<tool_call>\n{{\"name\": \"get_weather\", \"arguments\": {{\"city\": \"Paris\"}}}}\n</tool_call>");
-    let round2 = |answer: &str| format!("<think>\nIt is sunny.\n</think>\n\n{answer}: 21 °C and sunny.");
-    let lines = [
-        json!({"match": R, "output": round2("WITH-REASONING")}),
-        json!({"match": "sunny", "output": round2("WITHOUT-REASONING")}),
-        json!({"match": "weather like in Paris", "output": round1}),
-    ];
-    let rec = dir.join("recordings.jsonl");
-    let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
-    std::fs::write(&rec, text.join("\n")).unwrap_or_else(|e| panic!("{e}"));
+    let rec = weather_recordings("shared-state");
     let mut nats = NatsServer::start(&[]);
-    let flags = [
-        "--reasoning-parser",
-        "qwen3",
-        "--tool-call-parser",
-        "hermes",
-        "--served-model-name",
-        "m",
-    ];
-    let d = deploy(&dir, &nats, &rec, &flags, "shared");
+    let d = deploy(&dir, &nats, &rec, &QWEN3_CHAT, "shared");
     let v1 = |port: u16| format!("http://127.0.0.1:{port}/v1");
     let (a, b, lb) = (v1(d.pa), v1(d.pb), v1(d.lb));
     // Round 1 on one ingress, round 2 on the other, the client dropping reasoning_content
@@ -265,29 +264,11 @@ fn a_round_on_the_other_ingress_gets_the_reasoning_the_first_one_kept() {
 
 #[test]
 fn a_flood_of_conversations_never_grows_the_shared_bucket_past_its_bound() {
-    let dir = scratch("state-bound");
-    let round1 = format!("<think>\n{R}\n</think>\n\n<tool_call>\n{{\"name\": \"get_weather\", \"arguments\": {{\"city\": \"Paris\"}}}}\n</tool_call>");
-    let lines = [
-        json!({"match": "sunny", "output": "<think>\nok\n</think>\n\nWITH-REASONING WITHOUT-REASONING"}),
-        json!({"match": "weather like in Paris", "output": round1}),
-    ];
-    let rec = dir.join("recordings.jsonl");
-    let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
-    std::fs::write(&rec, text.join("\n")).unwrap_or_else(|e| panic!("{e}"));
+    let rec = weather_recordings("state-bound");
     let nats = NatsServer::start(&[]);
     let url = nats.url(None);
-    let flags = [
-        "--bus",
-        url.as_str(),
-        "--reasoning-parser",
-        "qwen3",
-        "--tool-call-parser",
-        "hermes",
-        "--served-model-name",
-        "m",
-        "--reasoning-replay-size",
-        "5",
-    ];
+    let mut flags = vec!["--bus", url.as_str(), "--reasoning-replay-size", "5"];
+    flags.extend(QWEN3_CHAT);
     let (_serve, port) = braid_tests::serve_replay(&rec, &flags, "state-bound");
     let base = format!("http://127.0.0.1:{port}/v1");
     // Twelve conversations, each leaving one turn's reasoning in the bucket.

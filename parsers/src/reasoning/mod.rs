@@ -114,8 +114,8 @@ impl ReasoningFormat {
         }
     }
 
-    /// Whether thinking is on for these `chat_template_kwargs` (a JSON object or null).
-    pub fn thinking_enabled(&self, kwargs: Option<&serde_json::Value>) -> bool {
+    /// Whether thinking is on for these `chat_template_kwargs`.
+    pub fn thinking_enabled(&self, kwargs: Option<&serde_json::Map<String, serde_json::Value>>) -> bool {
         match self.switch {
             None => true,
             Some(sw) => kwargs
