@@ -196,9 +196,10 @@ impl TokenizerLogic {
                 ))
                 .with_param("messages"));
             }
-            if sampling.max_tokens == 0 {
+            let over = prompt_len + sampling.max_tokens > max;
+            if sampling.max_tokens == 0 || (over && sampling.fit_max_tokens) {
                 sampling.max_tokens = max - prompt_len;
-            } else if prompt_len + sampling.max_tokens > max {
+            } else if over {
                 return Err(bad(format!(
                     "this model's maximum context length is {max} tokens; the request asks for {} ({prompt_len} in the prompt, {} to generate): lower max_tokens",
                     prompt_len + sampling.max_tokens,

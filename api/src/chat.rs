@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 use crate::completions::{finish_reason, parse_body, sampling, stop_list};
 use crate::conversation;
 use crate::error::ApiError;
+use crate::prompt;
 use crate::structured::{self, Asked, ToolChoice};
 use crate::{AppState, RawBody, ReasoningField};
 
@@ -148,20 +149,6 @@ fn effort_thinking(effort: Option<&str>) -> Result<Option<bool>, ApiError> {
     }
 }
 
-/// Names the request fields braid accepted but did not act on, in a header and a metric.
-fn ignored_header(response: &mut Response, ignored: &[&'static str]) {
-    if ignored.is_empty() {
-        return;
-    }
-    for field in ignored {
-        metrics::counter!("braid_ignored_fields_total", "protocol" => "chat_completions", "field" => *field)
-            .increment(1);
-    }
-    if let Ok(v) = axum::http::HeaderValue::from_str(&ignored.join(", ")) {
-        response.headers_mut().insert("x-braid-ignored-fields", v);
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StreamOptions {
@@ -274,24 +261,7 @@ impl Reply {
         } else {
             all.tool_calls.len().min(1)
         }];
-        let unmet = match &self.choice {
-            ToolChoice::Required if calls.is_empty() => {
-                Some("tool_choice is \"required\" but the model answered without a tool call".to_owned())
-            }
-            ToolChoice::Named(n) if !calls.iter().any(|c| &c.name == n) => {
-                Some(format!("tool_choice names {n:?} but the model did not call it"))
-            }
-            _ => None,
-        };
-        if let Some(message) = unmet {
-            return Err(ApiError {
-                status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                message: format!(
-                    "{message} (finish_reason {finish}; a call cut short by max_tokens is not a call)"
-                ),
-                param: Some("tool_choice".into()),
-            });
-        }
+        self.choice.honoured(calls, finish)?;
         Ok(if !calls.is_empty() && finish == "stop" {
             "tool_calls"
         } else {
@@ -344,10 +314,7 @@ pub(crate) async fn chat(
         choice: &choice,
         parallel,
     })?;
-    let thinking = state
-        .chat
-        .reasoning_parser
-        .is_none_or(|r| r.format().thinking_enabled(Some(&conversation.kwargs)));
+    let thinking = prompt::thinking(&state, &conversation.kwargs);
     let setup_tools = if parse_tools { tools.clone() } else { Vec::new() };
     let submit = Submit {
         prompt: Prompt::Chat(conversation),
@@ -403,7 +370,7 @@ pub(crate) async fn chat(
     } else {
         whole(stream, &reply, &state).await?
     };
-    ignored_header(&mut response, &ignored);
+    prompt::ignored_header(&mut response, "chat_completions", &ignored);
     Ok(response)
 }
 
@@ -433,40 +400,13 @@ pub(crate) async fn decode_conversation(
     thinking: Option<bool>,
     add_generation_prompt: bool,
 ) -> Result<Conversation, ApiError> {
-    let mut messages = conversation::messages(messages)?;
+    let messages = conversation::messages(messages)?;
     let tools = match tools.filter(|t| !t.is_null()) {
         Some(t) => conversation::tools(t)?,
         None => Vec::new(),
     };
-    let mut merged = state.chat.default_kwargs.clone().unwrap_or_default();
-    if let (Some(on), Some(switch)) = (
-        thinking,
-        state.chat.reasoning_parser.and_then(|r| r.format().switch),
-    ) {
-        merged.insert(switch.key.to_owned(), Value::Bool(on));
-    }
-    match kwargs {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(k)) => merged.extend(k.clone()),
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "chat_template_kwargs",
-                "chat_template_kwargs must be an object",
-            ))
-        }
-    }
-    if let Some(cache) = &state.replay {
-        let n = cache.reinject(&mut messages).await;
-        if n > 0 {
-            metrics::counter!("braid_reasoning_reinjections_total").increment(n as u64);
-        }
-    }
-    Ok(Conversation {
-        messages,
-        tools,
-        kwargs: merged,
-        add_generation_prompt,
-    })
+    let kwargs = prompt::kwargs(state, kwargs, "chat_template_kwargs", thinking)?;
+    Ok(prompt::conversation(state, messages, tools, kwargs, add_generation_prompt).await)
 }
 
 fn tool_calls_json(all: &Collected, parallel: bool) -> Vec<Value> {

@@ -185,59 +185,97 @@ pub fn tools(tools: &Value) -> Result<Vec<ToolSpec>, ApiError> {
     };
     let mut out: Vec<ToolSpec> = Vec::new();
     for (i, t) in list.iter().enumerate() {
-        let bad = |why: &str| ApiError::invalid("tools", format!("tools[{i}]: {why}"));
+        let at = format!("tools[{i}]");
         if t.get("type").and_then(Value::as_str) != Some("function") {
-            return Err(bad("type must be \"function\""));
+            return Err(ApiError::invalid(
+                "tools",
+                format!("{at}: type must be \"function\""),
+            ));
         }
         let Some(f) = t.get("function").and_then(Value::as_object) else {
-            return Err(bad("function must be an object"));
+            return Err(ApiError::invalid(
+                "tools",
+                format!("{at}: function must be an object"),
+            ));
         };
-        let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
+        let declared = Declared {
+            name: f.get("name"),
+            description: f.get("description"),
+            schema: f.get("parameters"),
+            schema_key: "parameters",
+            strict: f.get("strict"),
+        };
+        let spec = declared.check(&format!("{at}.function"), &out)?;
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+/// A tool as some protocol declares it, before it is checked: the same rules hold for
+/// OpenAI's `function` and Anthropic's `input_schema` tools.
+pub(crate) struct Declared<'a> {
+    pub(crate) name: Option<&'a Value>,
+    pub(crate) description: Option<&'a Value>,
+    pub(crate) schema: Option<&'a Value>,
+    /// The schema's field name in this protocol (`parameters`, `input_schema`).
+    pub(crate) schema_key: &'static str,
+    pub(crate) strict: Option<&'a Value>,
+}
+
+impl Declared<'_> {
+    /// The checked tool; errors name `at` (`tools[2].function`) and the field. `earlier`
+    /// are the tools declared before it (a name may not repeat).
+    pub(crate) fn check(&self, at: &str, earlier: &[ToolSpec]) -> Result<ToolSpec, ApiError> {
+        let bad = |why: &str| ApiError::invalid("tools", format!("{at}.{why}"));
+        let name = self.name.and_then(Value::as_str).unwrap_or_default();
         let valid = !name.is_empty()
             && name.len() <= 128
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c));
         if !valid {
-            return Err(bad(
-                "function.name must be 1-128 characters of a-z, A-Z, 0-9, _ - . :",
-            ));
+            return Err(bad("name must be 1-128 characters of a-z, A-Z, 0-9, _ - . :"));
         }
-        let parameters = match f.get("parameters") {
+        let parameters = match self.schema {
             None | Some(Value::Null) => None,
             Some(p) => {
                 let Some(schema) = p.as_object() else {
-                    return Err(bad("function.parameters must be a JSON Schema object"));
+                    return Err(bad(&format!("{} must be a JSON Schema object", self.schema_key)));
                 };
                 if schema
                     .get("type")
                     .is_some_and(|t| !(t.is_string() || t.is_array()))
                 {
-                    return Err(bad("function.parameters.type must be a string"));
+                    return Err(bad(&format!("{}.type must be a string", self.schema_key)));
                 }
                 if schema.get("properties").is_some_and(|p| !p.is_object()) {
-                    return Err(bad("function.parameters.properties must be an object"));
+                    return Err(bad(&format!("{}.properties must be an object", self.schema_key)));
                 }
                 if schema
                     .get("required")
                     .is_some_and(|r| !r.as_array().is_some_and(|r| r.iter().all(Value::is_string)))
                 {
-                    return Err(bad("function.parameters.required must be a list of names"));
+                    return Err(bad(&format!(
+                        "{}.required must be a list of names",
+                        self.schema_key
+                    )));
                 }
                 Some(p.clone())
             }
         };
-        if out.iter().any(|t| t.name == name) {
-            return Err(bad(&format!("function {name:?} is declared twice")));
+        if earlier.iter().any(|t| t.name == name) {
+            return Err(ApiError::invalid(
+                "tools",
+                format!("{at}: the tool {name:?} is declared twice"),
+            ));
         }
-        out.push(ToolSpec {
+        Ok(ToolSpec {
             name: name.to_owned(),
-            description: f.get("description").and_then(Value::as_str).map(str::to_owned),
+            description: self.description.and_then(Value::as_str).map(str::to_owned),
             parameters,
-            strict: f.get("strict").and_then(Value::as_bool).unwrap_or(false),
-        });
+            strict: self.strict.and_then(Value::as_bool).unwrap_or(false),
+        })
     }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
-//! The one place that knows OpenAI's error JSON: `{"error": {"message", "type", "param",
-//! "code"}}` with a matching HTTP status.
+//! The one place that knows the protocols' error JSON: OpenAI's `{"error": {"message",
+//! "type", "param", "code"}}` and Anthropic's `{"type": "error", "error": {"type",
+//! "message"}}`, each with a matching HTTP status. Handlers fail with one [`ApiError`];
+//! the route decides the shape.
 
 use std::borrow::Cow;
 
@@ -58,6 +60,52 @@ impl ApiError {
             "param": self.param,
             "code": self.status.as_u16(),
         }})
+    }
+
+    /// Anthropic's `error.type` for this status.
+    fn anthropic_kind(&self) -> &'static str {
+        match self.status.as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 | 529 => "overloaded_error",
+            400..=499 => "invalid_request_error",
+            _ => "api_error",
+        }
+    }
+
+    /// The JSON body in Anthropic's shape. Anthropic's errors have no `param`, so the
+    /// field at fault leads the message.
+    pub fn anthropic_body(&self) -> serde_json::Value {
+        let message = match &self.param {
+            Some(p) if !self.message.starts_with(p.as_ref()) => format!("{p}: {}", self.message),
+            _ => self.message.clone(),
+        };
+        json!({"type": "error", "error": {"type": self.anthropic_kind(), "message": message}})
+    }
+}
+
+/// An [`ApiError`] answered in Anthropic's shape: what the Messages routes return.
+#[derive(Debug)]
+pub struct AnthropicError(pub ApiError);
+
+impl From<ApiError> for AnthropicError {
+    fn from(e: ApiError) -> AnthropicError {
+        AnthropicError(e)
+    }
+}
+
+impl From<Failure> for AnthropicError {
+    fn from(f: Failure) -> AnthropicError {
+        AnthropicError(f.into())
+    }
+}
+
+impl IntoResponse for AnthropicError {
+    fn into_response(self) -> Response {
+        (self.0.status, axum::Json(self.0.anthropic_body())).into_response()
     }
 }
 

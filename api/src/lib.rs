@@ -1,19 +1,25 @@
-//! braid's OpenAI-compatible HTTP surface (axum). Handlers decode each request once into
-//! the bus's typed messages, hand them to the pipeline ([`braid_bus::Pipeline`]) and
-//! turn chunks back into OpenAI JSON; nothing else. The crate needs the bus and the
+//! braid's HTTP surface (axum). Handlers decode each request once into the bus's typed
+//! messages, hand them to the pipeline ([`braid_bus::Pipeline`]) and turn chunks back
+//! into the protocol's JSON; nothing else. The crate needs the bus and the
 //! parsers' pure types, never the engine or the stages: an ingress-only process is light,
 //! and every handler is tested against a stub pipeline without a socket.
 //!
-//! The key design decision: **only this crate knows OpenAI's shapes.** Stages speak bus
-//! messages; [`ApiError`] is the single mapping from a failure to a status and
-//! `{"error": {…}}`, so a malformed body, an overload and a stage lost mid-stream all
+//! Three protocols share one pipeline: OpenAI's Completions and Chat Completions and
+//! Anthropic's Messages, each a thin adapter.
+//!
+//! The key design decision: **only this crate knows the protocols' shapes.** Stages speak bus
+//! messages; [`ApiError`] is the single mapping from a failure to a status and the
+//! route's error body, so a malformed body, an overload and a stage lost mid-stream all
 //! look alike to clients.
 
 mod chat;
 mod completions;
 mod conversation;
 mod error;
+mod messages;
+mod prompt;
 pub mod replay;
+pub mod seal;
 pub mod structured;
 mod tokenize;
 
@@ -32,10 +38,12 @@ use axum::Router;
 use braid_bus::Pipeline;
 use braid_parsers::{ReasoningParser, ToolParser};
 use serde_json::{json, Map, Value};
+use subtle::ConstantTimeEq;
 
 pub use conversation::{messages as decode_messages, tools as decode_tools};
-pub use error::ApiError;
+pub use error::{AnthropicError, ApiError};
 pub use replay::ReasoningCache;
+pub use seal::Seal;
 
 /// Which fields carry reasoning in responses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -79,6 +87,11 @@ pub struct AppState {
     pub api_key: Option<String>,
     /// Request bodies over this many bytes get 413.
     pub max_body_bytes: usize,
+    /// Seals the reasoning handed to clients (thinking signatures) and opens it when it
+    /// comes back: the same key on every replica (`--signing-key`).
+    pub seal: Arc<Seal>,
+    /// Refuse a thinking block whose signature does not open (else render it as sent).
+    pub strict_signatures: bool,
 }
 
 impl AppState {
@@ -129,21 +142,35 @@ pub(crate) fn unix_time() -> u64 {
         .unwrap_or(0)
 }
 
-/// `Authorization: Bearer KEY` on `/v1/*` when a key is set.
+/// The API key a request presents: `Authorization: Bearer KEY` (the scheme in any case)
+/// or Anthropic's `x-api-key: KEY`.
+fn presented_key(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim());
+    bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+}
+
+/// The API key on `/v1/*` when one is set, compared in constant time; the refusal is
+/// in the route's protocol's shape.
 async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if let Some(key) = &state.api_key {
-        let given = req
-            .headers()
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(key.as_str()) {
-            return ApiError {
+        let matches = presented_key(req.headers())
+            .is_some_and(|given| bool::from(given.as_bytes().ct_eq(key.as_bytes())));
+        if !matches {
+            let error = ApiError {
                 status: StatusCode::UNAUTHORIZED,
-                message: "a valid API key is required: Authorization: Bearer KEY".into(),
+                message: "a valid API key is required: Authorization: Bearer KEY, or x-api-key: KEY".into(),
                 param: None,
-            }
-            .into_response();
+            };
+            return if req.uri().path().starts_with("/v1/messages") {
+                error::AnthropicError(error).into_response()
+            } else {
+                error.into_response()
+            };
         }
     }
     next.run(req).await
@@ -164,6 +191,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(models))
         .route("/v1/completions", post(completions::completions))
         .route("/v1/chat/completions", post(chat::chat))
+        .route("/v1/messages", post(messages::messages))
+        .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .merge(v1)

@@ -4,7 +4,7 @@
 //! and compiles its grammar before the request is admitted, so a bad schema is a 400 that
 //! names the field, never a failure mid-stream or silently unconstrained output.
 
-use braid_bus::{Constrain, Constraint, Pick, ToolSpec};
+use braid_bus::{CollectedCall, Constrain, Constraint, Pick, ToolSpec};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
@@ -16,6 +16,29 @@ pub(crate) enum ToolChoice {
     Auto,
     Required,
     Named(String),
+}
+
+impl ToolChoice {
+    /// Whether the answer's `calls` honour this choice; else a 422 naming `tool_choice`
+    /// (`finish` says how the output ended, for the message).
+    pub(crate) fn honoured(&self, calls: &[CollectedCall], finish: &str) -> Result<(), ApiError> {
+        let unmet = match self {
+            ToolChoice::Required if calls.is_empty() => {
+                "tool_choice asks for a tool call but the model answered without one".to_owned()
+            }
+            ToolChoice::Named(n) if !calls.iter().any(|c| &c.name == n) => {
+                format!("tool_choice names {n:?} but the model did not call it")
+            }
+            _ => return Ok(()),
+        };
+        Err(ApiError {
+            status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            message: format!(
+                "{unmet} (it ended with {finish}; a call cut short by max_tokens is not a call)"
+            ),
+            param: Some("tool_choice".into()),
+        })
+    }
 }
 
 /// The request's constraining fields.

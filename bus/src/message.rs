@@ -19,7 +19,7 @@ use crate::id::{InstanceId, RequestId, Stage};
 
 /// The wire schema version. A message of another version is refused by [`crate::decode`]
 /// with [`crate::Error::Version`], so mixed deployments fail loudly, not subtly.
-pub const SCHEMA_VERSION: u16 = 3;
+pub const SCHEMA_VERSION: u16 = 4;
 
 /// What every message starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +138,9 @@ pub struct Sampling {
     pub guide: Option<String>,
     /// Reasoning tokens at most (close marker included); then the marker is forced.
     pub thinking_token_budget: Option<u32>,
+    /// A `max_tokens` over what the context leaves after the prompt is lowered to fit
+    /// (Anthropic's Messages), rather than refused with a 400 (OpenAI's).
+    pub fit_max_tokens: bool,
 }
 
 impl Default for Sampling {
@@ -156,6 +159,7 @@ impl Default for Sampling {
             ignore_eos: false,
             guide: None,
             thinking_token_budget: None,
+            fit_max_tokens: false,
         }
     }
 }

@@ -113,9 +113,18 @@ pub(crate) struct PipelineArgs {
     /// Seconds replayable reasoning is kept.
     #[arg(long, default_value_t = 3600)]
     reasoning_replay_ttl: u64,
-    /// Require `Authorization: Bearer KEY` on /v1/*.
+    /// Require this key on /v1/*, as `Authorization: Bearer KEY` or `x-api-key: KEY`.
     #[arg(long, env = "BRAID_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// The secret that seals reasoning handed to clients (Anthropic thinking signatures),
+    /// so any replica can open it when it comes back: give every ingress the same one.
+    /// Unset: a random key per process, and seals open only where they were made.
+    #[arg(long, env = "BRAID_SIGNING_KEY", hide_env_values = true)]
+    signing_key: Option<String>,
+    /// Refuse (400) a thinking block sent back whose signature this server did not make
+    /// for its text; by default it is rendered as sent and counted.
+    #[arg(long)]
+    strict_signatures: bool,
     /// Request bodies over this many bytes get 413.
     #[arg(long, default_value_t = 16 << 20)]
     max_body_bytes: usize,
@@ -575,6 +584,14 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
                     max_model_len,
                     api_key: p.api_key.clone(),
                     max_body_bytes: p.max_body_bytes,
+                    seal: Arc::new(match &p.signing_key {
+                        Some(secret) => braid_api::Seal::from_secret(secret),
+                        None => {
+                            tracing::warn!("no --signing-key: thinking signatures are sealed under a random key and open only in this process");
+                            braid_api::Seal::random()
+                        }
+                    }),
+                    strict_signatures: p.strict_signatures,
                 };
                 let app = braid_api::router(state).route(
                     "/metrics",

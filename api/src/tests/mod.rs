@@ -77,6 +77,8 @@ fn state(stub: Arc<Stub>) -> AppState {
         max_model_len: None,
         api_key: None,
         max_body_bytes: 1 << 16,
+        seal: Arc::new(crate::Seal::from_secret("test")),
+        strict_signatures: false,
     }
 }
 
@@ -474,3 +476,5 @@ async fn real_clients_fields_are_accepted_and_the_ignored_ones_named() {
         (StatusCode::BAD_REQUEST, Some("reasoning_effort"))
     );
 }
+
+mod messages;

@@ -1,0 +1,83 @@
+//! What every protocol does with a request once its messages and tools are typed: the
+//! server's template kwargs merged under the request's, the family's thinking switch
+//! set, reasoning re-injected into turns the client sent back without it, and the
+//! fields braid accepted but did not act on named to the client. Written once here, so
+//! Chat Completions, Messages and `/tokenize` render the same prompt for the same
+//! conversation.
+
+use axum::response::Response;
+use braid_bus::{ChatMessage, Conversation, ToolSpec};
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// The template kwargs of a request: the server's defaults, then the thinking switch
+/// (`thinking`, when the family has one), then the request's own (`request`, the field
+/// `param`), which win.
+pub(crate) fn kwargs(
+    state: &AppState,
+    request: Option<&Value>,
+    param: &'static str,
+    thinking: Option<bool>,
+) -> Result<Map<String, Value>, ApiError> {
+    let mut merged = state.chat.default_kwargs.clone().unwrap_or_default();
+    if let (Some(on), Some(switch)) = (
+        thinking,
+        state.chat.reasoning_parser.and_then(|r| r.format().switch),
+    ) {
+        merged.insert(switch.key.to_owned(), Value::Bool(on));
+    }
+    match request {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(k)) => merged.extend(k.clone()),
+        Some(_) => return Err(ApiError::invalid(param, format!("{param} must be an object"))),
+    }
+    Ok(merged)
+}
+
+/// Whether the model will think: the family's switch as these kwargs set it (a family
+/// without a reasoning parser counts as thinking, so its output is never withheld).
+pub(crate) fn thinking(state: &AppState, kwargs: &Map<String, Value>) -> bool {
+    state
+        .chat
+        .reasoning_parser
+        .is_none_or(|r| r.format().thinking_enabled(Some(kwargs)))
+}
+
+/// The conversation the tokenizer stage renders, with kept reasoning re-injected.
+pub(crate) async fn conversation(
+    state: &AppState,
+    mut messages: Vec<ChatMessage>,
+    tools: Vec<ToolSpec>,
+    kwargs: Map<String, Value>,
+    add_generation_prompt: bool,
+) -> Conversation {
+    if let Some(cache) = &state.replay {
+        let n = cache.reinject(&mut messages).await;
+        if n > 0 {
+            metrics::counter!("braid_reasoning_reinjections_total").increment(n as u64);
+        }
+    }
+    Conversation {
+        messages,
+        tools,
+        kwargs,
+        add_generation_prompt,
+    }
+}
+
+/// Names the request fields braid accepted but did not act on, in the response's
+/// `x-braid-ignored-fields` header and `braid_ignored_fields_total{protocol, field}`.
+pub(crate) fn ignored_header(response: &mut Response, protocol: &'static str, ignored: &[&'static str]) {
+    if ignored.is_empty() {
+        return;
+    }
+    for field in ignored {
+        metrics::counter!("braid_ignored_fields_total", "protocol" => protocol, "field" => *field)
+            .increment(1);
+    }
+    if let Ok(v) = axum::http::HeaderValue::from_str(&ignored.join(", ")) {
+        response.headers_mut().insert("x-braid-ignored-fields", v);
+    }
+}
