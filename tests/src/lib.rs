@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: the built `braid` binary, `../shared`, and
 //! running a command with stdin.
 
+pub mod families;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

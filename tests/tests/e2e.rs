@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `braid` binary, driven as users and the conformance runner
 //! drive it. One test binary for the whole workspace keeps link time down.
 
+mod anthropic_client;
 mod api_errors;
 mod chat_render;
 mod cli_parse;

@@ -107,6 +107,17 @@ impl Blocks {
             | Delta::Fallback {
                 text, content: true, ..
             } => {
+                // The whitespace a family's markup leaves between blocks (`</think>\n\n`)
+                // would open text blocks of nothing: a text block starts at its first
+                // visible character.
+                let text = if self.open == Some(Open::Text) {
+                    text.as_str()
+                } else {
+                    text.trim_start()
+                };
+                if text.is_empty() {
+                    return;
+                }
                 let i = self.ensure(Open::Text, || json!({"type": "text", "text": ""}), out);
                 out.push(delta(i, "text_delta", "text", text));
             }
@@ -276,6 +287,23 @@ mod tests {
                 .as_deref(),
             Some("secret plan")
         );
+    }
+
+    #[test]
+    fn whitespace_between_blocks_opens_no_text_block() {
+        let mut deltas = vec![reasoning("think"), content("\n\n"), content(" ")];
+        deltas.extend(call(0, "a", &["{}"]));
+        deltas.extend([
+            reasoning("again"),
+            content("\n\n"),
+            content("Answer"),
+            content(" \n"),
+        ]);
+        let (_, events) = run(&deltas, false, true);
+        let content = fold(&events);
+        let types: Vec<&str> = content.iter().filter_map(|b| b["type"].as_str()).collect();
+        assert_eq!(types, ["thinking", "tool_use", "thinking", "text"]);
+        assert_eq!(content[3]["text"], "Answer \n");
     }
 
     #[test]
