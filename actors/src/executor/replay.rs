@@ -4,9 +4,9 @@
 //! testing the engine itself.
 //!
 //! The file is JSONL, one recording per line: `{"match": "<text in the rendered
-//! prompt>", "output": "<raw model output>"}` (`match` optional). A request replays the
-//! first recording whose `match` occurs in its prompt, else the recordings without
-//! `match` in turn.
+//! prompt>", "output": "<raw model output>"}` (`match` optional; a list of texts matches
+//! a prompt that holds every one). A request replays the first recording whose `match`
+//! occurs in its prompt, else the recordings without `match` in turn.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -41,15 +41,30 @@ impl Default for Pace {
 #[serde(deny_unknown_fields)]
 struct Line {
     #[serde(rename = "match")]
-    pattern: Option<String>,
+    pattern: Option<Pattern>,
     output: String,
+}
+
+/// A line's `match`: one text, or texts that must all occur.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Pattern {
+    One(String),
+    All(Vec<String>),
 }
 
 /// One recording, tokenized.
 #[derive(Debug)]
 struct Recording {
-    pattern: Option<String>,
+    /// Texts the prompt must all hold (empty: played in turn to prompts nothing matched).
+    pattern: Vec<String>,
     tokens: Arc<[u32]>,
+}
+
+impl Recording {
+    fn matches(&self, prompt: &str) -> bool {
+        !self.pattern.is_empty() && self.pattern.iter().all(|p| prompt.contains(p.as_str()))
+    }
 }
 
 #[derive(Debug)]
@@ -89,7 +104,11 @@ impl ReplayExecutor {
                 .encode(&line.output)
                 .map_err(|e| bad(i + 1, e.to_string()))?;
             recordings.push(Recording {
-                pattern: line.pattern,
+                pattern: match line.pattern {
+                    None => Vec::new(),
+                    Some(Pattern::One(p)) => vec![p],
+                    Some(Pattern::All(all)) => all,
+                },
                 tokens: tokens.into(),
             });
         }
@@ -105,7 +124,7 @@ impl ReplayExecutor {
         let mut recordings = Vec::new();
         for (pattern, output) in outputs {
             recordings.push(Recording {
-                pattern: pattern.map(str::to_owned),
+                pattern: pattern.map(str::to_owned).into_iter().collect(),
                 tokens: tokenizer
                     .encode(output)
                     .map_err(|e| StageError::Config(e.to_string()))?
@@ -123,7 +142,7 @@ impl ReplayExecutor {
             return Err("tokens per step must be at least 1".into());
         }
         let unmatched = (0..recordings.len())
-            .filter(|&i| recordings[i].pattern.is_none())
+            .filter(|&i| recordings[i].pattern.is_empty())
             .collect();
         Ok(ReplayExecutor {
             recordings,
@@ -138,10 +157,7 @@ impl ReplayExecutor {
 
     /// The recording a prompt plays.
     fn pick(&mut self, prompt: &str) -> Option<Arc<[u32]>> {
-        let matched = self
-            .recordings
-            .iter()
-            .find(|r| r.pattern.as_deref().is_some_and(|p| prompt.contains(p)));
+        let matched = self.recordings.iter().find(|r| r.matches(prompt));
         if let Some(r) = matched {
             return Some(Arc::clone(&r.tokens));
         }
@@ -211,5 +227,33 @@ impl Executor for ReplayExecutor {
         self.playing
             .retain(|p| p.at < p.tokens.len() && p.at < p.max_tokens);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_list_match_needs_every_text_in_the_prompt() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.fixtures/tokenizer-qwen3");
+        let tokenizer = Arc::new(Tokenizer::from_dir(&dir).unwrap());
+        let path = std::env::temp_dir().join(format!("braid-replay-match-{}.jsonl", std::process::id()));
+        std::fs::write(
+            &path,
+            "{\"match\": [\"alpha\", \"beta\"], \"output\": \"both\"}\n{\"match\": \"alpha\", \"output\": \"one\"}\n{\"output\": \"neither\"}\n",
+        )
+        .unwrap();
+        let mut replay = ReplayExecutor::load(&path, Arc::clone(&tokenizer), Pace::default()).unwrap();
+        let mut played = |prompt: &str| {
+            let tokens = replay.pick(prompt).unwrap();
+            tokenizer.decode(&tokens).unwrap()
+        };
+        assert_eq!(played("beta then alpha"), "both");
+        assert_eq!(played("alpha alone"), "one");
+        assert_eq!(played("beta alone"), "neither");
+        let _ = std::fs::remove_file(path);
     }
 }
