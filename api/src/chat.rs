@@ -58,7 +58,7 @@ struct ChatRequest {
     structured_outputs: Option<Value>,
     thinking_token_budget: Option<u32>,
     chat_template_kwargs: Option<Value>,
-    /// The family's thinking switch (see [`effort_thinking`]).
+    /// The family's thinking switch (see [`prompt::effort_thinking`]).
     reasoning_effort: Option<String>,
     // The rest of OpenAI's request reference: accepted, not acted on, and named in the
     // response's `x-braid-ignored-fields` header (see `ChatRequest::ignored`).
@@ -134,21 +134,6 @@ impl ChatRequest {
     }
 }
 
-/// `reasoning_effort` as the family's thinking switch: `none` and `minimal` turn thinking
-/// off, `low` to `xhigh` leave it on (braid has no per-level budget; set
-/// `thinking_token_budget` for one). Explicit `chat_template_kwargs` win.
-fn effort_thinking(effort: Option<&str>) -> Result<Option<bool>, ApiError> {
-    match effort {
-        None => Ok(None),
-        Some("none" | "minimal") => Ok(Some(false)),
-        Some("low" | "medium" | "high" | "xhigh") => Ok(Some(true)),
-        Some(other) => Err(ApiError::invalid(
-            "reasoning_effort",
-            format!("reasoning_effort {other:?} is not none, minimal, low, medium, high or xhigh"),
-        )),
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StreamOptions {
@@ -191,17 +176,7 @@ fn tool_choice(v: Option<&Value>, tools: &[ToolSpec]) -> Result<ToolChoice, ApiE
             }
         },
     };
-    match &choice {
-        ToolChoice::Required if tools.is_empty() => Err(ApiError::invalid(
-            "tool_choice",
-            "tool_choice \"required\" needs tools",
-        )),
-        ToolChoice::Named(n) if !tools.iter().any(|t| &t.name == n) => Err(ApiError::invalid(
-            "tool_choice",
-            format!("tool_choice names {n:?}, which is not among the tools"),
-        )),
-        _ => Ok(choice),
-    }
+    choice.checked(tools)
 }
 
 /// Everything the response needs besides the stream.
@@ -285,7 +260,7 @@ pub(crate) async fn chat(
     }
     req.unsupported()?;
     let mut ignored = req.ignored();
-    let effort = effort_thinking(req.reasoning_effort.as_deref())?;
+    let effort = prompt::effort_thinking(req.reasoning_effort.as_deref(), "reasoning_effort")?;
     let switch = state.chat.reasoning_parser.and_then(|r| r.format().switch);
     if effort.is_some() && switch.is_none() {
         ignored.push("reasoning_effort");

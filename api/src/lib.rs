@@ -4,8 +4,8 @@
 //! parsers' pure types, never the engine or the stages: an ingress-only process is light,
 //! and every handler is tested against a stub pipeline without a socket.
 //!
-//! Three protocols share one pipeline: OpenAI's Completions and Chat Completions and
-//! Anthropic's Messages, each a thin adapter.
+//! Four protocols share one pipeline: OpenAI's Completions, Chat Completions and
+//! Responses, and Anthropic's Messages, each a thin adapter.
 //!
 //! The key design decision: **only this crate knows the protocols' shapes.** Stages speak bus
 //! messages; [`ApiError`] is the single mapping from a failure to a status and the
@@ -19,6 +19,7 @@ mod error;
 mod messages;
 mod prompt;
 pub mod replay;
+mod responses;
 pub mod seal;
 pub mod structured;
 mod tokenize;
@@ -193,6 +194,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(chat::chat))
         .route("/v1/messages", post(messages::messages))
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
+        .route("/v1/responses", post(responses::responses))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .merge(v1)

@@ -36,6 +36,22 @@ pub(crate) fn kwargs(
     Ok(merged)
 }
 
+/// A reasoning effort (`reasoning_effort`, Responses' `reasoning.effort`, the field
+/// `param`) as the family's thinking switch: `none` and `minimal` turn thinking off,
+/// `low` to `xhigh` leave it on. braid has no per-level budget (`thinking_token_budget`
+/// sets one), and explicit template kwargs win.
+pub(crate) fn effort_thinking(effort: Option<&str>, param: &'static str) -> Result<Option<bool>, ApiError> {
+    match effort {
+        None => Ok(None),
+        Some("none" | "minimal") => Ok(Some(false)),
+        Some("low" | "medium" | "high" | "xhigh") => Ok(Some(true)),
+        Some(other) => Err(ApiError::invalid(
+            param,
+            format!("{param} {other:?} is not none, minimal, low, medium, high or xhigh"),
+        )),
+    }
+}
+
 /// Whether the model will think: the family's switch as these kwargs set it (a family
 /// without a reasoning parser counts as thinking, so its output is never withheld).
 pub(crate) fn thinking(state: &AppState, kwargs: &Map<String, Value>) -> bool {

@@ -17,6 +17,8 @@ use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
 
+use crate::error::ApiError;
+
 /// The first byte of every seal: the format, so a later one can be told apart.
 const VERSION: u8 = 1;
 /// Bytes of an XChaCha20 nonce.
@@ -85,6 +87,50 @@ impl Seal {
         };
         let text = self.cipher.decrypt(XNonce::from_slice(nonce), payload).ok()?;
         String::from_utf8(text).ok()
+    }
+}
+
+/// How sealed reasoning that comes back is checked: the same rules for an Anthropic
+/// thinking block's `signature` and a Responses reasoning item's `encrypted_content`.
+pub(crate) struct Signatures<'a> {
+    pub(crate) seal: &'a Seal,
+    /// Refuse reasoning whose seal does not open, rather than render it as sent.
+    pub(crate) strict: bool,
+    /// The request field a refusal names (`messages`, `input`).
+    pub(crate) param: &'static str,
+}
+
+impl Signatures<'_> {
+    /// The reasoning of a `what` (`thinking`, …) sent back with its `text` and `sealed`
+    /// copy: the sealed text when it opens to `text` (or `text` is empty), else `text`
+    /// as sent, counted (or refused when strict; the error names `at`).
+    pub(crate) fn restore(
+        &self,
+        text: &str,
+        sealed: Option<&str>,
+        what: &'static str,
+        at: &str,
+    ) -> Result<String, ApiError> {
+        match sealed.and_then(|s| self.seal.open(s)) {
+            Some(opened) if text.is_empty() || text == opened => Ok(opened),
+            _ => {
+                self.invalid(what, at)?;
+                Ok(text.to_owned())
+            }
+        }
+    }
+
+    /// Counts a `what` whose seal did not open (`braid_thinking_signature_invalid_total`);
+    /// when strict, refuses it.
+    pub(crate) fn invalid(&self, what: &'static str, at: &str) -> Result<(), ApiError> {
+        metrics::counter!("braid_thinking_signature_invalid_total", "block" => what).increment(1);
+        if self.strict {
+            return Err(ApiError::invalid(
+                self.param,
+                format!("{at}: this {what} was not sealed by this server for its text (the server runs with --strict-signatures)"),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -19,6 +19,22 @@ pub(crate) enum ToolChoice {
 }
 
 impl ToolChoice {
+    /// The choice, if the declared `tools` can honour it: a required call needs tools, and
+    /// a named one must be among them. Every protocol's `tool_choice` ends here.
+    pub(crate) fn checked(self, tools: &[ToolSpec]) -> Result<ToolChoice, ApiError> {
+        match &self {
+            ToolChoice::Required if tools.is_empty() => Err(ApiError::invalid(
+                "tool_choice",
+                "a tool_choice that requires a call needs tools",
+            )),
+            ToolChoice::Named(n) if !tools.iter().any(|t| &t.name == n) => Err(ApiError::invalid(
+                "tool_choice",
+                format!("tool_choice names {n:?}, which is not among the tools"),
+            )),
+            _ => Ok(self),
+        }
+    }
+
     /// Whether the answer's `calls` honour this choice; else a 422 naming `tool_choice`
     /// (`finish` says how the output ended, for the message).
     pub(crate) fn honoured(&self, calls: &[CollectedCall], finish: &str) -> Result<(), ApiError> {

@@ -12,6 +12,7 @@ mod observability;
 mod one_door;
 mod openai_client;
 mod pipeline;
+mod responses_client;
 mod scale_out;
 mod structured;
 mod upstream;

@@ -24,44 +24,11 @@ use serde_json::Value;
 
 use crate::conversation::Declared;
 use crate::error::ApiError;
-use crate::seal::Seal;
+use crate::seal::Signatures;
 use crate::structured::ToolChoice;
 
 /// The prefix of Claude Code's per-request billing block.
 const BILLING_HEADER: &str = "x-anthropic-billing-header:";
-
-/// How thinking blocks sent back are checked.
-pub(crate) struct Signatures<'a> {
-    pub(crate) seal: &'a Seal,
-    /// Refuse a block whose signature does not open, rather than render it as sent.
-    pub(crate) strict: bool,
-}
-
-impl Signatures<'_> {
-    /// The reasoning of a thinking block sent back: the sealed text when `signature`
-    /// opens to it (or the block's text is empty), else the text as sent.
-    fn restore(&self, text: &str, signature: Option<&str>, at: &str) -> Result<String, ApiError> {
-        match signature.and_then(|s| self.seal.open(s)) {
-            Some(sealed) if text.is_empty() || text == sealed => Ok(sealed),
-            _ => {
-                self.invalid("thinking", &format!("{at}.signature"))?;
-                Ok(text.to_owned())
-            }
-        }
-    }
-
-    /// Counts a block whose seal did not open; under `strict`, refuses it.
-    fn invalid(&self, block: &'static str, at: &str) -> Result<(), ApiError> {
-        metrics::counter!("braid_thinking_signature_invalid_total", "block" => block).increment(1);
-        if self.strict {
-            return Err(ApiError::invalid(
-                "messages",
-                format!("{at}: this {block} block's signature was not made by this server for its text (the server runs with --strict-signatures)"),
-            ));
-        }
-        Ok(())
-    }
-}
 
 fn invalid(message: String) -> ApiError {
     ApiError::invalid("messages", message)
@@ -213,7 +180,12 @@ fn assistant(
             Some("thinking") => {
                 let thinking = string(b, "thinking", &at)?;
                 let signature = b.get("signature").and_then(Value::as_str);
-                reasoning.push(signatures.restore(thinking, signature, &at)?);
+                reasoning.push(signatures.restore(
+                    thinking,
+                    signature,
+                    "thinking",
+                    &format!("{at}.signature"),
+                )?);
             }
             Some("redacted_thinking") => match signatures.seal.open(string(b, "data", &at)?) {
                 Some(sealed) => reasoning.push(sealed),
@@ -315,13 +287,7 @@ pub(crate) fn tool_choice(v: Option<&Value>, tools: &[ToolSpec]) -> Result<(Tool
             )))
         }
     };
-    match &choice {
-        ToolChoice::Required if tools.is_empty() => Err(bad("tool_choice \"any\" needs tools".into())),
-        ToolChoice::Named(n) if !tools.iter().any(|t| &t.name == n) => Err(bad(format!(
-            "tool_choice names {n:?}, which is not among the tools"
-        ))),
-        _ => Ok((choice, parallel)),
-    }
+    Ok((choice.checked(tools)?, parallel))
 }
 
 /// What `thinking` asks for.

@@ -21,9 +21,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use self::blocks::Blocks;
-use self::decode::Signatures;
 use crate::completions::{parse_body, sampling};
 use crate::error::{AnthropicError, ApiError};
+use crate::seal::Signatures;
 use crate::structured::{self, Asked, ToolChoice};
 use crate::{prompt, AppState, RawBody};
 
@@ -143,6 +143,7 @@ fn signatures(state: &AppState) -> Signatures<'_> {
     Signatures {
         seal: &state.seal,
         strict: state.strict_signatures,
+        param: "messages",
     }
 }
 

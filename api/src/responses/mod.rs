@@ -1,0 +1,451 @@
+//! OpenAI's Responses API: `POST /v1/responses` (what Codex speaks). A thin adapter: the
+//! request becomes the one typed conversation on the bus, and the bus's deltas become
+//! output items (`reasoning`, `function_call`, `message`), streamed as OpenAI streams
+//! them (each event with its `sequence_number`) or whole.
+
+mod decode;
+mod items;
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use braid_bus::Response as Stream;
+use braid_bus::{Collected, Finish, Prompt, Sampling, Setup, Submit};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use self::items::Items;
+use crate::completions::{parse_body, sampling};
+use crate::error::ApiError;
+use crate::seal::Signatures;
+use crate::structured::{self, Asked, ToolChoice};
+use crate::{prompt, AppState, RawBody};
+
+/// The request body: every field of OpenAI's Responses reference (and Codex's
+/// `client_metadata`). Unknown fields are refused.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResponsesRequest {
+    model: Option<String>,
+    input: Value,
+    instructions: Option<String>,
+    tools: Option<Vec<Value>>,
+    tool_choice: Option<Value>,
+    parallel_tool_calls: Option<bool>,
+    reasoning: Option<ReasoningConfig>,
+    max_output_tokens: Option<u32>,
+    text: Option<TextConfig>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    #[serde(default)]
+    stream: bool,
+    store: Option<bool>,
+    previous_response_id: Option<String>,
+    include: Option<Vec<String>>,
+    background: Option<bool>,
+    conversation: Option<Value>,
+    prompt: Option<Value>,
+    top_logprobs: Option<u32>,
+    // Accepted, not acted on, and named in `x-braid-ignored-fields`.
+    prompt_cache_key: Option<Value>,
+    prompt_cache_retention: Option<Value>,
+    metadata: Option<Value>,
+    user: Option<Value>,
+    safety_identifier: Option<Value>,
+    service_tier: Option<Value>,
+    truncation: Option<Value>,
+    max_tool_calls: Option<Value>,
+    stream_options: Option<Value>,
+    client_metadata: Option<Value>,
+}
+
+/// `reasoning`: the effort (the family's thinking switch) and whether a summary is
+/// wanted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasoningConfig {
+    effort: Option<String>,
+    summary: Option<String>,
+    generate_summary: Option<String>,
+}
+
+/// `text`: the answer's format (structured outputs) and verbosity.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TextConfig {
+    format: Option<Value>,
+    verbosity: Option<Value>,
+}
+
+impl ResponsesRequest {
+    /// What braid cannot do: refused, never ignored.
+    fn unsupported(&self) -> Result<(), ApiError> {
+        if self.background == Some(true) {
+            return Err(ApiError::invalid(
+                "background",
+                "background responses are not supported",
+            ));
+        }
+        if self.conversation.as_ref().is_some_and(|c| !c.is_null()) {
+            return Err(ApiError::invalid(
+                "conversation",
+                "conversations are not supported; send previous_response_id or the items",
+            ));
+        }
+        if self.prompt.as_ref().is_some_and(|p| !p.is_null()) {
+            return Err(ApiError::invalid("prompt", "prompt templates are not supported"));
+        }
+        if self.top_logprobs.is_some_and(|n| n > 0) {
+            return Err(ApiError::invalid(
+                "top_logprobs",
+                "logprobs are not supported yet",
+            ));
+        }
+        if self.previous_response_id.is_some() {
+            return Err(ApiError::invalid(
+                "previous_response_id",
+                "stored responses are not supported yet; send the earlier items in input",
+            ));
+        }
+        if let Some(unknown) = self
+            .include
+            .iter()
+            .flatten()
+            .find(|i| i.as_str() != "reasoning.encrypted_content")
+        {
+            return Err(ApiError::invalid(
+                "include",
+                format!("include {unknown:?} is not supported (reasoning.encrypted_content is)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The fields braid accepts and does not act on: prefix caching is automatic
+    /// (`prompt_cache_key`), there is no billing tier, truncation or verbosity control,
+    /// and the metadata is the caller's.
+    fn ignored(&self, skipped_tools: bool) -> Vec<&'static str> {
+        let set = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_null());
+        let mut ignored: Vec<&'static str> = [
+            ("prompt_cache_key", &self.prompt_cache_key),
+            ("prompt_cache_retention", &self.prompt_cache_retention),
+            ("metadata", &self.metadata),
+            ("user", &self.user),
+            ("safety_identifier", &self.safety_identifier),
+            ("service_tier", &self.service_tier),
+            ("truncation", &self.truncation),
+            ("max_tool_calls", &self.max_tool_calls),
+            ("stream_options", &self.stream_options),
+            ("client_metadata", &self.client_metadata),
+        ]
+        .into_iter()
+        .filter(|(_, v)| set(v))
+        .map(|(name, _)| name)
+        .collect();
+        if self.text.as_ref().is_some_and(|t| set(&t.verbosity)) {
+            ignored.push("text.verbosity");
+        }
+        if self.store == Some(true) {
+            ignored.push("store");
+        }
+        if skipped_tools {
+            ignored.push("tools");
+        }
+        ignored
+    }
+
+    /// `text.format` as OpenAI Chat's `response_format`, so the one constraint path reads
+    /// it.
+    fn response_format(&self) -> Result<Option<Value>, ApiError> {
+        let Some(f) = self
+            .text
+            .as_ref()
+            .and_then(|t| t.format.as_ref())
+            .filter(|f| !f.is_null())
+        else {
+            return Ok(None);
+        };
+        match f.get("type").and_then(Value::as_str) {
+            Some("text") => Ok(None),
+            Some("json_object") => Ok(Some(json!({"type": "json_object"}))),
+            Some("json_schema") => {
+                let mut schema = f.clone();
+                if let Some(o) = schema.as_object_mut() {
+                    o.remove("type");
+                }
+                Ok(Some(json!({"type": "json_schema", "json_schema": schema})))
+            }
+            _ => Err(ApiError::invalid(
+                "text.format",
+                "text.format.type must be text, json_object or json_schema",
+            )),
+        }
+    }
+}
+
+/// `POST /v1/responses`.
+pub(crate) async fn responses(
+    State(state): State<AppState>,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let req: ResponsesRequest = parse_body(&body)?;
+    state.check_model(req.model.as_deref())?;
+    req.unsupported()?;
+    if req.max_output_tokens == Some(0) {
+        return Err(ApiError::invalid(
+            "max_output_tokens",
+            "max_output_tokens must be at least 1",
+        ));
+    }
+    let signatures = Signatures {
+        seal: &state.seal,
+        strict: state.strict_signatures,
+        param: "input",
+    };
+    let messages = decode::messages(req.instructions.as_deref(), Vec::new(), &req.input, &signatures)?;
+    let (tools, skipped_tools) = decode::tools(req.tools.as_deref().unwrap_or_default())?;
+    let choice = decode::tool_choice(req.tool_choice.as_ref(), &tools)?;
+    let parallel = req.parallel_tool_calls.unwrap_or(true);
+    let reasoning = req.reasoning.as_ref();
+    let effort = prompt::effort_thinking(reasoning.and_then(|r| r.effort.as_deref()), "reasoning.effort")?;
+    let response_format = req.response_format()?;
+    let constraint = structured::constraint(&Asked {
+        response_format: response_format.as_ref(),
+        structured_outputs: None,
+        tools: &tools,
+        choice: &choice,
+        parallel,
+    })?;
+    let kwargs = prompt::kwargs(&state, None, "reasoning", effort)?;
+    let thinks = prompt::thinking(&state, &kwargs);
+    let parse_tools = !tools.is_empty() && choice != ToolChoice::None;
+    let setup_tools = if parse_tools { tools.clone() } else { Vec::new() };
+    let conversation = prompt::conversation(&state, messages, tools, kwargs, true).await;
+    let max_tokens = req.max_output_tokens.unwrap_or(0);
+    let submit = Submit {
+        prompt: Prompt::Chat(conversation),
+        sampling: Sampling {
+            thinking_token_budget: state.chat.thinking_token_budget,
+            max_tokens,
+            ..sampling(
+                max_tokens.max(1),
+                req.temperature,
+                req.top_p,
+                None,
+                None,
+                None,
+                (None, None, None),
+            )?
+        },
+        constraint,
+        setup: Setup {
+            skip_special_tokens: !parse_tools,
+            reasoning_parser: state.chat.reasoning_parser,
+            thinking: thinks,
+            tool_parser: if parse_tools { state.chat.tool_parser } else { None },
+            tools: setup_tools,
+            ..Setup::default()
+        },
+    };
+    let stream = state.pipeline.submit(submit).await?;
+    let id = stream.id.to_string();
+    let asked = items::Asked {
+        summary: reasoning.is_some_and(|r| r.summary.is_some() || r.generate_summary.is_some()),
+        encrypted: req
+            .include
+            .iter()
+            .flatten()
+            .any(|i| i == "reasoning.encrypted_content"),
+        parallel,
+    };
+    let reply = Reply {
+        head: json!({
+            "id": format!("resp_{id}"), "object": "response", "created_at": crate::unix_time(),
+            "model": state.model, "instructions": req.instructions, "max_output_tokens": req.max_output_tokens,
+            "parallel_tool_calls": parallel, "previous_response_id": null, "store": false,
+            "temperature": req.temperature, "top_p": req.top_p, "tool_choice": req.tool_choice.clone().unwrap_or(json!("auto")),
+            "tools": req.tools.clone().unwrap_or_default(), "metadata": req.metadata.clone().unwrap_or(json!({})),
+            "reasoning": {"effort": reasoning.and_then(|r| r.effort.clone()), "summary": reasoning.and_then(|r| r.summary.clone())},
+            "error": null, "incomplete_details": null,
+        }),
+        input_tokens: stream.prompt_tokens,
+        choice,
+        items: Items::new(Arc::clone(&state.seal), asked, id),
+    };
+    let mut response = if req.stream {
+        sse(stream, reply).into_response()
+    } else {
+        let mut reply = reply;
+        let (all, events) = collect(stream, &mut reply).await;
+        let body = reply.finished(&all, items::fold(&events));
+        if body["status"] == "failed" {
+            return Err(reply
+                .failure(&all)
+                .unwrap_or_else(|| ApiError::bad_body("the response failed")));
+        }
+        axum::Json(body).into_response()
+    };
+    prompt::ignored_header(&mut response, "responses", &req.ignored(skipped_tools));
+    Ok(response)
+}
+
+/// A response in the making.
+struct Reply {
+    /// The response object's fields that do not change as it runs.
+    head: Value,
+    input_tokens: u32,
+    choice: ToolChoice,
+    items: Items,
+}
+
+impl Reply {
+    /// The response object with `status`, `output` and `usage`.
+    fn object(&self, status: &str, output: Vec<Value>, usage: Value) -> Value {
+        let mut r = self.head.clone();
+        r["status"] = json!(status);
+        r["output"] = Value::Array(output);
+        r["usage"] = usage;
+        r
+    }
+
+    /// Why the response failed, if it did: a stage's failure, or a `tool_choice` it did
+    /// not honour.
+    fn failure(&self, all: &Collected) -> Option<ApiError> {
+        match &all.finish {
+            Some(Finish::Failed(f)) => Some(f.clone().into()),
+            Some(Finish::Abort) | None => Some(ApiError {
+                status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                message: "the response was cut off".into(),
+                param: None,
+            }),
+            Some(finish @ (Finish::Stop | Finish::Length)) => {
+                let calls = &all.tool_calls[..(self.items.calls() as usize).min(all.tool_calls.len())];
+                let how = if *finish == Finish::Stop {
+                    "stop"
+                } else {
+                    "max_output_tokens"
+                };
+                self.choice.honoured(calls, how).err()
+            }
+        }
+    }
+
+    /// The finished response object: `completed`, `incomplete` (max_output_tokens) or
+    /// `failed` (with its error).
+    fn finished(&self, all: &Collected, output: Vec<Value>) -> Value {
+        let u = all.usage.unwrap_or_default();
+        let usage = json!({
+            "input_tokens": self.input_tokens, "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": u.completion_tokens, "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+            "total_tokens": self.input_tokens + u.completion_tokens,
+        });
+        if let Some(e) = self.failure(all) {
+            let mut r = self.object("failed", output, usage);
+            r["error"] = json!({"code": if e.status.is_server_error() { "server_error" } else { "invalid_prompt" }, "message": e.message});
+            return r;
+        }
+        if all.finish == Some(Finish::Length) {
+            let mut r = self.object("incomplete", output, usage);
+            r["incomplete_details"] = json!({"reason": "max_output_tokens"});
+            return r;
+        }
+        self.object("completed", output, usage)
+    }
+}
+
+/// Every chunk of a response through the item machine.
+async fn collect(mut stream: Stream, reply: &mut Reply) -> (Collected, Vec<Value>) {
+    let mut all = Collected::default();
+    let mut events = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        all.push(&chunk);
+        for d in &chunk.deltas {
+            reply.items.push(d, &mut events);
+        }
+    }
+    reply.items.close(&mut events);
+    (all, events)
+}
+
+/// The stream's progress.
+struct Streaming {
+    stream: Option<Stream>,
+    reply: Reply,
+    pending: VecDeque<Value>,
+    /// Every item done so far, for the final response object.
+    output: Vec<Value>,
+    all: Collected,
+    sequence: u64,
+}
+
+impl Streaming {
+    fn take(&mut self, events: Vec<Value>) {
+        self.output.extend(items::fold(&events));
+        self.pending.extend(events);
+    }
+
+    /// The last item's events, then `response.completed`, `.incomplete` or `.failed`.
+    fn close(&mut self) {
+        let mut events = Vec::new();
+        self.reply.items.close(&mut events);
+        self.take(events);
+        let response = self.reply.finished(&self.all, std::mem::take(&mut self.output));
+        let kind = match response["status"].as_str() {
+            Some("failed") => "response.failed",
+            Some("incomplete") => "response.incomplete",
+            _ => "response.completed",
+        };
+        self.pending
+            .push_back(json!({"type": kind, "response": response}));
+    }
+}
+
+fn sse(stream: Stream, reply: Reply) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let started = reply.object("in_progress", Vec::new(), Value::Null);
+    let streaming = Streaming {
+        stream: Some(stream),
+        pending: [
+            json!({"type": "response.created", "response": started}),
+            json!({"type": "response.in_progress", "response": started}),
+        ]
+        .into(),
+        reply,
+        output: Vec::new(),
+        all: Collected::default(),
+        sequence: 0,
+    };
+    let events = futures_util::stream::unfold(streaming, |mut s| async move {
+        loop {
+            if let Some(mut data) = s.pending.pop_front() {
+                data["sequence_number"] = json!(s.sequence);
+                s.sequence += 1;
+                let name = data["type"].as_str().unwrap_or_default().to_owned();
+                return Some((Ok(Event::default().event(name).data(data.to_string())), s));
+            }
+            let stream = s.stream.as_mut()?;
+            match stream.next().await {
+                Some(chunk) => {
+                    s.all.push(&chunk);
+                    let mut events = Vec::new();
+                    for d in &chunk.deltas {
+                        s.reply.items.push(d, &mut events);
+                    }
+                    s.take(events);
+                    if chunk.finish.is_some() {
+                        s.stream = None;
+                        s.close();
+                    }
+                }
+                None => {
+                    s.stream = None;
+                    s.close();
+                }
+            }
+        }
+    });
+    Sse::new(events)
+}
