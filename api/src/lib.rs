@@ -44,6 +44,7 @@ use subtle::ConstantTimeEq;
 pub use conversation::{messages as decode_messages, tools as decode_tools};
 pub use error::{AnthropicError, ApiError};
 pub use replay::ReasoningCache;
+pub use responses::store::ResponseStore;
 pub use seal::Seal;
 
 /// Which fields carry reasoning in responses.
@@ -82,6 +83,8 @@ pub struct AppState {
     pub chat: ChatSettings,
     /// Reasoning kept for replay (`None`: off).
     pub replay: Option<Arc<ReasoningCache>>,
+    /// Stored Responses-API responses (`None`: off).
+    pub responses: Option<Arc<ResponseStore>>,
     /// Prompt plus output, at most, when this process knows it (`/v1/models`).
     pub max_model_len: Option<u32>,
     /// Required as `Authorization: Bearer KEY` on `/v1/*`, when set.
@@ -195,6 +198,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages", post(messages::messages))
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/responses", post(responses::responses))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::get).delete(responses::delete),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .merge(v1)

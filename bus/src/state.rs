@@ -158,6 +158,35 @@ impl SharedMap {
     }
 }
 
+impl SharedMap {
+    /// Removes `key`; whether it was there.
+    pub async fn delete(&self, key: &str) -> bool {
+        let hashed_key = hashed(key);
+        match &self.store {
+            Store::Memory(m) => {
+                let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+                let ttl = m.ttl;
+                m.order.retain(|k| k != &hashed_key);
+                m.map
+                    .remove(&hashed_key)
+                    .is_some_and(|(_, at)| at.elapsed() < ttl)
+            }
+            Store::JetStream(kv) => {
+                if self.get(key).await.is_none() {
+                    return false;
+                }
+                match kv.delete(hashed_key).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!("shared state not deleted: {e}");
+                        false
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +203,17 @@ mod tests {
         expired.put("a", Bytes::from("1")).await;
         assert_eq!(expired.get("a").await, None);
         assert_eq!(hashed("a").len(), 64);
+    }
+
+    #[tokio::test]
+    async fn a_deleted_key_is_gone_and_deleting_it_again_says_so() {
+        let m = SharedMap::memory(4, Duration::from_secs(60));
+        m.put("a", Bytes::from("1")).await;
+        assert!(m.delete("a").await);
+        assert_eq!(m.get("a").await, None);
+        assert!(!m.delete("a").await);
+        m.put("b", Bytes::from("2")).await;
+        m.put("c", Bytes::from("3")).await;
+        assert_eq!(m.get("b").await, Some(Bytes::from("2")));
     }
 }

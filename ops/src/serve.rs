@@ -113,6 +113,13 @@ pub(crate) struct PipelineArgs {
     /// Seconds replayable reasoning is kept.
     #[arg(long, default_value_t = 3600)]
     reasoning_replay_ttl: u64,
+    /// Responses-API responses kept for `previous_response_id` and `GET
+    /// /v1/responses/{id}` (`store: true`, the API's default; 0 keeps none).
+    #[arg(long, default_value_t = 10_000)]
+    responses_store_size: usize,
+    /// Seconds a stored response is kept.
+    #[arg(long, default_value_t = 86_400)]
+    responses_store_ttl: u64,
     /// Require this key on /v1/*, as `Authorization: Bearer KEY` or `x-api-key: KEY`.
     #[arg(long, env = "BRAID_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
@@ -253,6 +260,24 @@ impl std::str::FromStr for ExecutorSpec {
 }
 
 /// `--bus`: checked for its scheme before anything loads.
+/// One kind of conversation state: the JetStream bucket `bucket` (or, with `--state
+/// memory` or an in-process bus, a map in this process) of at most `size` entries kept
+/// `ttl` seconds; `None` when `size` is 0.
+async fn shared_map(
+    bus: &Bus,
+    state: StateStore,
+    bucket: &str,
+    size: usize,
+    ttl: u64,
+) -> anyhow::Result<Option<SharedMap>> {
+    let ttl = Duration::from_secs(ttl);
+    Ok(match (size, state) {
+        (0, _) => None,
+        (size, StateStore::Memory) => Some(SharedMap::memory(size, ttl)),
+        (size, StateStore::Shared) => Some(SharedMap::jetstream(bus, bucket, size, ttl).await?),
+    })
+}
+
 fn bus_url(s: &str) -> Result<String, String> {
     if s == "inproc" || s.starts_with("nats://") || s.starts_with("tls://") {
         Ok(s.to_owned())
@@ -563,24 +588,18 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
         let node = Node::start(bus, config).await?;
         let server = match node.ingress.clone() {
             Some(ingress) => {
-                let replay = match (p.reasoning_replay_size, p.state) {
-                    (0, _) => None,
-                    (size, store) => {
-                        let ttl = Duration::from_secs(p.reasoning_replay_ttl);
-                        let map = match store {
-                            StateStore::Memory => SharedMap::memory(size, ttl),
-                            StateStore::Shared => {
-                                SharedMap::jetstream(&node.bus, "braid_reasoning", size, ttl).await?
-                            }
-                        };
-                        Some(Arc::new(braid_api::ReasoningCache::new(map)))
-                    }
-                };
+                let replay = shared_map(&node.bus, p.state, "braid_reasoning", p.reasoning_replay_size, p.reasoning_replay_ttl)
+                    .await?
+                    .map(|map| Arc::new(braid_api::ReasoningCache::new(map)));
+                let responses = shared_map(&node.bus, p.state, "braid_responses", p.responses_store_size, p.responses_store_ttl)
+                    .await?
+                    .map(|map| Arc::new(braid_api::ResponseStore::new(map)));
                 let state = braid_api::AppState {
                     pipeline: Arc::new(ingress),
                     model: model_name,
                     chat,
                     replay,
+                    responses,
                     max_model_len,
                     api_key: p.api_key.clone(),
                     max_body_bytes: p.max_body_bytes,

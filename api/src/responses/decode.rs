@@ -3,7 +3,7 @@
 //! (`input[5].call_id`).
 //!
 //! Choices where the Responses shape and a chat template's differ:
-//! - `instructions` and every `system` or `developer` message (Codex sends its system
+//! - `instructions`, then every `system` or `developer` message (Codex sends its system
 //!   prompt as two `developer` messages) become one system prompt, in order, at the top:
 //!   most templates render no `developer` role, and take a system message only first.
 //! - Consecutive `reasoning`, `function_call` and assistant `message` items are one
@@ -94,20 +94,15 @@ impl Turns {
     }
 }
 
-/// `instructions`, earlier conversation (`before`, from `previous_response_id`) and
-/// `input`, as chat messages.
+/// The earlier conversation (`before`, from `previous_response_id`) and `input`, as chat
+/// messages: every `system` and `developer` message joined into one system message first.
 pub(crate) fn messages(
-    instructions: Option<&str>,
     before: Vec<ChatMessage>,
     input: &Value,
     signatures: &Signatures<'_>,
 ) -> Result<Vec<ChatMessage>, ApiError> {
     let mut turns = Turns {
-        instructions: instructions
-            .filter(|i| !i.is_empty())
-            .map(str::to_owned)
-            .into_iter()
-            .collect(),
+        instructions: Vec::new(),
         out: Vec::new(),
         assistant: None,
         called: HashSet::new(),
@@ -141,6 +136,23 @@ pub(crate) fn messages(
         );
     }
     Ok(turns.out)
+}
+
+/// The conversation as rendered: `instructions` (this request's only; a stored
+/// conversation does not keep them) ahead of the system message, if any.
+pub(crate) fn instructed(instructions: Option<&str>, history: &[ChatMessage]) -> Vec<ChatMessage> {
+    let mut out = history.to_vec();
+    let Some(instructions) = instructions.filter(|i| !i.is_empty()) else {
+        return out;
+    };
+    match out.first_mut() {
+        Some(first) if first.role == Role::System => {
+            let rest = first.content.take().unwrap_or_default();
+            first.content = Some(format!("{instructions}\n\n{rest}"));
+        }
+        _ => out.insert(0, ChatMessage::text(Role::System, instructions)),
+    }
+    out
 }
 
 fn item_into(item: &Value, at: &str, signatures: &Signatures<'_>, turns: &mut Turns) -> Result<(), ApiError> {

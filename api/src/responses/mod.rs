@@ -5,12 +5,13 @@
 
 mod decode;
 mod items;
+pub(crate) mod store;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use braid_bus::Response as Stream;
@@ -105,12 +106,6 @@ impl ResponsesRequest {
                 "logprobs are not supported yet",
             ));
         }
-        if self.previous_response_id.is_some() {
-            return Err(ApiError::invalid(
-                "previous_response_id",
-                "stored responses are not supported yet; send the earlier items in input",
-            ));
-        }
         if let Some(unknown) = self
             .include
             .iter()
@@ -128,7 +123,7 @@ impl ResponsesRequest {
     /// The fields braid accepts and does not act on: prefix caching is automatic
     /// (`prompt_cache_key`), there is no billing tier, truncation or verbosity control,
     /// and the metadata is the caller's.
-    fn ignored(&self, skipped_tools: bool) -> Vec<&'static str> {
+    fn ignored(&self, skipped_tools: bool, unstored: bool) -> Vec<&'static str> {
         let set = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_null());
         let mut ignored: Vec<&'static str> = [
             ("prompt_cache_key", &self.prompt_cache_key),
@@ -149,11 +144,11 @@ impl ResponsesRequest {
         if self.text.as_ref().is_some_and(|t| set(&t.verbosity)) {
             ignored.push("text.verbosity");
         }
-        if self.store == Some(true) {
-            ignored.push("store");
-        }
         if skipped_tools {
             ignored.push("tools");
+        }
+        if unstored {
+            ignored.push("store");
         }
         ignored
     }
@@ -206,7 +201,12 @@ pub(crate) async fn responses(
         strict: state.strict_signatures,
         param: "input",
     };
-    let messages = decode::messages(req.instructions.as_deref(), Vec::new(), &req.input, &signatures)?;
+    let before = match &req.previous_response_id {
+        None => Vec::new(),
+        Some(id) => previous(&state, id).await?,
+    };
+    let history = decode::messages(before, &req.input, &signatures)?;
+    let messages = decode::instructed(req.instructions.as_deref(), &history);
     let (tools, skipped_tools) = decode::tools(req.tools.as_deref().unwrap_or_default())?;
     let choice = decode::tool_choice(req.tool_choice.as_ref(), &tools)?;
     let parallel = req.parallel_tool_calls.unwrap_or(true);
@@ -253,6 +253,14 @@ pub(crate) async fn responses(
     };
     let stream = state.pipeline.submit(submit).await?;
     let id = stream.id.to_string();
+    // `store` is the Responses API's default; with the store off (`--responses-store-size
+    // 0`) nothing is kept and the header says so.
+    let wants_store = req.store.unwrap_or(true);
+    let keep = state
+        .responses
+        .clone()
+        .filter(|_| wants_store)
+        .map(|store| Keep { store, history });
     let asked = items::Asked {
         summary: reasoning.is_some_and(|r| r.summary.is_some() || r.generate_summary.is_some()),
         encrypted: req
@@ -266,7 +274,7 @@ pub(crate) async fn responses(
         head: json!({
             "id": format!("resp_{id}"), "object": "response", "created_at": crate::unix_time(),
             "model": state.model, "instructions": req.instructions, "max_output_tokens": req.max_output_tokens,
-            "parallel_tool_calls": parallel, "previous_response_id": null, "store": false,
+            "parallel_tool_calls": parallel, "previous_response_id": req.previous_response_id, "store": keep.is_some(),
             "temperature": req.temperature, "top_p": req.top_p, "tool_choice": req.tool_choice.clone().unwrap_or(json!("auto")),
             "tools": req.tools.clone().unwrap_or_default(), "metadata": req.metadata.clone().unwrap_or(json!({})),
             "reasoning": {"effort": reasoning.and_then(|r| r.effort.clone()), "summary": reasoning.and_then(|r| r.summary.clone())},
@@ -275,6 +283,7 @@ pub(crate) async fn responses(
         input_tokens: stream.prompt_tokens,
         choice,
         items: Items::new(Arc::clone(&state.seal), asked, id),
+        keep,
     };
     let mut response = if req.stream {
         sse(stream, reply).into_response()
@@ -287,10 +296,63 @@ pub(crate) async fn responses(
                 .failure(&all)
                 .unwrap_or_else(|| ApiError::bad_body("the response failed")));
         }
+        reply.keep(&all, &body).await;
         axum::Json(body).into_response()
     };
-    prompt::ignored_header(&mut response, "responses", &req.ignored(skipped_tools));
+    let unstored = wants_store && req.store.is_some() && state.responses.is_none();
+    prompt::ignored_header(&mut response, "responses", &req.ignored(skipped_tools, unstored));
     Ok(response)
+}
+
+/// The conversation of a `previous_response_id`; an id not kept (never stored,
+/// expired, deleted, or the store off) is a 404 that says so.
+async fn previous(state: &AppState, id: &str) -> Result<Vec<braid_bus::ChatMessage>, ApiError> {
+    let stored = match &state.responses {
+        Some(store) => store.get(id).await,
+        None => None,
+    };
+    stored
+        .map(|s| s.conversation)
+        .ok_or_else(|| not_found(id, "previous_response_id"))
+}
+
+fn not_found(id: &str, param: &'static str) -> ApiError {
+    ApiError {
+        status: axum::http::StatusCode::NOT_FOUND,
+        message: format!("no response with id {id:?} is kept here: it was never stored (store: false), has expired, or was deleted"),
+        param: Some(param.into()),
+    }
+}
+
+/// `GET /v1/responses/{id}`: a stored response.
+pub(crate) async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let stored = match &state.responses {
+        Some(store) => store.get(&id).await,
+        None => None,
+    };
+    let stored = stored.ok_or_else(|| not_found(&id, "response_id"))?;
+    Ok(axum::Json(stored.response).into_response())
+}
+
+/// `DELETE /v1/responses/{id}`.
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let deleted = match &state.responses {
+        Some(store) => store.delete(&id).await,
+        None => false,
+    };
+    if !deleted {
+        return Err(not_found(&id, "response_id"));
+    }
+    Ok(axum::Json(json!({"id": id, "object": "response", "deleted": true})).into_response())
+}
+
+/// Where a response is kept, with the conversation that led to it.
+struct Keep {
+    store: Arc<store::ResponseStore>,
+    history: Vec<braid_bus::ChatMessage>,
 }
 
 /// A response in the making.
@@ -300,9 +362,42 @@ struct Reply {
     input_tokens: u32,
     choice: ToolChoice,
     items: Items,
+    /// Set when the response is to be stored.
+    keep: Option<Keep>,
 }
 
 impl Reply {
+    /// Stores the finished response `body` and the conversation through it, when asked.
+    /// Done before the response ends, so a next request finds it on any ingress.
+    async fn keep(&mut self, all: &Collected, body: &Value) {
+        let Some(keep) = self.keep.take() else { return };
+        let id = body["id"].as_str().unwrap_or_default().to_owned();
+        let n = (self.items.calls() as usize).min(all.tool_calls.len());
+        let calls: Vec<braid_bus::ToolCall> = all.tool_calls[..n]
+            .iter()
+            .map(|c| braid_bus::ToolCall {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                arguments: c.arguments.clone(),
+                parsed: serde_json::from_str::<Value>(&c.arguments)
+                    .ok()
+                    .filter(Value::is_object),
+            })
+            .collect();
+        let mut conversation = keep.history;
+        conversation.push(braid_bus::ChatMessage {
+            content: Some(all.content.trim_start().to_owned()),
+            reasoning: (!all.reasoning.is_empty()).then(|| all.reasoning.clone()),
+            tool_calls: (!calls.is_empty()).then_some(calls),
+            ..braid_bus::ChatMessage::text(braid_bus::Role::Assistant, "")
+        });
+        let stored = store::Stored {
+            response: body.clone(),
+            conversation,
+        };
+        keep.store.put(&id, &stored).await;
+    }
+
     /// The response object with `status`, `output` and `usage`.
     fn object(&self, status: &str, output: Vec<Value>, usage: Value) -> Value {
         let mut r = self.head.clone();
@@ -389,7 +484,7 @@ impl Streaming {
     }
 
     /// The last item's events, then `response.completed`, `.incomplete` or `.failed`.
-    fn close(&mut self) {
+    async fn close(&mut self) {
         let mut events = Vec::new();
         self.reply.items.close(&mut events);
         self.take(events);
@@ -399,6 +494,9 @@ impl Streaming {
             Some("incomplete") => "response.incomplete",
             _ => "response.completed",
         };
+        if kind != "response.failed" {
+            self.reply.keep(&self.all, &response).await;
+        }
         self.pending
             .push_back(json!({"type": kind, "response": response}));
     }
@@ -437,12 +535,12 @@ fn sse(stream: Stream, reply: Reply) -> Sse<impl futures_util::Stream<Item = Res
                     s.take(events);
                     if chunk.finish.is_some() {
                         s.stream = None;
-                        s.close();
+                        s.close().await;
                     }
                 }
                 None => {
                     s.stream = None;
-                    s.close();
+                    s.close().await;
                 }
             }
         }

@@ -435,7 +435,7 @@ async fn a_tampered_signature_is_rendered_as_sent_or_refused_when_strict() {
 }
 
 /// The SSE events of a streamed response, as (event, data).
-fn events(text: &str) -> Vec<(String, Value)> {
+pub(super) fn events(text: &str) -> Vec<(String, Value)> {
     text.split("\n\n")
         .filter(|e| !e.trim().is_empty())
         .map(|e| {

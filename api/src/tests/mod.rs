@@ -74,6 +74,10 @@ fn state(stub: Arc<Stub>) -> AppState {
             16,
             std::time::Duration::from_secs(60),
         )))),
+        responses: Some(Arc::new(crate::ResponseStore::new(braid_bus::SharedMap::memory(
+            16,
+            std::time::Duration::from_secs(60),
+        )))),
         max_model_len: None,
         api_key: None,
         max_body_bytes: 1 << 16,
@@ -478,3 +482,4 @@ async fn real_clients_fields_are_accepted_and_the_ignored_ones_named() {
 }
 
 mod messages;
+mod responses;
