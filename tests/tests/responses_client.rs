@@ -162,3 +162,40 @@ fn codex_runs_its_loop_against_braid() {
         );
     }
 }
+
+#[test]
+fn the_openai_sdk_drives_the_interleaved_loop_through_responses() {
+    use braid_tests::families::R;
+    let shared = shared_dir();
+    let mut names = vec!["qwen3"];
+    if shared.is_some() {
+        names.push("kimi_k2");
+    } else {
+        eprintln!("../shared is absent: the loop runs on qwen3's markup only (not Kimi-K2's)");
+    }
+    for name in names {
+        let f = FAMILIES
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no family {name}"));
+        let dir = family_folder(f, shared.as_deref()).unwrap_or_else(|| panic!("{name} folder"));
+        // Re-injection off: round 2 sees round 1's reasoning only through what the client
+        // sent back, or through the stored response.
+        let flags = ["--reasoning-replay-size", "0", "--signing-key", "test-key"];
+        let (_serve, port) = serve_family(f, &dir, &flags);
+        let url = format!("http://127.0.0.1:{port}/v1");
+        for extra in [
+            &[][..],
+            &["--stream"],
+            &["--strip-reasoning-text"],
+            &["--stream", "--strip-reasoning-text"],
+            &["--stored"],
+            &["--stored", "--stream"],
+        ] {
+            let mut args = vec!["--base-url", url.as_str(), "--reasoning", R];
+            args.extend(extra);
+            let out = braid_tests::run_client("responses_loop.py", &args);
+            eprintln!("{name} {extra:?}: {}", out.lines().last().unwrap_or_default());
+        }
+    }
+}
