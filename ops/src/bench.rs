@@ -3,6 +3,7 @@
 mod engine;
 mod parse;
 mod pipeline;
+mod protocols;
 mod serve;
 mod structured;
 mod upstream;
@@ -22,6 +23,10 @@ pub(crate) enum BenchCommand {
     /// Pipeline cost: CPU µs per streamed token added by the stages and the bus (replay
     /// executor), in-process and over NATS, at several concurrencies.
     Pipeline(pipeline::PipelineBenchArgs),
+    /// What each protocol adapter costs: CPU µs per streamed token through the HTTP
+    /// handlers of Chat Completions, Anthropic Messages and OpenAI Responses, at several
+    /// numbers of concurrent streams, and each one's cost over Chat Completions'.
+    Protocols(protocols::ProtocolsBenchArgs),
     /// What structured outputs cost: decode tok/s at batch 8 with and without a JSON-schema
     /// guide in the same run, mask time per token and how long steps waited for masks.
     Structured(structured::StructuredBenchArgs),
@@ -38,6 +43,7 @@ pub(crate) fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Parse(args) => parse::run(args),
         BenchCommand::Engine(args) => engine::run(args),
         BenchCommand::Pipeline(args) => pipeline::run(args),
+        BenchCommand::Protocols(args) => protocols::run(args),
         BenchCommand::Serve(args) => serve::run(args),
         BenchCommand::Structured(args) => structured::run(args),
         BenchCommand::Upstream(args) => upstream::run(args),

@@ -120,3 +120,47 @@ fn bench_parse_prints_a_row_per_parser_and_size() {
         .iter()
         .any(|r| r["kind"] == "tool" && r["parser"] == "kimi_k2" && r["tokens"] == 256));
 }
+
+#[test]
+fn bench_protocols_prints_each_adapters_cost_over_chat_completions() {
+    let out = Command::new(braid_bin())
+        .args([
+            "bench",
+            "protocols",
+            "--streams",
+            "1,8",
+            "--tokens",
+            "64",
+            "--total-tokens",
+            "2048",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run braid: {e}"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let rows = json["results"].as_array().cloned().unwrap_or_default();
+    let names: Vec<&str> = rows.iter().filter_map(|r| r["protocol"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "chat_completions",
+            "messages",
+            "responses",
+            "chat_completions",
+            "messages",
+            "responses"
+        ],
+        "{json}"
+    );
+    for row in &rows {
+        assert_eq!(row["tokens"], 2048.0, "{row}");
+        assert!(
+            row["cpu_us_per_token"].as_f64().is_some_and(|us| us >= 0.0),
+            "{row}"
+        );
+        // Every protocol streamed the whole output: tens of bytes a token at least.
+        assert!(row["bytes_per_token"].as_f64().is_some_and(|b| b > 20.0), "{row}");
+        let over = &row["over_chat_completions_us_per_token"];
+        assert_eq!(over.is_null(), row["protocol"] == "chat_completions", "{row}");
+    }
+}
