@@ -180,6 +180,31 @@ async fn require_key(State(state): State<AppState>, req: Request, next: Next) ->
     next.run(req).await
 }
 
+/// The protocol a path speaks, as metrics label it.
+fn protocol(path: &str) -> &'static str {
+    match path {
+        "/v1/chat/completions" => "chat_completions",
+        "/v1/completions" => "completions",
+        p if p.starts_with("/v1/messages") => "messages",
+        p if p.starts_with("/v1/responses") => "responses",
+        "/tokenize" | "/detokenize" => "tokenize",
+        _ => "other",
+    }
+}
+
+/// Counts every request by protocol and status (`braid_http_requests_total`).
+async fn count_requests(req: Request, next: Next) -> Response {
+    let protocol = protocol(req.uri().path());
+    let response = next.run(req).await;
+    metrics::counter!(
+        "braid_http_requests_total",
+        "protocol" => protocol,
+        "status" => response.status().as_str().to_owned()
+    )
+    .increment(1);
+    response
+}
+
 /// Names the ingress replica that served a response (`x-braid-ingress`), for operators
 /// behind a load balancer.
 async fn ingress_header(State(state): State<AppState>, mut response: Response) -> Response {
@@ -217,6 +242,7 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(middleware::map_response_with_state(state.clone(), ingress_header))
+        .layer(middleware::from_fn(count_requests))
         .with_state(state)
 }
 

@@ -27,6 +27,21 @@ enum Kind {
 const CATALOGUE: &[(Kind, &str, &str)] = &[
     (
         Kind::Counter,
+        "braid_http_requests_total",
+        "HTTP requests answered, by protocol (chat_completions, completions, messages, responses, tokenize) and status",
+    ),
+    (
+        Kind::Counter,
+        "braid_ignored_fields_total",
+        "Request fields accepted and not acted on, by protocol and field",
+    ),
+    (
+        Kind::Counter,
+        "braid_thinking_signature_invalid_total",
+        "Reasoning sent back whose seal did not open (thinking signature, redacted_thinking, encrypted_content), by block",
+    ),
+    (
+        Kind::Counter,
         "braid_request_success_total",
         "Requests finished, by finished_reason",
     ),

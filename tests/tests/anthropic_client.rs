@@ -65,6 +65,10 @@ fn the_anthropic_sdk_drives_the_interleaved_loop_through_messages() {
                 .any(|l| l.starts_with("braid_thinking_signature_invalid_total") && !l.ends_with(" 0")),
             "{name}: {metrics}"
         );
+        assert!(
+            metrics.contains("braid_http_requests_total{protocol=\"messages\",status=\"200\"}"),
+            "{name}: {metrics}"
+        );
     }
 }
 
