@@ -92,10 +92,11 @@ pub const FAMILIES: &[Family] = &[
 
 /// A model folder for a family: the real Qwen3 tokenizer (the replay executor tokenizes
 /// recordings with it) and the family's real template (or, for DeepSeek-V3.2, its
-/// `model_type`).
-pub fn family_folder(f: &Family, shared: Option<&Path>) -> Option<PathBuf> {
+/// `model_type`), with the weather loop's recordings. `user` names the test that uses it:
+/// tests run at once in one process, and each gets a folder of its own.
+pub fn family_folder(f: &Family, shared: Option<&Path>, user: &str) -> Option<PathBuf> {
     let tok = repo_root().join(".fixtures/tokenizer-qwen3");
-    let dir = std::env::temp_dir().join(format!("braid-family-{}-{}", f.name, std::process::id()));
+    let dir = std::env::temp_dir().join(format!("braid-family-{}-{user}-{}", f.name, std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
     std::fs::copy(tok.join("tokenizer.json"), dir.join("tokenizer.json")).unwrap_or_else(|e| panic!("{e}"));

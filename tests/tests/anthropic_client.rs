@@ -41,7 +41,8 @@ fn the_anthropic_sdk_drives_the_interleaved_loop_through_messages() {
     for name in names {
         let f = family(name);
         assert!(f.keeps, "{name}: the loop needs a template that keeps reasoning");
-        let dir = family_folder(f, shared.as_deref()).unwrap_or_else(|| panic!("{name} folder"));
+        let dir =
+            family_folder(f, shared.as_deref(), "anthropic-sdk").unwrap_or_else(|| panic!("{name} folder"));
         let (_serve, port) = serve_family(f, &dir, &SEALED_ONLY);
         let url = format!("http://127.0.0.1:{port}");
         let run = |extra: &[&str]| {
@@ -75,7 +76,7 @@ fn the_anthropic_sdk_drives_the_interleaved_loop_through_messages() {
 #[test]
 fn strict_signatures_refuse_a_tampered_thinking_block() {
     let f = family("qwen3");
-    let dir = family_folder(f, None).unwrap_or_else(|| panic!("qwen3 folder"));
+    let dir = family_folder(f, None, "anthropic-strict").unwrap_or_else(|| panic!("qwen3 folder"));
     let mut flags = SEALED_ONLY.to_vec();
     flags.push("--strict-signatures");
     let (_serve, port) = serve_family(f, &dir, &flags);
@@ -146,7 +147,7 @@ fn claude_code_runs_its_loop_headless_against_braid() {
         "qwen3"
     };
     let f = family(name);
-    let dir = family_folder(f, shared.as_deref()).unwrap_or_else(|| panic!("{name} folder"));
+    let dir = family_folder(f, shared.as_deref(), "claude-code").unwrap_or_else(|| panic!("{name} folder"));
     claude_code_recordings(f, &dir);
     // Claude Code's prompt is ~15k tokens and it asks for max_tokens 32000: more than a
     // 32k context leaves, so braid lowers it.

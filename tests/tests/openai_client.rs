@@ -33,7 +33,7 @@ fn the_interleaved_weather_loop_for_every_family() {
         eprintln!("../shared is absent: only qwen3 (whose template ships with its tokenizer) runs");
     }
     for f in FAMILIES {
-        let Some(dir) = family_folder(f, shared.as_deref()) else {
+        let Some(dir) = family_folder(f, shared.as_deref(), "openai-loop") else {
             continue;
         };
         if let Some(keeps) = shared.as_deref().and_then(|s| golden_keeps(s, f.name)) {
@@ -71,7 +71,7 @@ fn the_interleaved_weather_loop_for_every_family() {
     // The seeds' own client code sends the streamed tool-call fragments back unmerged,
     // with fields LiteLLM forwards: merged by index, and re-injection still finds the turn.
     let qwen = &FAMILIES[0];
-    let dir = family_folder(qwen, shared.as_deref()).unwrap_or_else(|| panic!("qwen3 folder"));
+    let dir = family_folder(qwen, shared.as_deref(), "openai-seed").unwrap_or_else(|| panic!("qwen3 folder"));
     let (_serve, port) = serve_family(qwen, &dir, &[]);
     let url = format!("http://127.0.0.1:{port}/v1");
     let expect = if qwen.keeps { "with" } else { "without" };
@@ -92,7 +92,8 @@ fn the_interleaved_weather_loop_for_every_family() {
         ],
     );
     // With replay off, a dropped reasoning stays dropped.
-    let dir = family_folder(qwen, shared.as_deref()).unwrap_or_else(|| panic!("qwen3 folder"));
+    let dir =
+        family_folder(qwen, shared.as_deref(), "openai-no-replay").unwrap_or_else(|| panic!("qwen3 folder"));
     let (_serve, port) = serve_family(qwen, &dir, &["--reasoning-replay-size", "0"]);
     let url = format!("http://127.0.0.1:{port}/v1");
     run_client(

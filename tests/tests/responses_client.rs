@@ -86,7 +86,7 @@ fn codex_runs_its_loop_against_braid() {
             .iter()
             .find(|f| f.name == name)
             .unwrap_or_else(|| panic!("no family {name}"));
-        let dir = family_folder(f, shared.as_deref()).unwrap_or_else(|| panic!("{name} folder"));
+        let dir = family_folder(f, shared.as_deref(), "codex").unwrap_or_else(|| panic!("{name} folder"));
         codex_recordings(f, &dir);
         // Re-injection off: round 2 sees round 1's reasoning only through the reasoning
         // item Codex sends back (its encrypted_content, or its reasoning_text).
@@ -178,7 +178,8 @@ fn the_openai_sdk_drives_the_interleaved_loop_through_responses() {
             .iter()
             .find(|f| f.name == name)
             .unwrap_or_else(|| panic!("no family {name}"));
-        let dir = family_folder(f, shared.as_deref()).unwrap_or_else(|| panic!("{name} folder"));
+        let dir =
+            family_folder(f, shared.as_deref(), "responses-sdk").unwrap_or_else(|| panic!("{name} folder"));
         // Re-injection off: round 2 sees round 1's reasoning only through what the client
         // sent back, or through the stored response.
         let flags = ["--reasoning-replay-size", "0", "--signing-key", "test-key"];
