@@ -2,7 +2,6 @@
 //! streamed as OpenAI streams them or whole.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 
 use axum::extract::State;
 use axum::response::sse::{Event, Sse};
@@ -16,6 +15,7 @@ use crate::completions::{finish_reason, parse_body, sampling, stop_list};
 use crate::conversation;
 use crate::error::ApiError;
 use crate::prompt;
+use crate::sse;
 use crate::structured::{self, Asked, ToolChoice};
 use crate::{AppState, RawBody, ReasoningField};
 
@@ -113,8 +113,7 @@ impl ChatRequest {
     /// (`prompt_cache_key`), and there is no web search, predicted output, billing tier,
     /// verbosity control or stored completion.
     fn ignored(&self) -> Vec<&'static str> {
-        let set = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_null());
-        [
+        prompt::set_fields(&[
             ("user", &self.user),
             ("metadata", &self.metadata),
             ("store", &self.store),
@@ -126,11 +125,7 @@ impl ChatRequest {
             ("prediction", &self.prediction),
             ("modalities", &self.modalities),
             ("verbosity", &self.verbosity),
-        ]
-        .into_iter()
-        .filter(|(_, v)| set(v))
-        .map(|(name, _)| name)
-        .collect()
+        ])
     }
 }
 
@@ -146,22 +141,14 @@ struct StreamOptions {
 
 fn tool_choice(v: Option<&Value>, tools: &[ToolSpec]) -> Result<ToolChoice, ApiError> {
     let choice = match v {
-        None | Some(Value::Null) => {
-            return Ok(if tools.is_empty() {
-                ToolChoice::None
-            } else {
-                ToolChoice::Auto
-            })
-        }
-        Some(Value::String(s)) => match s.as_str() {
-            "none" => ToolChoice::None,
-            "auto" => ToolChoice::Auto,
-            "required" => ToolChoice::Required,
-            other => {
+        None | Some(Value::Null) => return Ok(ToolChoice::unset(tools)),
+        Some(Value::String(s)) => match ToolChoice::from_openai_name(s) {
+            Some(choice) => choice,
+            None => {
                 return Err(ApiError::invalid(
                     "tool_choice",
-                    format!("tool_choice {other:?} is not none, auto, required or a named function"),
-                ))
+                    format!("tool_choice {s:?} is not none, auto, required or a named function"),
+                ));
             }
         },
         Some(obj) => match obj.pointer("/function/name").and_then(Value::as_str) {
@@ -341,7 +328,7 @@ pub(crate) async fn chat(
         prompt_tokens: stream.prompt_tokens,
     };
     let mut response = if req.stream {
-        sse(stream, reply, state).into_response()
+        stream_sse(stream, reply, state).into_response()
     } else {
         whole(stream, &reply, &state).await?
     };
@@ -427,19 +414,22 @@ async fn whole(mut stream: Stream, reply: &Reply, state: &AppState) -> Result<Re
     Ok(axum::Json(body).into_response())
 }
 
-/// The stream's progress: events waiting to go out, what has been seen so far.
+/// A streamed chat completion: what has been seen so far.
 struct Streaming {
-    stream: Option<Stream>,
     reply: Reply,
     state: AppState,
-    pending: VecDeque<String>,
     all: Collected,
 }
 
-impl Streaming {
-    /// The deltas of one chunk as SSE payloads.
-    fn deltas(&mut self, deltas: &[Delta]) {
-        for d in deltas {
+fn data(payload: impl AsRef<str>) -> Event {
+    Event::default().data(payload)
+}
+
+impl sse::Streamer for Streaming {
+    /// The deltas of one chunk as chunk objects.
+    fn chunk(&mut self, chunk: &braid_bus::Chunk, out: &mut VecDeque<Event>) {
+        self.all.push(chunk);
+        for d in &chunk.deltas {
             let delta = match d {
                 Delta::Reasoning { text } => {
                     let mut obj = Map::new();
@@ -458,67 +448,44 @@ impl Streaming {
                 }
                 _ => continue,
             };
-            self.pending.push_back(self.reply.chunk(&delta, None).to_string());
+            out.push_back(data(self.reply.chunk(&delta, None).to_string()));
         }
     }
 
-    /// The closing events: the finish chunk (or an error), usage, `[DONE]`.
-    async fn close(&mut self) {
+    /// The finish chunk (or an error), usage, `[DONE]`.
+    async fn close(&mut self, out: &mut VecDeque<Event>) {
         match self.reply.finish(&self.all) {
             Ok(finish) => {
                 remember(&self.state, &self.all).await;
-                self.pending
-                    .push_back(self.reply.chunk(&json!({}), Some(finish)).to_string());
+                out.push_back(data(self.reply.chunk(&json!({}), Some(finish)).to_string()));
                 if self.reply.include_usage {
                     let usage = json!({
                         "id": self.reply.id, "object": "chat.completion.chunk", "created": self.reply.created,
                         "model": self.reply.model, "choices": [], "usage": self.reply.usage(self.all.usage),
                     });
-                    self.pending.push_back(usage.to_string());
+                    out.push_back(data(usage.to_string()));
                 }
             }
-            Err(e) => self.pending.push_back(e.body().to_string()),
+            Err(e) => out.push_back(data(e.body().to_string())),
         }
-        self.pending.push_back("[DONE]".into());
+        out.push_back(data("[DONE]"));
     }
 }
 
-fn sse(
+fn stream_sse(
     stream: Stream,
     reply: Reply,
     state: AppState,
-) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
-    let first = reply
-        .chunk(&json!({"role": "assistant", "content": ""}), None)
-        .to_string();
+) -> Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>> {
+    let first = data(
+        reply
+            .chunk(&json!({"role": "assistant", "content": ""}), None)
+            .to_string(),
+    );
     let streaming = Streaming {
-        stream: Some(stream),
         reply,
         state,
-        pending: VecDeque::from([first]),
         all: Collected::default(),
     };
-    let events = futures_util::stream::unfold(streaming, |mut s| async move {
-        loop {
-            if let Some(data) = s.pending.pop_front() {
-                return Some((Ok(Event::default().data(data)), s));
-            }
-            let stream = s.stream.as_mut()?;
-            match stream.next().await {
-                Some(chunk) => {
-                    s.all.push(&chunk);
-                    s.deltas(&chunk.deltas);
-                    if chunk.finish.is_some() {
-                        s.stream = None;
-                        s.close().await;
-                    }
-                }
-                None => {
-                    s.stream = None;
-                    s.close().await;
-                }
-            }
-        }
-    });
-    Sse::new(events)
+    sse::events(stream, streaming, VecDeque::from([first]))
 }

@@ -21,6 +21,7 @@ mod prompt;
 pub mod replay;
 mod responses;
 pub mod seal;
+mod sse;
 pub mod structured;
 mod tokenize;
 

@@ -83,6 +83,16 @@ pub(crate) async fn conversation(
     }
 }
 
+/// The names of the `fields` a request set (present and not `null`): what braid accepts
+/// and does not act on, for [`ignored_header`].
+pub(crate) fn set_fields(fields: &[(&'static str, &Option<Value>)]) -> Vec<&'static str> {
+    fields
+        .iter()
+        .filter(|(_, v)| v.as_ref().is_some_and(|v| !v.is_null()))
+        .map(|(name, _)| *name)
+        .collect()
+}
+
 /// Names the request fields braid accepted but did not act on, in the response's
 /// `x-braid-ignored-fields` header and `braid_ignored_fields_total{protocol, field}`.
 pub(crate) fn ignored_header(response: &mut Response, protocol: &'static str, ignored: &[&'static str]) {

@@ -19,6 +19,25 @@ pub(crate) enum ToolChoice {
 }
 
 impl ToolChoice {
+    /// What a request that sets no `tool_choice` gets: `auto` with tools, else `none`.
+    pub(crate) fn unset(tools: &[ToolSpec]) -> ToolChoice {
+        if tools.is_empty() {
+            ToolChoice::None
+        } else {
+            ToolChoice::Auto
+        }
+    }
+
+    /// OpenAI's string choices: `none`, `auto`, `required`.
+    pub(crate) fn from_openai_name(name: &str) -> Option<ToolChoice> {
+        match name {
+            "none" => Some(ToolChoice::None),
+            "auto" => Some(ToolChoice::Auto),
+            "required" => Some(ToolChoice::Required),
+            _ => None,
+        }
+    }
+
     /// The choice, if the declared `tools` can honour it: a required call needs tools, and
     /// a named one must be among them. Every protocol's `tool_choice` ends here.
     pub(crate) fn checked(self, tools: &[ToolSpec]) -> Result<ToolChoice, ApiError> {

@@ -261,12 +261,7 @@ pub(crate) fn tools(list: &[Value]) -> Result<(Vec<ToolSpec>, bool), ApiError> {
 pub(crate) fn tool_choice(v: Option<&Value>, tools: &[ToolSpec]) -> Result<(ToolChoice, bool), ApiError> {
     let bad = |why: String| ApiError::invalid("tool_choice", why);
     let Some(v) = v.filter(|v| !v.is_null()) else {
-        let choice = if tools.is_empty() {
-            ToolChoice::None
-        } else {
-            ToolChoice::Auto
-        };
-        return Ok((choice, true));
+        return Ok((ToolChoice::unset(tools), true));
     };
     let parallel = !v
         .get("disable_parallel_tool_use")

@@ -8,6 +8,7 @@
 mod blocks;
 mod decode;
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +26,7 @@ use crate::completions::{parse_body, sampling};
 use crate::error::{AnthropicError, ApiError};
 use crate::seal::Signatures;
 use crate::structured::{self, Asked, ToolChoice};
-use crate::{prompt, AppState, RawBody};
+use crate::{prompt, sse, AppState, RawBody};
 
 /// How long a silent stream waits before a `ping` event (keeps proxies from closing it).
 const PING_EVERY: Duration = Duration::from_secs(10);
@@ -93,19 +94,14 @@ impl MessagesRequest {
     /// per-level budget (use `thinking.budget_tokens`), and thinking is kept or cleared
     /// by the family's template, not by `context_management`.
     fn ignored(&self, server_tools: bool) -> Vec<&'static str> {
-        let set = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_null());
-        let mut ignored: Vec<&'static str> = [
+        let mut ignored = prompt::set_fields(&[
             ("metadata", &self.metadata),
             ("service_tier", &self.service_tier),
             ("context_management", &self.context_management),
             ("container", &self.container),
             ("mcp_servers", &self.mcp_servers),
             ("inference_geo", &self.inference_geo),
-        ]
-        .into_iter()
-        .filter(|(_, v)| set(v))
-        .map(|(name, _)| name)
-        .collect();
+        ]);
         if self.output_config.as_ref().is_some_and(|c| c.effort.is_some()) {
             ignored.push("output_config.effort");
         }
@@ -224,7 +220,7 @@ pub(crate) async fn messages(
         blocks: Blocks::new(Arc::clone(&state.seal), thinking.omitted, parallel),
     };
     let mut response = if req.stream {
-        sse(stream, reply).into_response()
+        stream_sse(stream, reply).into_response()
     } else {
         whole(stream, reply).await?
     };
@@ -327,18 +323,35 @@ async fn whole(mut stream: Stream, mut reply: Reply) -> Result<Response, Anthrop
     Ok(axum::Json(body).into_response())
 }
 
-/// The stream's progress.
+/// A streamed message: what has been seen so far.
 struct Streaming {
-    stream: Option<Stream>,
     reply: Reply,
-    pending: std::collections::VecDeque<blocks::Event>,
     all: Collected,
 }
 
-impl Streaming {
-    /// The closing events: the last block's stop, then `message_delta` and
-    /// `message_stop`, or an `error` event.
-    fn close(&mut self) {
+fn event((name, data): blocks::Event) -> Event {
+    Event::default().event(name).data(data.to_string())
+}
+
+impl sse::Streamer for Streaming {
+    const PING: Option<Duration> = Some(PING_EVERY);
+
+    fn ping(&mut self, out: &mut VecDeque<Event>) {
+        out.push_back(event(("ping", json!({"type": "ping"}))));
+    }
+
+    fn chunk(&mut self, chunk: &braid_bus::Chunk, out: &mut VecDeque<Event>) {
+        self.all.push(chunk);
+        let mut events = Vec::new();
+        for d in &chunk.deltas {
+            self.reply.blocks.push(d, &mut events);
+        }
+        out.extend(events.into_iter().map(event));
+    }
+
+    /// The last block's stop, then `message_delta` and `message_stop`, or an `error`
+    /// event.
+    async fn close(&mut self, out: &mut VecDeque<Event>) {
         let mut events = Vec::new();
         self.reply.blocks.close(&mut events);
         match self.reply.stop_reason(&self.all) {
@@ -351,47 +364,25 @@ impl Streaming {
             }
             Err(e) => events.push(("error", e.anthropic_body())),
         }
-        self.pending.extend(events);
+        out.extend(events.into_iter().map(event));
     }
 }
 
-fn sse(stream: Stream, reply: Reply) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+fn stream_sse(
+    stream: Stream,
+    reply: Reply,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let start = json!({
         "type": "message_start",
         "message": reply.message(Vec::new(), None, json!({"input_tokens": reply.input_tokens, "output_tokens": 0})),
     });
+    let first = VecDeque::from([
+        event(("message_start", start)),
+        event(("ping", json!({"type": "ping"}))),
+    ]);
     let streaming = Streaming {
-        stream: Some(stream),
         reply,
-        pending: [("message_start", start), ("ping", json!({"type": "ping"}))].into(),
         all: Collected::default(),
     };
-    let events = futures_util::stream::unfold(streaming, |mut s| async move {
-        loop {
-            if let Some((name, data)) = s.pending.pop_front() {
-                return Some((Ok(Event::default().event(name).data(data.to_string())), s));
-            }
-            let stream = s.stream.as_mut()?;
-            match tokio::time::timeout(PING_EVERY, stream.next()).await {
-                Err(_) => s.pending.push_back(("ping", json!({"type": "ping"}))),
-                Ok(Some(chunk)) => {
-                    s.all.push(&chunk);
-                    let mut events = Vec::new();
-                    for d in &chunk.deltas {
-                        s.reply.blocks.push(d, &mut events);
-                    }
-                    s.pending.extend(events);
-                    if chunk.finish.is_some() {
-                        s.stream = None;
-                        s.close();
-                    }
-                }
-                Ok(None) => {
-                    s.stream = None;
-                    s.close();
-                }
-            }
-        }
-    });
-    Sse::new(events)
+    sse::events(stream, streaming, first)
 }

@@ -273,21 +273,13 @@ pub(crate) fn tools(list: &[Value]) -> Result<(Vec<ToolSpec>, bool), ApiError> {
 pub(crate) fn tool_choice(v: Option<&Value>, tools: &[ToolSpec]) -> Result<ToolChoice, ApiError> {
     let bad = |why: String| ApiError::invalid("tool_choice", why);
     let choice = match v.filter(|v| !v.is_null()) {
-        None => {
-            return Ok(if tools.is_empty() {
-                ToolChoice::None
-            } else {
-                ToolChoice::Auto
-            })
-        }
-        Some(Value::String(s)) => match s.as_str() {
-            "none" => ToolChoice::None,
-            "auto" => ToolChoice::Auto,
-            "required" => ToolChoice::Required,
-            other => {
+        None => return Ok(ToolChoice::unset(tools)),
+        Some(Value::String(s)) => match ToolChoice::from_openai_name(s) {
+            Some(choice) => choice,
+            None => {
                 return Err(bad(format!(
-                    "tool_choice {other:?} is not none, auto, required or a function"
-                )))
+                    "tool_choice {s:?} is not none, auto, required or a function"
+                )));
             }
         },
         Some(obj) => match (

@@ -24,7 +24,7 @@ use crate::completions::{parse_body, sampling};
 use crate::error::ApiError;
 use crate::seal::Signatures;
 use crate::structured::{self, Asked, ToolChoice};
-use crate::{prompt, AppState, RawBody};
+use crate::{prompt, sse, AppState, RawBody};
 
 /// The request body: every field of OpenAI's Responses reference (and Codex's
 /// `client_metadata`). Unknown fields are refused.
@@ -124,8 +124,7 @@ impl ResponsesRequest {
     /// (`prompt_cache_key`), there is no billing tier, truncation or verbosity control,
     /// and the metadata is the caller's.
     fn ignored(&self, skipped_tools: bool, unstored: bool) -> Vec<&'static str> {
-        let set = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_null());
-        let mut ignored: Vec<&'static str> = [
+        let mut ignored = prompt::set_fields(&[
             ("prompt_cache_key", &self.prompt_cache_key),
             ("prompt_cache_retention", &self.prompt_cache_retention),
             ("metadata", &self.metadata),
@@ -136,12 +135,12 @@ impl ResponsesRequest {
             ("max_tool_calls", &self.max_tool_calls),
             ("stream_options", &self.stream_options),
             ("client_metadata", &self.client_metadata),
-        ]
-        .into_iter()
-        .filter(|(_, v)| set(v))
-        .map(|(name, _)| name)
-        .collect();
-        if self.text.as_ref().is_some_and(|t| set(&t.verbosity)) {
+        ]);
+        if self
+            .text
+            .as_ref()
+            .is_some_and(|t| t.verbosity.as_ref().is_some_and(|v| !v.is_null()))
+        {
             ignored.push("text.verbosity");
         }
         if skipped_tools {
@@ -286,7 +285,7 @@ pub(crate) async fn responses(
         keep,
     };
     let mut response = if req.stream {
-        sse(stream, reply).into_response()
+        stream_sse(stream, reply).into_response()
     } else {
         let mut reply = reply;
         let (all, events) = collect(stream, &mut reply).await;
@@ -466,28 +465,44 @@ async fn collect(mut stream: Stream, reply: &mut Reply) -> (Collected, Vec<Value
     (all, events)
 }
 
-/// The stream's progress.
+/// A streamed response: what has been seen so far.
 struct Streaming {
-    stream: Option<Stream>,
     reply: Reply,
-    pending: VecDeque<Value>,
     /// Every item done so far, for the final response object.
     output: Vec<Value>,
     all: Collected,
+    /// The next event's `sequence_number`.
     sequence: u64,
 }
 
 impl Streaming {
-    fn take(&mut self, events: Vec<Value>) {
+    /// `events`, numbered, as server-sent events named by their type.
+    fn send(&mut self, events: Vec<Value>, out: &mut VecDeque<Event>) {
         self.output.extend(items::fold(&events));
-        self.pending.extend(events);
+        for mut data in events {
+            data["sequence_number"] = json!(self.sequence);
+            self.sequence += 1;
+            let name = data["type"].as_str().unwrap_or_default().to_owned();
+            out.push_back(Event::default().event(name).data(data.to_string()));
+        }
+    }
+}
+
+impl sse::Streamer for Streaming {
+    fn chunk(&mut self, chunk: &braid_bus::Chunk, out: &mut VecDeque<Event>) {
+        self.all.push(chunk);
+        let mut events = Vec::new();
+        for d in &chunk.deltas {
+            self.reply.items.push(d, &mut events);
+        }
+        self.send(events, out);
     }
 
     /// The last item's events, then `response.completed`, `.incomplete` or `.failed`.
-    async fn close(&mut self) {
+    async fn close(&mut self, out: &mut VecDeque<Event>) {
         let mut events = Vec::new();
         self.reply.items.close(&mut events);
-        self.take(events);
+        self.send(events, out);
         let response = self.reply.finished(&self.all, std::mem::take(&mut self.output));
         let kind = match response["status"].as_str() {
             Some("failed") => "response.failed",
@@ -497,53 +512,28 @@ impl Streaming {
         if kind != "response.failed" {
             self.reply.keep(&self.all, &response).await;
         }
-        self.pending
-            .push_back(json!({"type": kind, "response": response}));
+        self.send(vec![json!({"type": kind, "response": response})], out);
     }
 }
 
-fn sse(stream: Stream, reply: Reply) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+fn stream_sse(
+    stream: Stream,
+    reply: Reply,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let started = reply.object("in_progress", Vec::new(), Value::Null);
-    let streaming = Streaming {
-        stream: Some(stream),
-        pending: [
-            json!({"type": "response.created", "response": started}),
-            json!({"type": "response.in_progress", "response": started}),
-        ]
-        .into(),
+    let mut streaming = Streaming {
         reply,
         output: Vec::new(),
         all: Collected::default(),
         sequence: 0,
     };
-    let events = futures_util::stream::unfold(streaming, |mut s| async move {
-        loop {
-            if let Some(mut data) = s.pending.pop_front() {
-                data["sequence_number"] = json!(s.sequence);
-                s.sequence += 1;
-                let name = data["type"].as_str().unwrap_or_default().to_owned();
-                return Some((Ok(Event::default().event(name).data(data.to_string())), s));
-            }
-            let stream = s.stream.as_mut()?;
-            match stream.next().await {
-                Some(chunk) => {
-                    s.all.push(&chunk);
-                    let mut events = Vec::new();
-                    for d in &chunk.deltas {
-                        s.reply.items.push(d, &mut events);
-                    }
-                    s.take(events);
-                    if chunk.finish.is_some() {
-                        s.stream = None;
-                        s.close().await;
-                    }
-                }
-                None => {
-                    s.stream = None;
-                    s.close().await;
-                }
-            }
-        }
-    });
-    Sse::new(events)
+    let mut first = VecDeque::new();
+    streaming.send(
+        vec![
+            json!({"type": "response.created", "response": started}),
+            json!({"type": "response.in_progress", "response": started}),
+        ],
+        &mut first,
+    );
+    sse::events(stream, streaming, first)
 }
