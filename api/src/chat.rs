@@ -267,7 +267,6 @@ pub(crate) async fn chat(
     if max_tokens == Some(0) {
         return Err(ApiError::invalid("max_tokens", "max_tokens must be at least 1"));
     }
-    let parse_tools = !tools.is_empty() && choice != ToolChoice::None;
     let parallel = req.parallel_tool_calls.unwrap_or(true);
     let constraint = structured::constraint(&Asked {
         response_format: req.response_format.as_ref(),
@@ -276,8 +275,7 @@ pub(crate) async fn chat(
         choice: &choice,
         parallel,
     })?;
-    let thinking = prompt::thinking(&state, &conversation.kwargs);
-    let setup_tools = if parse_tools { tools.clone() } else { Vec::new() };
+    let setup = prompt::setup(&state, &conversation, &choice);
     let submit = Submit {
         prompt: Prompt::Chat(conversation),
         sampling: Sampling {
@@ -306,14 +304,8 @@ pub(crate) async fn chat(
         setup: Setup {
             stop: stop_list(req.stop)?,
             include_stop_str: req.include_stop_str_in_output,
-            // Tool markup may be special tokens (Kimi-K2's sections): keep them for the
-            // parser when tools are parsed, as vLLM's tool parsers do.
-            skip_special_tokens: req.skip_special_tokens.unwrap_or(!parse_tools),
-            reasoning_parser: state.chat.reasoning_parser,
-            thinking,
-            tool_parser: if parse_tools { state.chat.tool_parser } else { None },
-            tools: setup_tools,
-            ..Setup::default()
+            skip_special_tokens: req.skip_special_tokens.unwrap_or(setup.skip_special_tokens),
+            ..setup
         },
     };
     let stream = state.pipeline.submit(submit).await?;

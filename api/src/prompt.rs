@@ -6,10 +6,11 @@
 //! conversation.
 
 use axum::response::Response;
-use braid_bus::{ChatMessage, Conversation, ToolSpec};
+use braid_bus::{ChatMessage, Conversation, Setup, ToolSpec};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
+use crate::structured::ToolChoice;
 use crate::AppState;
 
 /// The template kwargs of a request: the server's defaults, then the thinking switch
@@ -52,9 +53,29 @@ pub(crate) fn effort_thinking(effort: Option<&str>, param: &'static str) -> Resu
     }
 }
 
+/// The `Setup` of a chat-shaped request: the server's parsers, the thinking switch as
+/// the conversation's kwargs set it, and its tools parsed when `choice` lets the model
+/// call them (then special tokens are kept, since a family's call markup may be special
+/// tokens, as vLLM's tool parsers keep them). Protocols set their stop rules over it.
+pub(crate) fn setup(state: &AppState, conversation: &Conversation, choice: &ToolChoice) -> Setup {
+    let parse_tools = !conversation.tools.is_empty() && *choice != ToolChoice::None;
+    Setup {
+        skip_special_tokens: !parse_tools,
+        reasoning_parser: state.chat.reasoning_parser,
+        thinking: thinking(state, &conversation.kwargs),
+        tool_parser: state.chat.tool_parser.filter(|_| parse_tools),
+        tools: if parse_tools {
+            conversation.tools.clone()
+        } else {
+            Vec::new()
+        },
+        ..Setup::default()
+    }
+}
+
 /// Whether the model will think: the family's switch as these kwargs set it (a family
 /// without a reasoning parser counts as thinking, so its output is never withheld).
-pub(crate) fn thinking(state: &AppState, kwargs: &Map<String, Value>) -> bool {
+fn thinking(state: &AppState, kwargs: &Map<String, Value>) -> bool {
     state
         .chat
         .reasoning_parser

@@ -171,10 +171,8 @@ pub(crate) async fn messages(
         parallel,
     })?;
     let kwargs = prompt::kwargs(&state, None, "thinking", thinking.on)?;
-    let thinks = prompt::thinking(&state, &kwargs);
-    let parse_tools = !tools.is_empty() && choice != ToolChoice::None;
-    let setup_tools = if parse_tools { tools.clone() } else { Vec::new() };
     let conversation = prompt::conversation(&state, messages, tools, kwargs, true).await;
+    let setup = prompt::setup(&state, &conversation, &choice);
     let stop = req.stop_sequences.clone().unwrap_or_default();
     if stop.len() > 16 || stop.iter().any(String::is_empty) {
         return Err(ApiError::invalid(
@@ -201,15 +199,7 @@ pub(crate) async fn messages(
             )?
         },
         constraint,
-        setup: Setup {
-            stop,
-            skip_special_tokens: !parse_tools,
-            reasoning_parser: state.chat.reasoning_parser,
-            thinking: thinks,
-            tool_parser: if parse_tools { state.chat.tool_parser } else { None },
-            tools: setup_tools,
-            ..Setup::default()
-        },
+        setup: Setup { stop, ..setup },
     };
     let stream = state.pipeline.submit(submit).await?;
     let reply = Reply {

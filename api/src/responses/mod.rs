@@ -15,7 +15,7 @@ use axum::extract::{Path, State};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use braid_bus::Response as Stream;
-use braid_bus::{Collected, Finish, Prompt, Sampling, Setup, Submit};
+use braid_bus::{Collected, Finish, Prompt, Sampling, Submit};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -220,10 +220,8 @@ pub(crate) async fn responses(
         parallel,
     })?;
     let kwargs = prompt::kwargs(&state, None, "reasoning", effort)?;
-    let thinks = prompt::thinking(&state, &kwargs);
-    let parse_tools = !tools.is_empty() && choice != ToolChoice::None;
-    let setup_tools = if parse_tools { tools.clone() } else { Vec::new() };
     let conversation = prompt::conversation(&state, messages, tools, kwargs, true).await;
+    let setup = prompt::setup(&state, &conversation, &choice);
     let max_tokens = req.max_output_tokens.unwrap_or(0);
     let submit = Submit {
         prompt: Prompt::Chat(conversation),
@@ -241,14 +239,7 @@ pub(crate) async fn responses(
             )?
         },
         constraint,
-        setup: Setup {
-            skip_special_tokens: !parse_tools,
-            reasoning_parser: state.chat.reasoning_parser,
-            thinking: thinks,
-            tool_parser: if parse_tools { state.chat.tool_parser } else { None },
-            tools: setup_tools,
-            ..Setup::default()
-        },
+        setup,
     };
     let stream = state.pipeline.submit(submit).await?;
     let id = stream.id.to_string();
