@@ -61,7 +61,8 @@ impl Stateful for Detokenizer {
             st.decoder.finish(&mut st.raw);
         }
         let mut text = String::with_capacity(st.raw.len());
-        if st.stops.push(&st.raw, &mut text) {
+        if let Some(stop) = st.stops.push(&st.raw, &mut text) {
+            let stop = stop.to_owned();
             if finish.is_none() {
                 // Only the executor stops; the stages after us finish with this text.
                 let cancel = Cancel {
@@ -73,7 +74,7 @@ impl Stateful for Detokenizer {
                     &cancel,
                 );
             }
-            finish = Some(Finish::Stop);
+            finish = Some(Finish::StopSequence(stop));
         } else if finish.is_some() {
             st.stops.finish(&mut text);
         }

@@ -202,7 +202,11 @@ async fn stop_strings_end_the_output_and_the_rest_of_the_pipeline_finishes() {
     let started = Instant::now();
     let got = run(&node, s).await;
     assert_eq!(got.content, "one two three ");
-    assert_eq!(got.finish, Some(Finish::Stop));
+    assert_eq!(
+        got.finish,
+        Some(Finish::StopSequence("STOP".into())),
+        "the finish names the stop string"
+    );
     assert!(
         started.elapsed() < Duration::from_millis(400),
         "the executor kept playing after the stop string"

@@ -184,7 +184,7 @@ pub(crate) fn sampling(
 /// OpenAI's name for how a request ended.
 pub(crate) fn finish_reason(f: &Finish) -> &'static str {
     match f {
-        Finish::Stop => "stop",
+        Finish::Stop | Finish::StopSequence(_) => "stop",
         Finish::Length => "length",
         Finish::Abort => "abort",
         Finish::Failed(_) => "error",

@@ -201,8 +201,8 @@ impl Timing {
         let now = Instant::now();
         let round_end = if self.tool_call { "tool_call" } else { "answer" };
         let reason = match finish {
-            Finish::Stop if self.tool_call => "tool_calls",
-            Finish::Stop => "stop",
+            Finish::Stop | Finish::StopSequence(_) if self.tool_call => "tool_calls",
+            Finish::Stop | Finish::StopSequence(_) => "stop",
             Finish::Length => "length",
             Finish::Abort => "abort",
             Finish::Failed(_) => "error",

@@ -239,8 +239,10 @@ pub struct Prefill {
 /// Why a request ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Finish {
-    /// EOS, a stop token or a stop string.
+    /// EOS or a stop token.
     Stop,
+    /// One of the request's stop strings (the one named) matched.
+    StopSequence(String),
     /// `max_tokens` or the model length.
     Length,
     /// Cancelled (client gone).

@@ -238,23 +238,26 @@ impl StopMatcher {
     }
 
     /// Appends to `out` the part of `text` (after what was held) that is safe to emit;
-    /// returns true when a stop string matched (the output ends there).
-    pub fn push(&mut self, text: &str, out: &mut String) -> bool {
+    /// returns the stop string that matched, if one did (the output ends there).
+    pub fn push(&mut self, text: &str, out: &mut String) -> Option<&str> {
         if self.stops.is_empty() {
             out.push_str(text);
-            return false;
+            return None;
         }
         self.held.push_str(text);
         let hit = self
             .stops
             .iter()
-            .filter_map(|s| memchr::memmem::find(self.held.as_bytes(), s.as_bytes()).map(|at| (at, s.len())))
+            .enumerate()
+            .filter_map(|(i, s)| {
+                memchr::memmem::find(self.held.as_bytes(), s.as_bytes()).map(|at| (at, s.len(), i))
+            })
             .min();
-        if let Some((at, len)) = hit {
+        if let Some((at, len, i)) = hit {
             let end = if self.include { at + len } else { at };
             out.push_str(&self.held[..end]);
             self.held.clear();
-            return true;
+            return Some(&self.stops[i]);
         }
         let keep = self
             .stops
@@ -265,7 +268,7 @@ impl StopMatcher {
         let cut = self.held.len() - keep;
         out.push_str(&self.held[..cut]);
         self.held.drain(..cut);
-        false
+        None
     }
 
     /// Appends what is still held (the output ended without a stop string).
@@ -351,19 +354,19 @@ mod tests {
         let stops = vec!["STOP".to_owned(), "</end>".to_owned()];
         let mut m = StopMatcher::new(&stops, false);
         let mut out = String::new();
-        assert!(!m.push("abc ST", &mut out));
+        assert_eq!(m.push("abc ST", &mut out), None);
         assert_eq!(out, "abc ");
-        assert!(!m.push("Ax </e", &mut out));
+        assert_eq!(m.push("Ax </e", &mut out), None);
         assert_eq!(out, "abc STAx ");
-        assert!(m.push("nd> tail", &mut out));
+        assert_eq!(m.push("nd> tail", &mut out), Some("</end>"));
         assert_eq!(out, "abc STAx ");
         let mut m = StopMatcher::new(&stops, true);
         let mut out = String::new();
-        assert!(m.push("xSTOPy", &mut out));
+        assert_eq!(m.push("xSTOPy", &mut out), Some("STOP"));
         assert_eq!(out, "xSTOP");
         let mut m = StopMatcher::new(&["é!".to_owned()], false);
         let mut out = String::new();
-        assert!(!m.push("café", &mut out));
+        assert_eq!(m.push("café", &mut out), None);
         m.finish(&mut out);
         assert_eq!(out, "café");
     }

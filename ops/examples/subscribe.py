@@ -65,6 +65,8 @@ def chunk_to_json(subject, data):
         if name == "Failed":
             kind, stage, message, param = fields[0] if len(fields) == 1 else fields
             out["finish"] = {"error": message, "kind": kind, "stage": stage, "param": param}
+        elif name == "StopSequence":
+            out["finish"] = {"stop_sequence": fields[0]}
         else:
             out["finish"] = name.lower()
     if usage is not None:

@@ -258,14 +258,15 @@ struct Reply {
 }
 
 impl Reply {
-    /// `stop_reason`, or the error the output ended in (a failure, or a `tool_choice`
-    /// it did not honour).
-    fn stop_reason(&self, all: &Collected) -> Result<&'static str, ApiError> {
+    /// `stop_reason` and `stop_sequence` (the stop string that matched, if one did), or
+    /// the error the output ended in (a failure, or a `tool_choice` it did not honour).
+    fn stop_reason<'a>(&self, all: &'a Collected) -> Result<(&'static str, Option<&'a str>), ApiError> {
         let reason = match &all.finish {
             Some(Finish::Failed(f)) => return Err(f.clone().into()),
-            Some(Finish::Length) => "max_tokens",
-            Some(Finish::Stop) if self.blocks.tool_uses() > 0 => "tool_use",
-            Some(Finish::Stop) => "end_turn",
+            Some(Finish::Length) => ("max_tokens", None),
+            Some(Finish::Stop | Finish::StopSequence(_)) if self.blocks.tool_uses() > 0 => ("tool_use", None),
+            Some(Finish::Stop) => ("end_turn", None),
+            Some(Finish::StopSequence(stop)) => ("stop_sequence", Some(stop.as_str())),
             Some(Finish::Abort) | None => {
                 return Err(ApiError {
                     status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
@@ -275,7 +276,7 @@ impl Reply {
             }
         };
         let calls = &all.tool_calls[..(self.blocks.tool_uses() as usize).min(all.tool_calls.len())];
-        self.choice.honoured(calls, reason)?;
+        self.choice.honoured(calls, reason.0)?;
         Ok(reason)
     }
 
@@ -287,10 +288,10 @@ impl Reply {
     }
 
     /// The message as `message_start` and a whole response show it.
-    fn message(&self, content: Vec<Value>, stop_reason: Option<&str>, usage: Value) -> Value {
+    fn message(&self, content: Vec<Value>, stop: (Option<&str>, Option<&str>), usage: Value) -> Value {
         let mut message = json!({
             "id": self.id, "type": "message", "role": "assistant", "model": self.model,
-            "stop_reason": stop_reason, "stop_sequence": null,
+            "stop_reason": stop.0, "stop_sequence": stop.1,
         });
         message["content"] = Value::Array(content);
         message["usage"] = usage;
@@ -308,8 +309,12 @@ async fn whole(mut stream: Stream, mut reply: Reply) -> Result<Response, Anthrop
         }
     }
     reply.blocks.close(&mut events);
-    let stop_reason = reply.stop_reason(&all)?;
-    let body = reply.message(blocks::fold(&events), Some(stop_reason), reply.usage(&all));
+    let (reason, stop_sequence) = reply.stop_reason(&all)?;
+    let body = reply.message(
+        blocks::fold(&events),
+        (Some(reason), stop_sequence),
+        reply.usage(&all),
+    );
     Ok(axum::Json(body).into_response())
 }
 
@@ -345,10 +350,10 @@ impl sse::Streamer for Streaming {
         let mut events = Vec::new();
         self.reply.blocks.close(&mut events);
         match self.reply.stop_reason(&self.all) {
-            Ok(reason) => {
+            Ok((reason, stop_sequence)) => {
                 events.push((
                     "message_delta",
-                    json!({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": null}, "usage": self.reply.usage(&self.all)}),
+                    json!({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": stop_sequence}, "usage": self.reply.usage(&self.all)}),
                 ));
                 events.push(("message_stop", json!({"type": "message_stop"})));
             }
@@ -364,7 +369,7 @@ fn stream_sse(
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let start = json!({
         "type": "message_start",
-        "message": reply.message(Vec::new(), None, json!({"input_tokens": reply.input_tokens, "output_tokens": 0})),
+        "message": reply.message(Vec::new(), (None, None), json!({"input_tokens": reply.input_tokens, "output_tokens": 0})),
     });
     let first = VecDeque::from([
         event(("message_start", start)),

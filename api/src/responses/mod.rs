@@ -407,9 +407,9 @@ impl Reply {
                 message: "the response was cut off".into(),
                 param: None,
             }),
-            Some(finish @ (Finish::Stop | Finish::Length)) => {
+            Some(finish @ (Finish::Stop | Finish::StopSequence(_) | Finish::Length)) => {
                 let calls = &all.tool_calls[..(self.items.calls() as usize).min(all.tool_calls.len())];
-                let how = if *finish == Finish::Stop {
+                let how = if *finish != Finish::Length {
                     "stop"
                 } else {
                     "max_output_tokens"

@@ -561,3 +561,39 @@ async fn count_tokens_counts_the_rendered_conversation() {
     assert_eq!(conv.messages[0].role, Role::System);
     assert_eq!(conv.tools[0].name, "Bash");
 }
+
+#[tokio::test]
+async fn a_matched_stop_sequence_is_the_stop_reason_and_named() {
+    let mut chunks = done(vec![Delta::Content {
+        text: "one two".into(),
+    }]);
+    chunks[1].finish = Some(Finish::StopSequence("END".into()));
+    let stub = Arc::new(Stub {
+        chunks,
+        ..Stub::default()
+    });
+    let s = state(stub);
+    let request = |stream: bool| {
+        body(
+            user("count"),
+            json!({"stop_sequences": ["END"], "stream": stream}),
+        )
+    };
+    let (status, json, text) = send(s.clone(), "/v1/messages", &request(false), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(json["stop_reason"], "stop_sequence");
+    assert_eq!(json["stop_sequence"], "END");
+    let (_, _, text) = send(s.clone(), "/v1/messages", &request(true), &[]).await;
+    let ev = events(&text);
+    let delta = ev
+        .iter()
+        .find(|(n, _)| n == "message_delta")
+        .map(|(_, d)| d["delta"].clone());
+    assert_eq!(
+        delta,
+        Some(json!({"stop_reason": "stop_sequence", "stop_sequence": "END"}))
+    );
+    // Chat Completions calls it "stop", as OpenAI does.
+    let (_, json, _) = send(s, "/v1/chat/completions", HI, &[]).await;
+    assert_eq!(json["choices"][0]["finish_reason"], "stop");
+}
