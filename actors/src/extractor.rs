@@ -111,10 +111,11 @@ impl Stateful for Extractor {
         st.usage.completion_tokens += split.tokens;
         st.usage.reasoning_tokens += split.reasoning_tokens;
         if let Some(r) = split.reported {
-            // The executor's own counts (an upstream engine's usage) win; reasoning is
+            // The executor's own counts (the engine's, an upstream engine's usage) win; reasoning is
             // braid's count either way, capped by the completion.
             st.usage.prompt_tokens = r.prompt_tokens;
             st.usage.completion_tokens = r.completion_tokens;
+            st.usage.cached_tokens = r.cached_tokens;
             st.usage.reasoning_tokens = st.usage.reasoning_tokens.min(r.completion_tokens);
         }
         let mut deltas = Vec::new();

@@ -434,6 +434,8 @@ pub struct Usage {
     pub completion_tokens: u32,
     /// Generated tokens that were reasoning.
     pub reasoning_tokens: u32,
+    /// Prompt tokens served from the prefix cache (0 where the executor has none).
+    pub cached_tokens: u32,
 }
 
 /// extractor → `braid.out.<request>`: what a client sees, in order.

@@ -31,7 +31,9 @@ pub use guide::{Guide, Guides};
 pub use kv_cache::{BlockAllocator, KvCache};
 pub use model::{Model, SeqInput};
 pub use sampling::{Sampled, Sampler, SamplingParams};
-pub use scheduler::{Engine, EngineConfig, EngineStats, FinishReason, ReasoningGate, Request, StepOutput};
+pub use scheduler::{
+    Counts, Engine, EngineConfig, EngineStats, FinishReason, ReasoningGate, Request, StepOutput,
+};
 pub use tokenizer::Tokenizer;
 
 use std::path::Path;

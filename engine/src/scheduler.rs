@@ -124,6 +124,20 @@ pub struct StepOutput {
     pub token: Option<Sampled>,
     /// Set when the request is done.
     pub finish: Option<FinishReason>,
+    /// On the last output: the request's token counts.
+    pub counts: Option<Counts>,
+}
+
+/// A finished request's token counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Prompt tokens.
+    pub prompt: usize,
+    /// Tokens generated.
+    pub generated: usize,
+    /// Prompt tokens served from the prefix cache (at the last admission, if it was
+    /// preempted).
+    pub cached: usize,
 }
 
 /// Counters for metrics and tests.
@@ -153,6 +167,8 @@ struct Seq {
     prompt_len: usize,
     /// Tokens whose keys and values are in the cache.
     computed: usize,
+    /// Prompt tokens its last admission found in the prefix cache.
+    cached: usize,
     blocks: Vec<u32>,
     /// Chain hashes of the full blocks registered in the prefix cache so far.
     hashes: Vec<u64>,
@@ -518,6 +534,7 @@ impl Engine {
             prompt_len: req.prompt.len(),
             tokens: req.prompt,
             computed: 0,
+            cached: 0,
             blocks: Vec::new(),
             hashes: Vec::new(),
             max_tokens: req.max_tokens,
@@ -587,7 +604,8 @@ impl Engine {
                 break;
             };
             self.stats.prefix_queried_tokens += seq.tokens.len();
-            self.stats.prefix_hit_tokens += self.blocks.match_prefix(&mut seq);
+            seq.cached = self.blocks.match_prefix(&mut seq);
+            self.stats.prefix_hit_tokens += seq.cached;
             let n = (seq.tokens.len() - seq.computed).min(budget);
             if !self.blocks.grow(&mut seq, n) {
                 self.stats.prefix_queried_tokens -= seq.tokens.len();
@@ -711,10 +729,16 @@ impl Engine {
             if finish.is_some() {
                 done.push(i);
             }
+            let counts = finish.as_ref().map(|_| Counts {
+                prompt: seq.prompt_len,
+                generated: seq.generated(),
+                cached: seq.cached.min(seq.prompt_len),
+            });
             outputs.push(StepOutput {
                 id: seq.id,
                 token: Some(sampled),
                 finish,
+                counts,
             });
         }
         for i in done.into_iter().rev() {
@@ -855,14 +879,39 @@ mod tests {
         });
         let first: Vec<u32> = (0..40).map(|j| (j * 7 + 3) % 500).collect();
         e.add(request(1, &first, 4)).unwrap();
-        drain(&mut e);
+        let counts = |e: &mut Engine| {
+            let mut last = None;
+            while e.has_work() {
+                last = e.step().unwrap().into_iter().find_map(|o| o.counts).or(last);
+            }
+            last
+        };
+        let cold = counts(&mut e);
+        assert_eq!(
+            cold,
+            Some(Counts {
+                prompt: 40,
+                generated: 4,
+                cached: 0
+            })
+        );
         let before = e.stats();
         let second: Vec<u32> = first.iter().copied().chain([9, 8, 7]).collect();
         e.add(request(2, &second, 6)).unwrap();
-        let out = drain(&mut e);
+        // The request's own counts say what its prompt found cached.
+        assert_eq!(
+            counts(&mut e),
+            Some(Counts {
+                prompt: 43,
+                generated: 6,
+                cached: 40
+            })
+        );
         let hits = e.stats().prefix_hit_tokens - before.prefix_hit_tokens;
         assert_eq!(hits, 40, "{:?}", e.stats());
-        assert_eq!(out[&2].0, alone(&second, 6));
+        e.add(request(3, &second, 6)).unwrap();
+        let out = drain(&mut e);
+        assert_eq!(out[&3].0, alone(&second, 6));
     }
 
     #[test]

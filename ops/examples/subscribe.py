@@ -70,7 +70,7 @@ def chunk_to_json(subject, data):
         else:
             out["finish"] = name.lower()
     if usage is not None:
-        out["usage"] = dict(zip(("prompt_tokens", "completion_tokens", "reasoning_tokens"), usage))
+        out["usage"] = dict(zip(("prompt_tokens", "completion_tokens", "reasoning_tokens", "cached_tokens"), usage))
     return out, last
 
 

@@ -33,6 +33,14 @@ def main():
         fail(f"max_tokens=8 gave {a.usage.completion_tokens} tokens, finish {a.choices[0].finish_reason}")
     if text != (b.choices[0].message.content or ""):
         fail("the same seed gave different text")
+    # A repeated long prompt finds its full blocks in the prefix cache, and says so.
+    long = dict(kw, messages=[{"role": "user", "content": "Name the colours of " + "the rainbow, " * 40}])
+    cold = client.chat.completions.create(seed=1, **long).usage
+    warm = client.chat.completions.create(seed=1, **long).usage
+    cached = warm.prompt_tokens_details.cached_tokens if warm.prompt_tokens_details else None
+    if cold.prompt_tokens_details.cached_tokens != 0 or not cached or cached > warm.prompt_tokens:
+        fail(f"a repeated {warm.prompt_tokens}-token prompt reports cached_tokens {cached} "
+             f"(the first time {cold.prompt_tokens_details.cached_tokens})")
     others = [client.chat.completions.create(seed=s, **kw).choices[0].message.content for s in range(12, 20)]
     if all(o == text for o in others):
         fail(f"eight other seeds all gave {text!r}")

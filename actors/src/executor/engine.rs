@@ -142,7 +142,13 @@ impl Executor for EngineExecutor {
                     format!("the structured-output grammar could not go on: {message}"),
                 )),
             }),
-            reported: None,
+            // The engine's own counts, with the prompt tokens its prefix cache served.
+            reported: o.counts.map(|c| braid_bus::Usage {
+                prompt_tokens: c.prompt as u32,
+                completion_tokens: c.generated as u32,
+                reasoning_tokens: 0,
+                cached_tokens: c.cached as u32,
+            }),
         }));
         Ok(())
     }

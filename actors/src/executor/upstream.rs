@@ -290,6 +290,11 @@ async fn stream(
                     prompt_tokens: u["prompt_tokens"].as_u64().unwrap_or(0) as u32,
                     completion_tokens: u["completion_tokens"].as_u64().unwrap_or(0) as u32,
                     reasoning_tokens: 0,
+                    // vLLM's and SGLang's report of the upstream's own prefix cache.
+                    cached_tokens: u
+                        .pointer("/prompt_tokens_details/cached_tokens")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0) as u32,
                 });
             }
             if let Some(choice) = v["choices"].get(0) {

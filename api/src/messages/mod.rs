@@ -280,9 +280,13 @@ impl Reply {
         Ok(reason)
     }
 
+    /// Anthropic's usage: `input_tokens` are the prompt tokens the prefix cache did not
+    /// serve, `cache_read_input_tokens` those it did.
     fn usage(&self, all: &Collected) -> Value {
+        let cached = all.usage.map_or(0, |u| u.cached_tokens).min(self.input_tokens);
         json!({
-            "input_tokens": self.input_tokens,
+            "input_tokens": self.input_tokens - cached,
+            "cache_read_input_tokens": cached,
             "output_tokens": all.usage.map_or(0, |u| u.completion_tokens),
         })
     }

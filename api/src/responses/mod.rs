@@ -424,7 +424,7 @@ impl Reply {
     fn finished(&self, all: &Collected, output: Vec<Value>) -> Value {
         let u = all.usage.unwrap_or_default();
         let usage = json!({
-            "input_tokens": self.input_tokens, "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens": self.input_tokens, "input_tokens_details": {"cached_tokens": u.cached_tokens},
             "output_tokens": u.completion_tokens, "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
             "total_tokens": self.input_tokens + u.completion_tokens,
         });

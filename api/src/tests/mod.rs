@@ -120,6 +120,7 @@ fn done(deltas: Vec<Delta>) -> Vec<Chunk> {
                 prompt_tokens: 3,
                 completion_tokens: 5,
                 reasoning_tokens: 2,
+                cached_tokens: 1,
             }),
         },
     ]

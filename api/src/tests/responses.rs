@@ -210,6 +210,7 @@ async fn codex_round_two_is_one_typed_conversation_with_its_sealed_reasoning() {
     );
     assert_eq!(output[1]["arguments"], "{\"cmd\": \"ls\"}");
     assert_eq!(json["usage"]["output_tokens_details"]["reasoning_tokens"], 2);
+    assert_eq!(json["usage"]["input_tokens_details"]["cached_tokens"], 1);
 }
 
 #[tokio::test]

@@ -118,6 +118,7 @@ fn output(tokens: usize) -> Vec<Chunk> {
             prompt_tokens: 16,
             completion_tokens: tokens as u32,
             reasoning_tokens: reasoning as u32,
+            cached_tokens: 0,
         }),
     });
     chunks
