@@ -188,3 +188,58 @@ pub fn serve_family(f: &Family, dir: &Path, extra: &[&str]) -> (Proc, u16) {
     assert!(!log.contains("SELF-TEST FAILED"), "{}: {log}", f.name);
     (proc, port)
 }
+
+/// One agent loop to record: the user's `prompt` gets `reasoning` and a call of `tool`
+/// with `args` (string arguments, in order).
+pub struct AgentLoop<'a> {
+    /// Text of the user's prompt the first round's recording matches.
+    pub prompt: &'a str,
+    /// The first round's reasoning (the second round's recording looks for it).
+    pub reasoning: &'a str,
+    /// The tool the model calls.
+    pub tool: &'a str,
+    /// Its arguments, all strings.
+    pub args: &'a [(&'a str, &'a str)],
+}
+
+/// A call of `l.tool` after `l.reasoning`, in the family's own output markup.
+fn call_markup(f: &Family, l: &AgentLoop<'_>) -> String {
+    let json = serde_json::Value::Object(l.args.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect());
+    let (r, tool) = (l.reasoning, l.tool);
+    match f.name {
+        "qwen3" => format!("<think>\n{r}\n</think>\n\n<tool_call>\n{{\"name\": \"{tool}\", \"arguments\": {json}}}\n</tool_call>"),
+        "kimi_k2" => format!("<think>{r}</think><|tool_calls_section_begin|><|tool_call_begin|>functions.{tool}:0<|tool_call_argument_begin|>{json}<|tool_call_end|><|tool_calls_section_end|>"),
+        "minimax_m2" => {
+            let params: String = l
+                .args
+                .iter()
+                .map(|(k, v)| format!("<parameter name=\"{k}\">{v}</parameter>\n"))
+                .collect();
+            format!("{r}\n</think>\n\n<minimax:tool_call>\n<invoke name=\"{tool}\">\n{params}</invoke>\n</minimax:tool_call>")
+        }
+        other => panic!("no agent-call markup for {other}"),
+    }
+}
+
+/// Writes `dir/recordings.jsonl` for agent loops in the family's markup: each loop's
+/// first round calls its tool; the round after answers `WITH-REASONING: note.txt says
+/// NOTE.` when its prompt holds both that loop's reasoning and [`crate::agents::NOTE`]
+/// (the tool really ran), else `WITHOUT-REASONING…`.
+pub fn agent_recordings(f: &Family, dir: &Path, loops: &[AgentLoop<'_>]) {
+    let note = crate::agents::NOTE;
+    // The family's markup before its answer (reasoning closed), from its weather round 2.
+    let before = f.round2.split("{A}").next().unwrap_or_default();
+    let answer = |marker: &str| format!("{before}{marker}: note.txt says {note}.");
+    let mut lines: Vec<Value> = loops
+        .iter()
+        .map(|l| json!({"match": [l.reasoning, note], "output": answer("WITH-REASONING")}))
+        .collect();
+    lines.push(json!({"match": note, "output": answer("WITHOUT-REASONING")}));
+    lines.extend(
+        loops
+            .iter()
+            .map(|l| json!({"match": l.prompt, "output": call_markup(f, l)})),
+    );
+    let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+    std::fs::write(dir.join("recordings.jsonl"), text.join("\n")).unwrap_or_else(|e| panic!("{e}"));
+}

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: the built `braid` binary, `../shared`, and
 //! running a command with stdin.
 
+pub mod agents;
 pub mod families;
 
 use std::io::Write;

@@ -4,7 +4,8 @@
 //! for MiniMax-M2 and GLM-4.7 (the families whose vendors ship Anthropic endpoints for
 //! Claude Code) through their real templates, on the replay executor.
 
-use braid_tests::families::{family_folder, serve_family, Family, FAMILIES, R};
+use braid_tests::agents::{self, NOTE};
+use braid_tests::families::{agent_recordings, family_folder, serve_family, AgentLoop, Family, FAMILIES, R};
 use braid_tests::{http, run_client, shared_dir};
 
 fn family(name: &str) -> &'static Family {
@@ -105,40 +106,16 @@ fn strict_signatures_refuse_a_tampered_thinking_block() {
     );
 }
 
-/// What Claude Code's model reasons in round 1 (round 2's recording looks for it).
-const CC_REASONING: &str = "The user asks what note.txt says, so I read it with cat.";
-/// What note.txt holds: in the prompt only once the tool really ran.
-const NOTE: &str = "ink-42-violet";
-
-/// Claude Code's loop in a family's markup: round 1 reasons and calls Bash to read
-/// note.txt; round 2 answers WITH-REASONING only when its prompt holds both round 1's
-/// reasoning and the file's text.
-fn claude_code_recordings(f: &Family, dir: &std::path::Path) {
-    let call = match f.name {
-        "minimax_m2" => format!("{CC_REASONING}\n</think>\n\n<minimax:tool_call>\n<invoke name=\"Bash\">\n<parameter name=\"command\">cat note.txt</parameter>\n<parameter name=\"description\">Read the note</parameter>\n</invoke>\n</minimax:tool_call>"),
-        "qwen3" => format!("<think>\n{CC_REASONING}\n</think>\n\n<tool_call>\n{{\"name\": \"Bash\", \"arguments\": {{\"command\": \"cat note.txt\", \"description\": \"Read the note\"}}}}\n</tool_call>"),
-        other => panic!("no Claude Code recording for {other}"),
-    };
-    let open = if f.name == "qwen3" { "<think>\n" } else { "" };
-    let answer =
-        |marker: &str| format!("{open}The note is read.\n</think>\n\n{marker}: note.txt says {NOTE}.");
-    let lines = [
-        serde_json::json!({"match": [CC_REASONING, NOTE], "output": answer("WITH-REASONING")}),
-        serde_json::json!({"match": NOTE, "output": answer("WITHOUT-REASONING")}),
-        serde_json::json!({"match": "What does note.txt say?", "output": call}),
-    ];
-    let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
-    std::fs::write(dir.join("recordings.jsonl"), text.join("\n")).unwrap_or_else(|e| panic!("{e}"));
-}
+/// Claude Code's loop: it reads note.txt with its Bash tool.
+const CLAUDE_LOOP: AgentLoop<'static> = AgentLoop {
+    prompt: "What does note.txt say?",
+    reasoning: "The user asks what note.txt says, so I read it with cat.",
+    tool: "Bash",
+    args: &[("command", "cat note.txt"), ("description", "Read the note")],
+};
 
 #[test]
 fn claude_code_runs_its_loop_headless_against_braid() {
-    let claude = braid_tests::repo_root().join(".fixtures/agents/node_modules/.bin/claude");
-    assert!(
-        claude.exists(),
-        "{} is missing: run scripts/setup",
-        claude.display()
-    );
     let shared = shared_dir();
     let name = if shared.is_some() {
         "minimax_m2"
@@ -148,65 +125,28 @@ fn claude_code_runs_its_loop_headless_against_braid() {
     };
     let f = family(name);
     let dir = family_folder(f, shared.as_deref(), "claude-code").unwrap_or_else(|| panic!("{name} folder"));
-    claude_code_recordings(f, &dir);
+    agent_recordings(f, &dir, &[CLAUDE_LOOP]);
     // Claude Code's prompt is ~15k tokens and it asks for max_tokens 32000: more than a
     // 32k context leaves, so braid lowers it.
     let mut flags = SEALED_ONLY[..4].to_vec();
     flags.extend(["--max-model-len", "32768"]);
     let (serve, port) = serve_family(f, &dir, &flags);
-    let work = std::env::temp_dir().join(format!("braid-claude-code-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(work.join("home")).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::create_dir_all(work.join("project")).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(work.join("project/note.txt"), format!("{NOTE}\n")).unwrap_or_else(|e| panic!("{e}"));
+    let work = agents::scratch("claude-code");
+    let base = format!("http://127.0.0.1:{port}");
     // `json` asks for omitted thinking (the signature alone brings it back), `stream-json`
     // for thinking shown as it is written.
     for format in [&["json"][..], &["stream-json", "--verbose"]] {
-        let out = std::process::Command::new("timeout")
-            .arg("300")
-            .arg(&claude)
-            .args([
-                "-p",
-                "What does note.txt say?",
-                "--model",
-                "m",
-                "--allowedTools",
-                "Bash",
-            ])
-            .arg("--output-format")
-            .args(format)
-            .current_dir(work.join("project"))
-            .env("HOME", work.join("home"))
-            .env("ANTHROPIC_BASE_URL", format!("http://127.0.0.1:{port}"))
-            .env("ANTHROPIC_API_KEY", "braid-test")
-            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-            .env("DISABLE_TELEMETRY", "1")
-            .env("DISABLE_AUTOUPDATER", "1")
-            .env("DISABLE_ERROR_REPORTING", "1")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run claude: {e}"));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let context = || {
-            format!(
-                "claude {format:?} exited {:?}\nstdout: {stdout}\nstderr: {stderr}\nbraid: {}",
-                out.status,
-                serve.output()
-            )
-        };
-        assert!(out.status.success(), "{}", context());
-        // The last line is the result, in both formats.
-        let last = stdout.trim().lines().last().unwrap_or_default();
-        let result: serde_json::Value =
-            serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {}", context()));
-        let answer = result["result"].as_str().unwrap_or_default();
+        let run = agents::claude(&base, &work, CLAUDE_LOOP.prompt, format);
+        let context = || format!("claude {format:?} {}\nbraid: {}", run.context(), serve.output());
+        assert!(run.output.status.success(), "{}", context());
+        let (answer, is_error) =
+            agents::claude_answer(&run).unwrap_or_else(|| panic!("no result: {}", context()));
         eprintln!("Claude Code ({format:?}) answered: {answer}");
         assert!(
             answer.starts_with("WITH-REASONING") && answer.contains(NOTE),
             "{}",
             context()
         );
-        assert_eq!(result["is_error"], false, "{}", context());
+        assert!(!is_error, "{}", context());
     }
 }
