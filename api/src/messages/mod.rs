@@ -80,7 +80,6 @@ struct CountRequest {
     #[allow(dead_code)]
     tool_choice: Option<Value>,
     thinking: Option<Value>,
-    #[allow(dead_code)]
     context_management: Option<Value>,
     #[allow(dead_code)]
     mcp_servers: Option<Value>,
@@ -91,13 +90,14 @@ struct CountRequest {
 impl MessagesRequest {
     /// The fields braid accepts and does not act on: there is no billing tier, container,
     /// MCP connector or region, `metadata` is the caller's, the effort level has no
-    /// per-level budget (use `thinking.budget_tokens`), and thinking is kept or cleared
-    /// by the family's template, not by `context_management`.
-    fn ignored(&self, server_tools: bool) -> Vec<&'static str> {
+    /// per-level budget (use `thinking.budget_tokens`), and `context_management` acts
+    /// only where [`keep_thinking`] maps it (`kept`).
+    fn ignored(&self, server_tools: bool, kept: bool) -> Vec<&'static str> {
+        let context = self.context_management.as_ref().filter(|_| !kept).cloned();
         let mut ignored = prompt::set_fields(&[
             ("metadata", &self.metadata),
             ("service_tier", &self.service_tier),
-            ("context_management", &self.context_management),
+            ("context_management", &context),
             ("container", &self.container),
             ("mcp_servers", &self.mcp_servers),
             ("inference_geo", &self.inference_geo),
@@ -132,6 +132,21 @@ impl MessagesRequest {
             )),
         }
     }
+}
+
+/// `context_management`'s thinking edit as the family's template kwarg:
+/// `clear_thinking_20251015` with `keep: "all"` (what Claude Code sends) keeps every
+/// earlier turn's reasoning, which a family with such a kwarg (GLM-4.7's
+/// `clear_thinking`) is told as `{kwarg: false}`. Anything else leaves the template's own
+/// choice; `None` then.
+fn keep_thinking(state: &AppState, context_management: Option<&Value>) -> Option<Value> {
+    let key = state.chat.reasoning_parser?.format().clear_thinking?;
+    let keeps_all = context_management?
+        .get("edits")?
+        .as_array()?
+        .iter()
+        .any(|e| e["type"] == "clear_thinking_20251015" && e["keep"] == "all");
+    keeps_all.then(|| json!({ key: false }))
 }
 
 /// The signature checks this server applies.
@@ -170,7 +185,8 @@ pub(crate) async fn messages(
         choice: &choice,
         parallel,
     })?;
-    let kwargs = prompt::kwargs(&state, None, "thinking", thinking.on)?;
+    let kept = keep_thinking(&state, req.context_management.as_ref());
+    let kwargs = prompt::kwargs(&state, kept.as_ref(), "context_management", thinking.on)?;
     let conversation = prompt::conversation(&state, messages, tools, kwargs, true).await;
     let setup = prompt::setup(&state, &conversation, &choice);
     let stop = req.stop_sequences.clone().unwrap_or_default();
@@ -214,7 +230,11 @@ pub(crate) async fn messages(
     } else {
         whole(stream, reply).await?
     };
-    prompt::ignored_header(&mut response, "messages", &req.ignored(server_tools));
+    prompt::ignored_header(
+        &mut response,
+        "messages",
+        &req.ignored(server_tools, kept.is_some()),
+    );
     Ok(response)
 }
 
@@ -228,7 +248,8 @@ pub(crate) async fn count_tokens(
     let messages = decode::messages(req.system.as_ref(), &req.messages, &signatures(&state))?;
     let (tools, _) = decode::tools(req.tools.as_deref().unwrap_or_default())?;
     let thinking = decode::thinking(req.thinking.as_ref())?;
-    let kwargs = prompt::kwargs(&state, None, "thinking", thinking.on)?;
+    let kept = keep_thinking(&state, req.context_management.as_ref());
+    let kwargs = prompt::kwargs(&state, kept.as_ref(), "context_management", thinking.on)?;
     let conversation = prompt::conversation(&state, messages, tools, kwargs, true).await;
     match state
         .pipeline

@@ -601,3 +601,42 @@ async fn a_matched_stop_sequence_is_the_stop_reason_and_named() {
     let (_, json, _) = send(s, "/v1/chat/completions", HI, &[]).await;
     assert_eq!(json["choices"][0]["finish_reason"], "stop");
 }
+
+#[tokio::test]
+async fn keeping_all_thinking_sets_the_familys_clear_thinking_kwarg() {
+    let stub = Arc::new(Stub {
+        chunks: done(Vec::new()),
+        ..Stub::default()
+    });
+    let mut s = state(Arc::clone(&stub));
+    s.chat.reasoning_parser = "glm45".parse().ok();
+    s.chat.tool_parser = "glm47".parse().ok();
+    let keep = |keep: Value| json!({"context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": keep}]}});
+    let response = router(s.clone())
+        .oneshot(
+            Request::post("/v1/messages")
+                .header("content-type", "application/json")
+                .body(Body::from(body(user("hi"), keep(json!("all")))))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get("x-braid-ignored-fields").is_none());
+    // A partial keep is the template's own choice: nothing set, and the field is named.
+    let (status, _, _) = send(
+        s,
+        "/v1/messages",
+        &body(user("hi"), keep(json!({"type": "thinking_turns", "value": 1}))),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let submitted = stub.submitted.lock().unwrap();
+    let kwargs = |i: usize| match &submitted[i].prompt {
+        Prompt::Chat(conv) => conv.kwargs.get("clear_thinking").cloned(),
+        Prompt::Text(_) | Prompt::Tokens(_) => None,
+    };
+    assert_eq!(kwargs(0), Some(json!(false)));
+    assert_eq!(kwargs(1), None);
+}

@@ -22,4 +22,5 @@ pub const FORMAT: ReasoningFormat = ReasoningFormat {
     start: StartState::Reasoning,
     switch: None,
     placement: ReasoningPlacement::Separate,
+    clear_thinking: None,
 };

@@ -21,4 +21,5 @@ pub const FORMAT: ReasoningFormat = ReasoningFormat {
         default_on: false,
     }),
     placement: ReasoningPlacement::Separate,
+    clear_thinking: None,
 };

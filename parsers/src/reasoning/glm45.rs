@@ -21,4 +21,5 @@ pub const FORMAT: ReasoningFormat = ReasoningFormat {
         default_on: true,
     }),
     placement: ReasoningPlacement::Separate,
+    clear_thinking: Some("clear_thinking"),
 };

@@ -72,6 +72,10 @@ pub struct ReasoningFormat {
     pub switch: Option<ThinkingSwitch>,
     /// Where reasoning text goes.
     pub placement: ReasoningPlacement,
+    /// The template kwarg that, set to `false`, keeps every earlier turn's reasoning in
+    /// the prompt (GLM-4.7's `clear_thinking`; its template otherwise keeps only the
+    /// turns after the last user message). `None`: the template decides alone.
+    pub clear_thinking: Option<&'static str>,
 }
 
 /// Every reasoning format braid knows, by name.

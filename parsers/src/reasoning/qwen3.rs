@@ -28,4 +28,5 @@ pub const FORMAT: ReasoningFormat = ReasoningFormat {
         default_on: true,
     }),
     placement: ReasoningPlacement::Separate,
+    clear_thinking: None,
 };
