@@ -169,13 +169,11 @@ pub(crate) fn fold(events: &[Event]) -> Vec<Value> {
             "content_block_delta" => {
                 let Some(block) = content.last_mut() else { continue };
                 let d = &data["delta"];
+                // In place: a long answer's deltas are appended, never copied again.
                 let append = |block: &mut Value, key: &str, more: &Value| {
-                    let text = format!(
-                        "{}{}",
-                        block[key].as_str().unwrap_or_default(),
-                        more.as_str().unwrap_or_default()
-                    );
-                    block[key] = Value::String(text);
+                    if let (Value::String(text), Some(more)) = (&mut block[key], more.as_str()) {
+                        text.push_str(more);
+                    }
                 };
                 match d["type"].as_str() {
                     Some("thinking_delta") => append(block, "thinking", &d["thinking"]),
