@@ -1,4 +1,5 @@
-//! The one server-sent-events loop every streaming protocol shares: events waiting to go
+//! The one server-sent-events loop every streaming protocol shares, and the one way a
+//! protocol's delta machine ([`Machine`]) is fed, streamed or whole. The loop: events waiting to go
 //! out are sent first; then the next chunk of the response becomes the protocol's events;
 //! after the last chunk (or a stream that ended early) the protocol closes. A protocol
 //! supplies only what it does with a chunk and how it ends ([`Streamer`]), and, if it
@@ -10,7 +11,43 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::response::sse::{Event, Sse};
-use braid_bus::{Chunk, Response as Stream};
+use braid_bus::{Chunk, Collected, Delta, Response as Stream};
+
+/// A protocol's state machine from the bus's deltas to its own events (Messages' content
+/// blocks, Responses' output items). A streamed response sends the events as they come;
+/// a whole one is all of them, collected ([`collect`]).
+pub(crate) trait Machine {
+    /// One event.
+    type Event;
+
+    /// The events of one delta.
+    fn push(&mut self, delta: &Delta, out: &mut Vec<Self::Event>);
+
+    /// The events that end the output (the open block or item closed).
+    fn close(&mut self, out: &mut Vec<Self::Event>);
+}
+
+/// One chunk through `machine`, and into `all`: its events.
+pub(crate) fn feed<M: Machine>(machine: &mut M, all: &mut Collected, chunk: &Chunk) -> Vec<M::Event> {
+    all.push(chunk);
+    let mut events = Vec::new();
+    for d in &chunk.deltas {
+        machine.push(d, &mut events);
+    }
+    events
+}
+
+/// A whole response through `machine`: everything it said, and every event, the closing
+/// ones included.
+pub(crate) async fn collect<M: Machine>(mut stream: Stream, machine: &mut M) -> (Collected, Vec<M::Event>) {
+    let mut all = Collected::default();
+    let mut events = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        events.extend(feed(machine, &mut all, &chunk));
+    }
+    machine.close(&mut events);
+    (all, events)
+}
 
 /// What a protocol does with a response's chunks as they stream.
 pub(crate) trait Streamer: Send + 'static {

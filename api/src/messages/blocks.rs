@@ -10,6 +10,7 @@ use braid_bus::Delta;
 use serde_json::{json, Value};
 
 use crate::seal::Seal;
+use crate::sse::Machine;
 
 /// One stream event: its SSE `event:` name and its data.
 pub(crate) type Event = (&'static str, Value);
@@ -58,8 +59,26 @@ impl Blocks {
         self.tools
     }
 
+    /// Opens a block of `kind` unless one is open already; the index of the open block.
+    fn ensure(&mut self, kind: Open, block: impl FnOnce() -> Value, out: &mut Vec<Event>) -> u32 {
+        if self.open != Some(kind) {
+            self.close(out);
+            out.push((
+                "content_block_start",
+                json!({"type": "content_block_start", "index": self.started, "content_block": block()}),
+            ));
+            self.open = Some(kind);
+            self.started += 1;
+        }
+        self.started - 1
+    }
+}
+
+impl Machine for Blocks {
+    type Event = Event;
+
     /// Closes the open block, if any.
-    pub(crate) fn close(&mut self, out: &mut Vec<Event>) {
+    fn close(&mut self, out: &mut Vec<Event>) {
         let Some(open) = self.open.take() else {
             return;
         };
@@ -75,22 +94,8 @@ impl Blocks {
         ));
     }
 
-    /// Opens a block of `kind` unless one is open already; the index of the open block.
-    fn ensure(&mut self, kind: Open, block: impl FnOnce() -> Value, out: &mut Vec<Event>) -> u32 {
-        if self.open != Some(kind) {
-            self.close(out);
-            out.push((
-                "content_block_start",
-                json!({"type": "content_block_start", "index": self.started, "content_block": block()}),
-            ));
-            self.open = Some(kind);
-            self.started += 1;
-        }
-        self.started - 1
-    }
-
     /// The events of one delta.
-    pub(crate) fn push(&mut self, d: &Delta, out: &mut Vec<Event>) {
+    fn push(&mut self, d: &Delta, out: &mut Vec<Event>) {
         match d {
             Delta::Reasoning { text } => {
                 let i = self.ensure(

@@ -25,6 +25,7 @@ use self::blocks::Blocks;
 use crate::completions::{parse_body, sampling};
 use crate::error::{AnthropicError, ApiError};
 use crate::seal::Signatures;
+use crate::sse::Machine;
 use crate::structured::{self, Asked, ToolChoice};
 use crate::{prompt, sse, AppState, RawBody};
 
@@ -324,16 +325,8 @@ impl Reply {
     }
 }
 
-async fn whole(mut stream: Stream, mut reply: Reply) -> Result<Response, AnthropicError> {
-    let mut all = Collected::default();
-    let mut events = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        all.push(&chunk);
-        for d in &chunk.deltas {
-            reply.blocks.push(d, &mut events);
-        }
-    }
-    reply.blocks.close(&mut events);
+async fn whole(stream: Stream, mut reply: Reply) -> Result<Response, AnthropicError> {
+    let (all, events) = sse::collect(stream, &mut reply.blocks).await;
     let (reason, stop_sequence) = reply.stop_reason(&all)?;
     let body = reply.message(
         blocks::fold(&events),
@@ -361,11 +354,7 @@ impl sse::Streamer for Streaming {
     }
 
     fn chunk(&mut self, chunk: &braid_bus::Chunk, out: &mut VecDeque<Event>) {
-        self.all.push(chunk);
-        let mut events = Vec::new();
-        for d in &chunk.deltas {
-            self.reply.blocks.push(d, &mut events);
-        }
+        let events = sse::feed(&mut self.reply.blocks, &mut self.all, chunk);
         out.extend(events.into_iter().map(event));
     }
 

@@ -11,6 +11,7 @@ use braid_bus::Delta;
 use serde_json::{json, Value};
 
 use crate::seal::Seal;
+use crate::sse::Machine;
 
 /// What the request asked the reasoning items to carry.
 #[derive(Debug, Clone, Copy, Default)]
@@ -114,9 +115,13 @@ impl Items {
             _ => {}
         }
     }
+}
+
+impl Machine for Items {
+    type Event = Value;
 
     /// Closes the open item, if any: its `.done` events, then `output_item.done`.
-    pub(crate) fn close(&mut self, out: &mut Vec<Value>) {
+    fn close(&mut self, out: &mut Vec<Value>) {
         let Some(open) = self.open.take() else {
             return;
         };
@@ -172,7 +177,7 @@ impl Items {
     }
 
     /// The events of one delta.
-    pub(crate) fn push(&mut self, d: &Delta, out: &mut Vec<Value>) {
+    fn push(&mut self, d: &Delta, out: &mut Vec<Value>) {
         match d {
             Delta::Reasoning { text } => {
                 self.ensure(

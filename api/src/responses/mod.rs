@@ -23,6 +23,7 @@ use self::items::Items;
 use crate::completions::{parse_body, sampling};
 use crate::error::ApiError;
 use crate::seal::Signatures;
+use crate::sse::Machine;
 use crate::structured::{self, Asked, ToolChoice};
 use crate::{prompt, sse, AppState, RawBody};
 
@@ -279,7 +280,7 @@ pub(crate) async fn responses(
         stream_sse(stream, reply).into_response()
     } else {
         let mut reply = reply;
-        let (all, events) = collect(stream, &mut reply).await;
+        let (all, events) = sse::collect(stream, &mut reply.items).await;
         let body = reply.finished(&all, items::fold(&events));
         if body["status"] == "failed" {
             return Err(reply
@@ -442,20 +443,6 @@ impl Reply {
     }
 }
 
-/// Every chunk of a response through the item machine.
-async fn collect(mut stream: Stream, reply: &mut Reply) -> (Collected, Vec<Value>) {
-    let mut all = Collected::default();
-    let mut events = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        all.push(&chunk);
-        for d in &chunk.deltas {
-            reply.items.push(d, &mut events);
-        }
-    }
-    reply.items.close(&mut events);
-    (all, events)
-}
-
 /// A streamed response: what has been seen so far.
 struct Streaming {
     reply: Reply,
@@ -481,11 +468,7 @@ impl Streaming {
 
 impl sse::Streamer for Streaming {
     fn chunk(&mut self, chunk: &braid_bus::Chunk, out: &mut VecDeque<Event>) {
-        self.all.push(chunk);
-        let mut events = Vec::new();
-        for d in &chunk.deltas {
-            self.reply.items.push(d, &mut events);
-        }
+        let events = sse::feed(&mut self.reply.items, &mut self.all, chunk);
         self.send(events, out);
     }
 
