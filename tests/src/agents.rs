@@ -141,6 +141,22 @@ plugins = false
     Run::of(out)
 }
 
+/// Whether Codex's shell tool ran and printed [`NOTE`] (the tool really read note.txt).
+pub fn codex_read_the_note(run: &Run) -> bool {
+    codex_items(run, "command_execution")
+        .iter()
+        .any(|c| c["aggregated_output"].as_str().is_some_and(|o| o.contains(NOTE)))
+}
+
+/// Codex's final answer: its last agent message.
+pub fn codex_answer(run: &Run) -> String {
+    codex_items(run, "agent_message")
+        .last()
+        .and_then(|a| a["text"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// The items Codex completed of `kind` (`command_execution`, `reasoning`,
 /// `agent_message`), from its `--json` events.
 pub fn codex_items(run: &Run, kind: &str) -> Vec<serde_json::Value> {

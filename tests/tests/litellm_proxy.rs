@@ -89,18 +89,12 @@ fn claude_code_and_codex_run_through_litellm_in_front_of_chat_completions() {
     let run = agents::codex(&format!("http://127.0.0.1:{lport}/v1"), &work, CODEX_LOOP.prompt);
     let context = || format!("codex via LiteLLM {}\n{}", run.context(), logs());
     assert!(run.output.status.success(), "{}", context());
-    let ran = agents::codex_items(&run, "command_execution");
     assert!(
-        ran.iter()
-            .any(|c| c["aggregated_output"].as_str().is_some_and(|o| o.contains(NOTE))),
+        agents::codex_read_the_note(&run),
         "the tool did not run: {}",
         context()
     );
-    let answers = agents::codex_items(&run, "agent_message");
-    let answer = answers
-        .last()
-        .and_then(|a| a["text"].as_str())
-        .unwrap_or_default();
+    let answer = agents::codex_answer(&run);
     eprintln!("Codex through LiteLLM answered: {answer}");
     assert!(answer.contains(NOTE), "{}", context());
 }

@@ -39,10 +39,8 @@ fn codex_runs_its_loop_against_braid() {
         let run = agents::codex(&format!("http://127.0.0.1:{port}/v1"), &work, CODEX_LOOP.prompt);
         let context = || format!("codex ({name}) {}\nbraid: {}", run.context(), serve.output());
         assert!(run.output.status.success(), "{}", context());
-        let ran = agents::codex_items(&run, "command_execution");
         assert!(
-            ran.iter()
-                .any(|c| c["aggregated_output"].as_str().is_some_and(|o| o.contains(NOTE))),
+            agents::codex_read_the_note(&run),
             "the tool did not run: {}",
             context()
         );
@@ -54,11 +52,7 @@ fn codex_runs_its_loop_against_braid() {
             "{}",
             context()
         );
-        let answers = agents::codex_items(&run, "agent_message");
-        let answer = answers
-            .last()
-            .and_then(|a| a["text"].as_str())
-            .unwrap_or_default();
+        let answer = agents::codex_answer(&run);
         eprintln!("Codex ({name}) answered: {answer}");
         assert!(
             answer.starts_with("WITH-REASONING") && answer.contains(NOTE),
