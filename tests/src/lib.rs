@@ -335,9 +335,9 @@ pub fn venv_python() -> PathBuf {
     p
 }
 
-/// Runs a script of `tests/clients/` with the venv's Python; panics with its output if
-/// it fails, else returns the output.
-pub fn run_client(script: &str, args: &[&str]) -> String {
+/// Runs a script of `tests/clients/` with the venv's Python: whether it succeeded, and
+/// its output (stdout, then stderr).
+pub fn try_client(script: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(venv_python())
         .arg(repo_root().join("tests/clients").join(script))
         .args(args)
@@ -348,7 +348,14 @@ pub fn run_client(script: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "{script} {args:?} failed:\n{text}");
+    (out.status.success(), text)
+}
+
+/// Runs a script of `tests/clients/` with the venv's Python; panics with its output if
+/// it fails, else returns the output.
+pub fn run_client(script: &str, args: &[&str]) -> String {
+    let (ok, text) = try_client(script, args);
+    assert!(ok, "{script} {args:?} failed:\n{text}");
     text
 }
 

@@ -86,18 +86,12 @@ fn strict_signatures_refuse_a_tampered_thinking_block() {
         "anthropic_loop.py",
         &["--base-url", &url, "--reasoning", R, "--omitted"],
     );
-    let out = std::process::Command::new(braid_tests::venv_python())
-        .arg(braid_tests::repo_root().join("tests/clients/anthropic_loop.py"))
-        .args(["--base-url", &url, "--reasoning", R, "--omitted", "--tamper"])
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, text) = braid_tests::try_client(
+        "anthropic_loop.py",
+        &["--base-url", &url, "--reasoning", R, "--omitted", "--tamper"],
     );
     assert!(
-        !out.status.success(),
+        !ok,
         "a tampered signature was accepted under --strict-signatures:\n{text}"
     );
     assert!(
