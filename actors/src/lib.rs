@@ -15,6 +15,7 @@ mod detokenizer;
 pub mod executor;
 mod extractor;
 pub mod node;
+pub mod router;
 mod splitter;
 pub mod stage;
 pub mod supervisor;
@@ -29,6 +30,7 @@ pub use executor::replay::{Pace, ReplayExecutor};
 pub use executor::upstream::{PromptAs, UpstreamExecutor, UpstreamSpec};
 pub use executor::{ExecOutput, ExecStats, Executor};
 pub use node::{ExecutorFactory, Node, NodeConfig};
+pub use router::{Outcome, Router, Routing};
 
 use thiserror::Error;
 

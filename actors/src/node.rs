@@ -15,6 +15,7 @@ use crate::constraints::{Grammars, GuideHandoff};
 use crate::detokenizer::Detokenizer;
 use crate::executor::{self, Executor};
 use crate::extractor::Extractor;
+use crate::router::{self, Router, Routing};
 use crate::splitter::Splitter;
 use crate::stage::{self, Logic, MakeLogic, Slot, StageCtx, StageMsg, StatefulLogic};
 use crate::supervisor::{SupervisorActor, SupervisorArgs};
@@ -46,6 +47,8 @@ pub struct NodeConfig {
     pub max_inflight: usize,
     /// How long a tokenizer may take to accept a request.
     pub submit_timeout: Duration,
+    /// How the tokenizer stage chooses each request's executor replica.
+    pub routing: Routing,
 }
 
 impl NodeConfig {
@@ -75,6 +78,9 @@ pub struct Node {
     ingress_heart: Option<Heart>,
     replicas: Vec<Replica>,
     listener: JoinHandle<()>,
+    /// The executors' caches as this process's tokenizers see them, and the task that
+    /// listens for their news (started with the first tokenizer, under prefix routing).
+    router: Option<(Arc<Router>, JoinHandle<()>)>,
 }
 
 impl Node {
@@ -89,6 +95,7 @@ impl Node {
             ingress_heart: None,
             replicas: Vec::new(),
             listener,
+            router: None,
         };
         for &(stage, count) in &config.stages {
             for _ in 0..count {
@@ -119,7 +126,7 @@ impl Node {
         Ok(node)
     }
 
-    async fn start_replica(&self, stage: Stage, config: &NodeConfig) -> Result<Replica, StageError> {
+    async fn start_replica(&mut self, stage: Stage, config: &NodeConfig) -> Result<Replica, StageError> {
         let instance = InstanceId::random();
         let ctx = StageCtx {
             bus: self.bus.clone(),
@@ -146,7 +153,21 @@ impl Node {
                     max_model_len: config.max_model_len,
                     handoff: config.handoff.clone(),
                 };
-                Arc::new(move || Ok(Box::new(TokenizerLogic::new(prompts.clone())) as Box<dyn Logic>))
+                let router = match (config.routing, &self.router) {
+                    (Routing::RoundRobin, _) => None,
+                    (Routing::Prefix, Some((r, _))) => Some(Arc::clone(r)),
+                    (Routing::Prefix, None) => {
+                        let r = Arc::new(Router::default());
+                        let task = router::listen(&self.bus, Arc::clone(&r)).await?;
+                        self.router = Some((Arc::clone(&r), task));
+                        Some(r)
+                    }
+                };
+                let members = self.members.clone();
+                Arc::new(move || {
+                    let routing = router.clone().map(|r| (r, members.clone()));
+                    Ok(Box::new(TokenizerLogic::new(prompts.clone(), routing)) as Box<dyn Logic>)
+                })
             }
             Stage::Detokenizer => {
                 let tok = tokenizer()?;
@@ -262,6 +283,9 @@ impl Node {
             h.stop().await;
         }
         self.listener.abort();
+        if let Some((_, task)) = self.router {
+            task.abort();
+        }
         let _ = self.bus.flush().await;
     }
 }

@@ -65,6 +65,11 @@ impl Outbox {
             .push((Arc::clone(subject), encode(&Ref { header, body })));
     }
 
+    /// Queues a message that belongs to no request (no envelope), such as a report.
+    pub(crate) fn announce<B: Serialize>(&mut self, subject: &Arc<str>, body: &B) {
+        self.items.push((Arc::clone(subject), encode(body)));
+    }
+
     /// Whether nothing is queued.
     pub(crate) fn is_empty(&self) -> bool {
         self.items.is_empty()

@@ -49,6 +49,7 @@ async fn node(
         handoff: None,
         max_inflight,
         submit_timeout: Duration::from_secs(10),
+        routing: crate::Routing::default(),
     };
     let node = Node::start(Bus::in_process(), config).await.unwrap();
     assert!(

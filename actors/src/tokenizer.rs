@@ -7,14 +7,15 @@
 use std::sync::Arc;
 
 use braid_bus::{
-    decode, subject, Admitted, ChatMessage, Conversation, Envelope, Failure, FailureKind, Header, Message,
-    Prefill, Prompt, RequestId, Stage, Submit, TokenizerAnswer, TokenizerCall,
+    decode, subject, Admitted, ChatMessage, Conversation, Envelope, Failure, FailureKind, Header, Members,
+    Message, Prefill, Prompt, RequestId, Stage, Submit, TokenizerAnswer, TokenizerCall,
 };
 use braid_engine::chat::ArgumentsAs;
 use braid_engine::{ChatRenderer, Tokenizer};
 use serde_json::{json, Map, Value};
 
 use crate::constraints::{Grammars, GuideHandoff};
+use crate::router::Router;
 use crate::stage::{Logic, Outbox};
 
 /// What the tokenizer stage renders and checks prompts with.
@@ -38,6 +39,8 @@ const DEFAULT_MAX_TOKENS: u32 = 4096;
 /// Tokenizes prompts.
 pub(crate) struct TokenizerLogic {
     config: PromptConfig,
+    /// Chooses each request's executor by its prompt (`None`: the ingress's pick stands).
+    router: Option<(Arc<Router>, Members)>,
 }
 
 /// Answers a request/reply message (the ingress waits on its reply subject).
@@ -133,8 +136,8 @@ pub fn render(chat: &ChatRenderer, conv: &Conversation) -> Result<String, braid_
 }
 
 impl TokenizerLogic {
-    pub(crate) fn new(config: PromptConfig) -> Self {
-        TokenizerLogic { config }
+    pub(crate) fn new(config: PromptConfig, router: Option<(Arc<Router>, Members)>) -> Self {
+        TokenizerLogic { config, router }
     }
 
     /// Renders a conversation through the chat template.
@@ -267,11 +270,21 @@ impl Logic for TokenizerLogic {
         let id = env.header.id;
         let route = env.body.setup.route;
         let answer = match (route, self.prefill(id.0, env.body)) {
-            (Some(route), Ok(prefill)) => {
+            (Some(mut route), Ok(mut prefill)) => {
+                if let Some((router, members)) = &self.router {
+                    if let Some((executor, _)) = router.pick(&prefill.prompt, &members.live(Stage::Executor))
+                    {
+                        route.executor = executor;
+                        prefill.setup.route = Some(route);
+                    }
+                }
                 let to = Arc::from(subject::instance(Stage::Executor, route.executor));
                 let prompt_tokens = prefill.setup.prompt_tokens;
                 out.send(&to, Header::new(id, 0, true), &prefill);
-                Admitted::Accepted { prompt_tokens }
+                Admitted::Accepted {
+                    prompt_tokens,
+                    executor: route.executor,
+                }
             }
             (None, _) => Admitted::Refused(Failure::new(
                 FailureKind::Internal,

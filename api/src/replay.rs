@@ -5,7 +5,6 @@
 //! any of them), or a bounded in-process map; either has a time to live.
 
 use braid_bus::{ChatMessage, Role, SharedMap};
-use bytes::Bytes;
 use serde_json::Value;
 
 /// Reasoning by the tool calls it led to.
@@ -72,23 +71,13 @@ impl ReasoningCache {
         if calls.is_empty() || reasoning.is_empty() {
             return;
         }
-        self.map
-            .put(&key(calls), Bytes::copy_from_slice(reasoning.as_bytes()))
-            .await;
+        self.map.put(&key(calls), &reasoning).await;
     }
 
-    /// The reasoning behind these calls, if still kept. A value that is not text (not
-    /// braid's) is refused and counted.
+    /// The reasoning behind these calls, if still kept (a value braid did not store
+    /// there is refused and counted by the map).
     async fn recall(&self, calls: &[CallKey]) -> Option<String> {
-        let value = self.map.get(&key(calls)).await?;
-        match String::from_utf8(value.to_vec()) {
-            Ok(text) => Some(text),
-            Err(_) => {
-                metrics::counter!("braid_state_bad_values_total", "kind" => "reasoning").increment(1);
-                tracing::warn!("a stored reasoning value is not text; ignored");
-                None
-            }
-        }
+        self.map.get(&key(calls)).await
     }
 
     /// Puts remembered reasoning back on assistant turns that have tool calls but no
@@ -126,7 +115,7 @@ mod tests {
 
     #[tokio::test]
     async fn reasoning_comes_back_for_the_same_calls_only_and_expires() {
-        let cache = ReasoningCache::new(SharedMap::memory(2, Duration::from_secs(60)));
+        let cache = ReasoningCache::new(SharedMap::memory("braid_reasoning", 2, Duration::from_secs(60)));
         let made = [(
             "call_1".to_owned(),
             "get_weather".to_owned(),
@@ -151,7 +140,7 @@ mod tests {
         cache.remember(&one("a"), "r1").await;
         cache.remember(&one("b"), "r2").await;
         assert!(cache.recall(&calls_made(&made)).await.is_none());
-        let expired = ReasoningCache::new(SharedMap::memory(4, Duration::ZERO));
+        let expired = ReasoningCache::new(SharedMap::memory("braid_reasoning", 4, Duration::ZERO));
         expired.remember(&one("a"), "r").await;
         assert!(expired.recall(&one("a")).await.is_none());
     }

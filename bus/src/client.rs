@@ -57,6 +57,8 @@ enum Cmd {
     Register(RequestId, Route, oneshot::Sender<Failure>),
     /// A request's caller is done with it; cancel it everywhere when it ended early.
     Done(RequestId, bool),
+    /// The tokenizer's router sent a request to another executor than its route named.
+    Reroute(RequestId, InstanceId),
 }
 
 /// Keeps the table of requests in flight and ends those whose route lost a replica.
@@ -68,6 +70,11 @@ async fn watch(bus: Bus, members: Members, mut cmds: mpsc::UnboundedReceiver<Cmd
             cmd = cmds.recv() => match cmd {
                 Some(Cmd::Register(id, route, fail)) => {
                     inflight.insert(id, (route, fail));
+                }
+                Some(Cmd::Reroute(id, executor)) => {
+                    if let Some((route, _)) = inflight.get_mut(&id) {
+                        route.executor = executor;
+                    }
                 }
                 Some(Cmd::Done(id, cancel)) => {
                     inflight.remove(&id);
@@ -362,20 +369,29 @@ impl Client {
         };
         match decode::<Envelope<Admitted>>(&reply.subject, &reply.payload) {
             Ok(Envelope {
-                body: Admitted::Accepted { prompt_tokens },
+                body:
+                    Admitted::Accepted {
+                        prompt_tokens,
+                        executor,
+                    },
                 ..
-            }) => Ok(Response {
-                id,
-                prompt_tokens,
-                source: Source::Bus {
-                    sub,
-                    fail: fail_rx,
-                    cmds: self.cmds.clone(),
-                    _permit: permit,
-                    timing: Box::new(Timing::new()),
-                },
-                state: End::Open,
-            }),
+            }) => {
+                if executor != route.executor {
+                    let _ = self.cmds.send(Cmd::Reroute(id, executor));
+                }
+                Ok(Response {
+                    id,
+                    prompt_tokens,
+                    source: Source::Bus {
+                        sub,
+                        fail: fail_rx,
+                        cmds: self.cmds.clone(),
+                        _permit: permit,
+                        timing: Box::new(Timing::new()),
+                    },
+                    state: End::Open,
+                })
+            }
             Ok(Envelope {
                 body: Admitted::Refused(f),
                 ..

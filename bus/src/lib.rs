@@ -44,5 +44,11 @@ pub use transport::{redact, Bus, Message, NatsOptions, Subscription};
 /// How often every replica says it is alive.
 pub const BEAT_INTERVAL: Duration = Duration::from_millis(200);
 
+/// How often, at most, an executor reports what its prefix cache gained and lost.
+pub const CACHE_NEWS_EVERY: Duration = Duration::from_millis(50);
+
+/// How often an executor reports its whole prefix cache.
+pub const CACHE_NEWS_FULL_EVERY: Duration = Duration::from_secs(2);
+
 /// A replica unheard for this long is taken for dead.
 pub const BEAT_TIMEOUT: Duration = Duration::from_millis(1000);

@@ -19,7 +19,7 @@ use crate::id::{InstanceId, RequestId, Stage};
 
 /// The wire schema version. A message of another version is refused by [`crate::decode`]
 /// with [`crate::Error::Version`], so mixed deployments fail loudly, not subtly.
-pub const SCHEMA_VERSION: u16 = 4;
+pub const SCHEMA_VERSION: u16 = 5;
 
 /// What every message starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -464,6 +464,9 @@ pub enum Admitted {
     Accepted {
         /// Prompt length in tokens.
         prompt_tokens: u32,
+        /// The executor replica it was sent to (the router may have chosen another than
+        /// the route's: the ingress watches this one).
+        executor: InstanceId,
     },
     /// Refused.
     Refused(Failure),
@@ -493,6 +496,30 @@ pub enum TokenizerAnswer {
     Text(String),
     /// Refused, and why.
     Refused(Failure),
+}
+
+/// executor → every router (`braid.cache`): what its prefix cache holds, as the chain
+/// hashes of full blocks (`braid_engine::chain_hashes`). Sent when the cache changed, at
+/// most every [`crate::CACHE_NEWS_EVERY`], and whole every [`crate::CACHE_NEWS_FULL_EVERY`]
+/// (so a router that started late, or missed one, is right again soon).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheNews {
+    /// [`SCHEMA_VERSION`] of the sender.
+    pub version: u16,
+    /// The executor replica.
+    pub instance: InstanceId,
+    /// Counts this replica's news from 0: a router that sees a gap waits for a whole one.
+    pub seq: u64,
+    /// Tokens per block (the hashes are over blocks of this size).
+    pub block_size: u32,
+    /// `stored` is everything the cache holds now; forget what was known.
+    pub full: bool,
+    /// Blocks now cached.
+    pub stored: Vec<u64>,
+    /// Blocks no longer cached.
+    pub removed: Vec<u64>,
+    /// Cache blocks not held by any request (cached-but-unused ones count as free).
+    pub free_blocks: u32,
 }
 
 /// Every replica, every [`crate::BEAT_INTERVAL`]: I am alive, and this busy.

@@ -4,6 +4,12 @@
 //! to live), so a conversation's rounds may land on any ingress; in-process it is a
 //! bounded map. Keys are hashed (SHA-256, hex) so any text can key an entry and every
 //! process derives the same key.
+//!
+//! A bucket is shared with whatever else can write to the NATS account, so nothing read
+//! from it is trusted as such: every value is stored as an [`Entry`] (MessagePack: braid's
+//! schema version, the bucket's name, the value), and anything else found there (another
+//! program's bytes, another version's entry, another bucket's value) reads as absent and
+//! is counted in `braid_state_bad_values_total{bucket}`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -13,12 +19,25 @@ use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
+use crate::message::SCHEMA_VERSION;
 use crate::Bus;
 
 /// A bounded key-value map with a time to live, local or shared.
 pub struct SharedMap {
+    bucket: String,
     store: Store,
+}
+
+/// How a value is stored: tagged with the schema version and the bucket it belongs to.
+#[derive(Serialize, Deserialize)]
+struct Entry<B, V> {
+    version: u16,
+    bucket: B,
+    value: V,
 }
 
 enum Store {
@@ -40,7 +59,10 @@ impl std::fmt::Debug for SharedMap {
             Store::Memory(_) => "memory",
             Store::JetStream(_) => "jetstream",
         };
-        f.debug_struct("SharedMap").field("store", &kind).finish()
+        f.debug_struct("SharedMap")
+            .field("bucket", &self.bucket)
+            .field("store", &kind)
+            .finish()
     }
 }
 
@@ -51,9 +73,11 @@ fn hashed(text: &str) -> String {
 }
 
 impl SharedMap {
-    /// An in-process map of at most `capacity` entries, each kept for `ttl`.
-    pub fn memory(capacity: usize, ttl: Duration) -> SharedMap {
+    /// An in-process map named `bucket` of at most `capacity` entries, each kept for
+    /// `ttl`.
+    pub fn memory(bucket: &str, capacity: usize, ttl: Duration) -> SharedMap {
         SharedMap {
+            bucket: bucket.to_owned(),
             store: Store::Memory(Mutex::new(Memory {
                 capacity,
                 ttl,
@@ -68,7 +92,7 @@ impl SharedMap {
     /// `ttl`. A server without JetStream is an error that names the fix.
     pub async fn jetstream(bus: &Bus, bucket: &str, capacity: usize, ttl: Duration) -> Result<SharedMap> {
         let Some(client) = bus.nats_client() else {
-            return Ok(SharedMap::memory(capacity, ttl));
+            return Ok(SharedMap::memory(bucket, capacity, ttl));
         };
         let js = jetstream::new(client.clone());
         let refused = |reason: String| Error::Connect {
@@ -105,13 +129,46 @@ impl SharedMap {
             .await
             .map_err(|e| refused(e.to_string()))?;
         Ok(SharedMap {
+            bucket: bucket.to_owned(),
             store: Store::JetStream(Box::new(store)),
         })
     }
 
-    /// The value stored under `key`, if any and not expired. A store that cannot be read
+    /// The value stored under `key`, if any, not expired, and braid's own for this
+    /// bucket (anything else is counted and reads as absent). A store that cannot be read
     /// now is logged and reads as empty.
-    pub async fn get(&self, key: &str) -> Option<Bytes> {
+    pub async fn get<V: DeserializeOwned>(&self, key: &str) -> Option<V> {
+        let bytes = self.get_bytes(key).await?;
+        match rmp_serde::from_slice::<Entry<String, V>>(&bytes) {
+            Ok(e) if e.version == SCHEMA_VERSION && e.bucket == self.bucket => Some(e.value),
+            outcome => {
+                let why = match outcome {
+                    Ok(e) if e.version != SCHEMA_VERSION => format!("schema version {}", e.version),
+                    Ok(e) => format!("an entry of bucket {:?}", e.bucket),
+                    Err(e) => format!("not braid's ({e})"),
+                };
+                metrics::counter!("braid_state_bad_values_total", "bucket" => self.bucket.clone())
+                    .increment(1);
+                tracing::warn!("a value in bucket {} is refused: {why}", self.bucket);
+                None
+            }
+        }
+    }
+
+    /// Stores `value` under `key`. A store that cannot be written now is logged.
+    pub async fn put<V: Serialize>(&self, key: &str, value: &V) {
+        let entry = Entry {
+            version: SCHEMA_VERSION,
+            bucket: self.bucket.as_str(),
+            value,
+        };
+        match rmp_serde::to_vec(&entry) {
+            Ok(bytes) => self.put_bytes(key, Bytes::from(bytes)).await,
+            Err(e) => tracing::warn!("a value for bucket {} not stored: {e}", self.bucket),
+        }
+    }
+
+    async fn get_bytes(&self, key: &str) -> Option<Bytes> {
         let key = hashed(key);
         match &self.store {
             Store::Memory(m) => {
@@ -131,8 +188,7 @@ impl SharedMap {
         }
     }
 
-    /// Stores `value` under `key`. A store that cannot be written now is logged.
-    pub async fn put(&self, key: &str, value: Bytes) {
+    async fn put_bytes(&self, key: &str, value: Bytes) {
         let key = hashed(key);
         match &self.store {
             Store::Memory(m) => {
@@ -172,7 +228,7 @@ impl SharedMap {
                     .is_some_and(|(_, at)| at.elapsed() < ttl)
             }
             Store::JetStream(kv) => {
-                if self.get(key).await.is_none() {
+                if self.get_bytes(key).await.is_none() {
                     return false;
                 }
                 match kv.delete(hashed_key).await {
@@ -191,29 +247,57 @@ impl SharedMap {
 mod tests {
     use super::*;
 
+    fn map(capacity: usize, ttl: Duration) -> SharedMap {
+        SharedMap::memory("braid_test", capacity, ttl)
+    }
+
     #[tokio::test]
     async fn the_memory_store_is_bounded_and_expires() {
-        let m = SharedMap::memory(2, Duration::from_secs(60));
-        m.put("a", Bytes::from("1")).await;
-        m.put("b", Bytes::from("2")).await;
-        m.put("c", Bytes::from("3")).await;
-        assert_eq!(m.get("a").await, None, "the oldest went first");
-        assert_eq!(m.get("c").await, Some(Bytes::from("3")));
-        let expired = SharedMap::memory(2, Duration::ZERO);
-        expired.put("a", Bytes::from("1")).await;
-        assert_eq!(expired.get("a").await, None);
+        let m = map(2, Duration::from_secs(60));
+        m.put("a", &"1").await;
+        m.put("b", &"2").await;
+        m.put("c", &"3").await;
+        assert_eq!(m.get::<String>("a").await, None, "the oldest went first");
+        assert_eq!(m.get::<String>("c").await.as_deref(), Some("3"));
+        let expired = map(2, Duration::ZERO);
+        expired.put("a", &"1").await;
+        assert_eq!(expired.get::<String>("a").await, None);
         assert_eq!(hashed("a").len(), 64);
     }
 
     #[tokio::test]
     async fn a_deleted_key_is_gone_and_deleting_it_again_says_so() {
-        let m = SharedMap::memory(4, Duration::from_secs(60));
-        m.put("a", Bytes::from("1")).await;
+        let m = map(4, Duration::from_secs(60));
+        m.put("a", &1u32).await;
         assert!(m.delete("a").await);
-        assert_eq!(m.get("a").await, None);
+        assert_eq!(m.get::<u32>("a").await, None);
         assert!(!m.delete("a").await);
-        m.put("b", Bytes::from("2")).await;
-        m.put("c", Bytes::from("3")).await;
-        assert_eq!(m.get("b").await, Some(Bytes::from("2")));
+        m.put("b", &2u32).await;
+        m.put("c", &3u32).await;
+        assert_eq!(m.get::<u32>("b").await, Some(2));
+    }
+
+    #[tokio::test]
+    async fn values_not_stored_by_braid_for_this_bucket_read_as_absent() {
+        let m = map(8, Duration::from_secs(60));
+        m.put_bytes("raw", Bytes::from_static(b"forged reasoning")).await;
+        assert_eq!(m.get::<String>("raw").await, None, "another program's bytes");
+        let other = SharedMap::memory("braid_other", 8, Duration::from_secs(60));
+        let entry = |bucket: &str, version: u16| {
+            let e = Entry {
+                version,
+                bucket,
+                value: "text",
+            };
+            Bytes::from(rmp_serde::to_vec(&e).unwrap_or_default())
+        };
+        m.put_bytes("other", entry("braid_other", SCHEMA_VERSION)).await;
+        assert_eq!(m.get::<String>("other").await, None, "another bucket's entry");
+        m.put_bytes("old", entry("braid_test", SCHEMA_VERSION - 1)).await;
+        assert_eq!(m.get::<String>("old").await, None, "another version's entry");
+        m.put("typed", &7u32).await;
+        assert_eq!(m.get::<String>("typed").await, None, "a value of another type");
+        other.put("own", &"text").await;
+        assert_eq!(other.get::<String>("own").await.as_deref(), Some("text"));
     }
 }

@@ -9,6 +9,7 @@
 //! | `braid.cancel` | ingress | every stateful replica |
 //! | `braid.executor.<instance>.stop` | a detokenizer (stop string) | that executor |
 //! | `braid.beat` | every replica, every [`crate::BEAT_INTERVAL`] | every process |
+//! | `braid.cache` | every engine executor: its prefix cache ([`crate::CacheNews`]) | every tokenizer (the router) |
 
 use crate::id::{InstanceId, RequestId, Stage};
 
@@ -22,6 +23,8 @@ pub const TOKENIZER_GROUP: &str = "tokenizer";
 pub const CANCEL: &str = "braid.cancel";
 /// Heartbeats of every replica.
 pub const BEAT: &str = "braid.beat";
+/// Executors' prefix-cache news, for the routers.
+pub const CACHE: &str = "braid.cache";
 /// Wildcard over every request's output (NATS only), for outside subscribers.
 pub const OUT_ALL: &str = "braid.out.*";
 

@@ -17,6 +17,7 @@ pub mod guide;
 pub mod kv_cache;
 mod matvec;
 pub mod model;
+pub mod prefix;
 mod rng;
 pub mod sampling;
 pub mod scheduler;
@@ -30,6 +31,7 @@ pub use error::{Error, Result};
 pub use guide::{Guide, Guides};
 pub use kv_cache::{BlockAllocator, KvCache};
 pub use model::{Model, SeqInput};
+pub use prefix::{chain_hashes, CacheChanges};
 pub use sampling::{Sampled, Sampler, SamplingParams};
 pub use scheduler::{
     Counts, Engine, EngineConfig, EngineStats, FinishReason, ReasoningGate, Request, StepOutput,

@@ -3,9 +3,7 @@
 //! prefix, and when the cache is full the newest sequence is preempted (its blocks freed,
 //! its tokens recomputed later) so that no request fails because others hold memory.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
 
 use candle_core::Tensor;
 use llguidance::toktrie::SimpleVob;
@@ -16,6 +14,7 @@ use braid_parsers::reasoning::StartState;
 use crate::guide::{apply_mask, Guide, Guides};
 use crate::kv_cache::{BlockAllocator, KvCache};
 use crate::model::{Model, SeqInput};
+use crate::prefix::{block_hash, CacheChanges, ChangeLog};
 use crate::sampling::{Sampled, Sampler, SamplingParams};
 
 /// Scheduler limits (vLLM's names).
@@ -271,14 +270,6 @@ fn reasoning(g: &ReasoningGate) -> Phase {
     }
 }
 
-/// Chain hash of one full block: it stands for every token up to the block's end.
-fn block_hash(prev: u64, tokens: &[u32]) -> u64 {
-    let mut h = DefaultHasher::new();
-    prev.hash(&mut h);
-    tokens.hash(&mut h);
-    h.finish()
-}
-
 /// Cache blocks and the prefix cache: which block holds which chain of full blocks.
 #[derive(Debug)]
 struct Blocks {
@@ -288,6 +279,8 @@ struct Blocks {
     /// Full blocks by chain hash, and the hash each cached block holds.
     prefix: HashMap<u64, u32>,
     hash_of: Vec<Option<u64>>,
+    /// What changed since routers last heard.
+    log: ChangeLog,
 }
 
 impl Blocks {
@@ -297,6 +290,7 @@ impl Blocks {
         if let Some(h) = self.hash_of[b as usize].take() {
             if self.prefix.get(&h) == Some(&b) {
                 self.prefix.remove(&h);
+                self.log.removed(h);
             }
         }
         Some(b)
@@ -365,6 +359,7 @@ impl Blocks {
             if let std::collections::hash_map::Entry::Vacant(e) = self.prefix.entry(h) {
                 e.insert(b);
                 self.hash_of[b as usize] = Some(h);
+                self.log.stored(h);
             }
         }
     }
@@ -408,6 +403,7 @@ impl Engine {
                 caching: cfg.enable_prefix_caching,
                 prefix: HashMap::new(),
                 hash_of: vec![None; cfg.num_blocks],
+                log: ChangeLog::default(),
             },
             cache,
             model,
@@ -439,6 +435,25 @@ impl Engine {
     /// Cache blocks not held by any sequence.
     pub fn free_blocks(&self) -> usize {
         self.blocks.alloc.num_free()
+    }
+
+    /// Starts keeping the log [`Engine::cache_changes`] reports (off by default: nobody
+    /// routes by this engine's cache).
+    pub fn report_cache_changes(&mut self) {
+        self.blocks.log.enable();
+    }
+
+    /// What the prefix cache gained and lost since the last call (everything it holds,
+    /// when `full` or first asked); empty unless [`Engine::report_cache_changes`] was
+    /// called.
+    pub fn cache_changes(&mut self, full: bool) -> CacheChanges {
+        let Blocks { log, prefix, .. } = &mut self.blocks;
+        log.take(full, prefix.keys().copied())
+    }
+
+    /// Positions per cache block.
+    pub fn block_size(&self) -> usize {
+        self.cfg.block_size
     }
 
     /// Requests waiting to be scheduled (new or preempted) and running now.
@@ -868,6 +883,33 @@ mod tests {
         for (i, p) in prompts().iter().enumerate() {
             assert_eq!(out[&(i as u64)].0, alone(p, 12), "request {i}");
         }
+    }
+
+    #[test]
+    fn the_cache_reports_the_chain_hashes_a_router_computes_and_what_it_evicts() {
+        let mut e = engine(EngineConfig {
+            block_size: 4,
+            num_blocks: 12,
+            ..Default::default()
+        });
+        e.report_cache_changes();
+        assert!(e.cache_changes(false).full, "the first report is whole");
+        let prompt: Vec<u32> = (0..20).map(|j| (j * 7 + 3) % 500).collect();
+        e.add(request(1, &prompt, 2)).unwrap();
+        drain(&mut e);
+        let news = e.cache_changes(false);
+        let hashes: Vec<u64> = crate::prefix::chain_hashes(&prompt, 4).collect();
+        assert!(!news.full && news.removed.is_empty());
+        assert_eq!(news.stored[..5], hashes[..], "the prompt's five blocks, in order");
+        assert!(e.cache_changes(false).is_empty(), "reported once");
+        // Another prompt that needs every block evicts the first one's.
+        let other: Vec<u32> = (0..44).map(|j| (j * 11 + 5) % 500).collect();
+        e.add(request(2, &other, 2)).unwrap();
+        drain(&mut e);
+        let news = e.cache_changes(false);
+        assert!(hashes.iter().all(|h| news.removed.contains(h)), "{news:?}");
+        let whole = e.cache_changes(true);
+        assert!(whole.full && hashes.iter().all(|h| !whole.stored.contains(h)));
     }
 
     #[test]

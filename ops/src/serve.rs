@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use braid_actors::{
     EngineExecutor, Executor, ExecutorFactory, GuideHandoff, Node, NodeConfig, Pace, PromptAs,
-    ReplayExecutor, UpstreamExecutor, UpstreamSpec,
+    ReplayExecutor, Routing, UpstreamExecutor, UpstreamSpec,
 };
 use braid_api::ReasoningField;
 use braid_bus::{Bus, ChatMessage, NatsOptions, Role, SharedMap, Stage, ToolCall};
@@ -107,6 +107,11 @@ pub(crate) struct PipelineArgs {
     /// `--bus inproc`), or `memory` (this process only).
     #[arg(long, value_enum, default_value_t = StateStore::Shared)]
     state: StateStore,
+    /// How the tokenizer stage picks each request's executor replica: `prefix`, the one
+    /// whose prefix cache holds the longest start of the prompt (weighed against load), or
+    /// `round-robin`, live replicas in turn.
+    #[arg(long, value_enum, default_value_t = ExecutorRouting::Prefix)]
+    executor_routing: ExecutorRouting,
     /// Assistant turns whose reasoning is kept for re-injection (0 turns it off).
     #[arg(long, default_value_t = 10_000)]
     reasoning_replay_size: usize,
@@ -222,6 +227,24 @@ pub(crate) enum StateStore {
     Memory,
 }
 
+/// `--executor-routing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ExecutorRouting {
+    /// The replica with the longest cached prefix of the prompt.
+    Prefix,
+    /// Live replicas in turn.
+    RoundRobin,
+}
+
+impl From<ExecutorRouting> for Routing {
+    fn from(r: ExecutorRouting) -> Routing {
+        match r {
+            ExecutorRouting::Prefix => Routing::Prefix,
+            ExecutorRouting::RoundRobin => Routing::RoundRobin,
+        }
+    }
+}
+
 /// `--upstream-prompt`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum UpstreamPrompt {
@@ -273,7 +296,7 @@ async fn shared_map(
     let ttl = Duration::from_secs(ttl);
     Ok(match (size, state) {
         (0, _) => None,
-        (size, StateStore::Memory) => Some(SharedMap::memory(size, ttl)),
+        (size, StateStore::Memory) => Some(SharedMap::memory(bucket, size, ttl)),
         (size, StateStore::Shared) => Some(SharedMap::jetstream(bus, bucket, size, ttl).await?),
     })
 }
@@ -575,6 +598,7 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
         handoff,
         max_inflight: p.max_inflight,
         submit_timeout: Duration::from_secs(30),
+        routing: p.executor_routing.into(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {

@@ -7,12 +7,15 @@ prompt braid rendered holds round 1's reasoning verbatim, else WITHOUT-REASONING
 
 Usage: interleaved.py --base-url URL --expect with|without [--stream] [--drop-reasoning]
                       [--kwargs JSON] [--reasoning TEXT] [--seed-client]
-                      [--round2-base-url URL]
+                      [--round2-base-url URL] [--save FILE | --resume FILE]
 
 --seed-client (with --stream) behaves as the seeds' client code does (SiliconFlow's and
 MyTokenGate's interleaved-thinking guides): it sends the streamed `delta.tool_calls`
 fragments back as the assistant's `tool_calls`, unmerged, and adds fields LiteLLM
 forwards (`prompt_cache_key`, `web_search_options`).
+--save FILE stops after round 1, writing the conversation so far (round 2's messages) to
+FILE; --resume FILE starts from such a file and runs round 2 only: a conversation can
+outlive the ingress (or nats-server) that served its first round.
 Prints one JSON line per round; exits 1 on the first unmet expectation."""
 
 import argparse
@@ -87,9 +90,33 @@ def main():
     p.add_argument("--reasoning", required=True, help="round 1's reasoning, as the recording has it")
     p.add_argument("--seed-client", action="store_true")
     p.add_argument("--round2-base-url", help="send round 2 here (another ingress) instead")
+    p.add_argument("--save", help="stop after round 1, writing round 2's messages here")
+    p.add_argument("--resume", help="run round 2 only, on the messages --save wrote")
     args = p.parse_args()
     client = openai.OpenAI(base_url=args.base_url, api_key="none")
     kwargs = json.loads(args.kwargs)
+    if args.resume:
+        with open(args.resume) as f:
+            messages = json.load(f)
+    else:
+        messages = round1(client, args, kwargs)
+        if args.save:
+            with open(args.save, "w") as f:
+                json.dump(messages, f)
+            return
+    if args.round2_base_url:
+        client = openai.OpenAI(base_url=args.round2_base_url, api_key="none")
+    r2 = ask(client, messages, args.stream, kwargs, args.seed_client)
+    print(json.dumps({"round": 2, **r2}))
+    want = "WITH-REASONING" if args.expect == "with" else "WITHOUT-REASONING"
+    if want not in r2["content"]:
+        fail(f"round 2 answered {r2['content']!r}; expected {want}")
+    if r2["calls"] or r2["finish"] != "stop":
+        fail(f"round 2 should answer without calls: {r2}")
+
+
+def round1(client, args, kwargs):
+    """Round 1 and its checks; returns round 2's messages."""
     messages = [{"role": "user", "content": "What's the weather like in Paris?"}]
     r1 = ask(client, messages, args.stream, kwargs, args.seed_client)
     print(json.dumps({"round": 1, **r1}))
@@ -114,15 +141,7 @@ def main():
     if not args.drop_reasoning:
         assistant["reasoning_content"] = r1["reasoning"]
     messages += [assistant, {"role": "tool", "tool_call_id": call["id"], "content": '{"temp": 21, "sky": "sunny"}'}]
-    if args.round2_base_url:
-        client = openai.OpenAI(base_url=args.round2_base_url, api_key="none")
-    r2 = ask(client, messages, args.stream, kwargs, args.seed_client)
-    print(json.dumps({"round": 2, **r2}))
-    want = "WITH-REASONING" if args.expect == "with" else "WITHOUT-REASONING"
-    if want not in r2["content"]:
-        fail(f"round 2 answered {r2['content']!r}; expected {want}")
-    if r2["calls"] or r2["finish"] != "stop":
-        fail(f"round 2 should answer without calls: {r2}")
+    return messages
 
 
 if __name__ == "__main__":

@@ -210,7 +210,7 @@ fn a_round_on_the_other_ingress_gets_the_reasoning_the_first_one_kept() {
     let dir = scratch("shared-state");
     let rec = weather_recordings("shared-state");
     let mut nats = NatsServer::start(&[]);
-    let d = deploy(&dir, &nats, &rec, &QWEN3_CHAT, "shared");
+    let mut d = deploy(&dir, &nats, &rec, &QWEN3_CHAT, "shared");
     let v1 = |port: u16| format!("http://127.0.0.1:{port}/v1");
     let (a, b, lb) = (v1(d.pa), v1(d.pb), v1(d.lb));
     // Round 1 on one ingress, round 2 on the other, the client dropping reasoning_content
@@ -245,14 +245,7 @@ fn a_round_on_the_other_ingress_gets_the_reasoning_the_first_one_kept() {
         "the deployment did not come back"
     );
     loop_across(&a, &b);
-    let reinjected = |port: u16| -> f64 {
-        let (_, _, metrics) = http_full(port, "GET", "/metrics", "", &[]);
-        metrics
-            .lines()
-            .filter(|l| l.starts_with("braid_reasoning_reinjections_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
+    let reinjected = |port: u16| counter(port, "braid_reasoning_reinjections_total");
     let (on_a, on_b) = (reinjected(d.pa), reinjected(d.pb));
     assert_eq!(
         on_a + on_b,
@@ -260,6 +253,107 @@ fn a_round_on_the_other_ingress_gets_the_reasoning_the_first_one_kept() {
         "one re-injection per round 2 ({on_a} on A, {on_b} on B)"
     );
     assert!(on_a >= 3.0 && on_b >= 4.0, "{on_a} on A, {on_b} on B");
+
+    // Conversations whose first round A served outlive A and a nats-server restart: their
+    // second rounds, on B, still get the reasoning.
+    let saved: Vec<PathBuf> = (0..2).map(|i| dir.join(format!("round1-{i}.json"))).collect();
+    for file in &saved {
+        let file = file.display().to_string();
+        run_client("interleaved.py", &round1_only(&a, &file));
+    }
+    d.a.kill();
+    nats.restart(Duration::from_millis(300));
+    assert!(
+        wait_healthy(d.pb, Duration::from_secs(30)),
+        "ingress B did not come back"
+    );
+    for file in &saved {
+        let file = file.display().to_string();
+        run_client("interleaved.py", &round2_only(&b, &file, "with"));
+    }
+    assert_eq!(
+        reinjected(d.pb),
+        on_b + 2.0,
+        "B re-injected both conversations A began"
+    );
+}
+
+/// `interleaved.py` arguments for round 1 alone (dropping reasoning), saved to `file`.
+fn round1_only<'a>(base: &'a str, file: &'a str) -> Vec<&'a str> {
+    vec![
+        "--base-url",
+        base,
+        "--reasoning",
+        R,
+        "--expect",
+        "with",
+        "--stream",
+        "--drop-reasoning",
+        "--save",
+        file,
+    ]
+}
+
+/// `interleaved.py` arguments for round 2 alone, from `file`, expecting `expect`.
+fn round2_only<'a>(base: &'a str, file: &'a str, expect: &'a str) -> Vec<&'a str> {
+    vec![
+        "--base-url",
+        base,
+        "--reasoning",
+        R,
+        "--expect",
+        expect,
+        "--stream",
+        "--resume",
+        file,
+    ]
+}
+
+/// Sums a counter's samples on an ingress's `/metrics`.
+fn counter(port: u16, name: &str) -> f64 {
+    let (_, _, metrics) = http_full(port, "GET", "/metrics", "", &[]);
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_foreign_value_in_the_shared_bucket_is_refused_and_counted() {
+    let rec = weather_recordings("state-foreign");
+    let nats = NatsServer::start(&[]);
+    let url = nats.url(None);
+    let mut flags = vec!["--bus", url.as_str()];
+    flags.extend(QWEN3_CHAT);
+    let (_serve, port) = braid_tests::serve_replay(&rec, &flags, "state-foreign");
+    let base = format!("http://127.0.0.1:{port}/v1");
+    let file = std::env::temp_dir()
+        .join(format!("braid-state-foreign-{}.json", std::process::id()))
+        .display()
+        .to_string();
+    run_client("interleaved.py", &round1_only(&base, &file));
+    // Another program on the same NATS account overwrites braid's entry with text that
+    // even holds the reasoning round 2 looks for: trusted, it would be re-injected.
+    let planted = run_client(
+        "kv_plant.py",
+        &[
+            "--url",
+            &url,
+            "--bucket",
+            "braid_reasoning",
+            "--value",
+            &format!("forged: {R}"),
+        ],
+    );
+    assert_eq!(planted.trim(), "1", "the bucket held round 1's entry");
+    run_client("interleaved.py", &round2_only(&base, &file, "without"));
+    assert_eq!(
+        counter(port, "braid_state_bad_values_total"),
+        1.0,
+        "the foreign value was counted"
+    );
+    assert_eq!(counter(port, "braid_reasoning_reinjections_total"), 0.0);
 }
 
 #[test]

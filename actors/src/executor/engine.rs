@@ -23,8 +23,10 @@ impl EngineExecutor {
     /// Wraps a loaded engine; with the model's tokenizer, reasoning budgets and guides
     /// (which need the family's markers as token ids) are available. Guides this
     /// process's tokenizer stage compiled are taken from `handoff`; others are compiled
-    /// from their grammar text.
-    pub fn new(engine: Engine, tokenizer: Option<Arc<Tokenizer>>, handoff: Option<GuideHandoff>) -> Self {
+    /// from their grammar text. The engine reports its prefix cache's changes (for the
+    /// routers) from now on.
+    pub fn new(mut engine: Engine, tokenizer: Option<Arc<Tokenizer>>, handoff: Option<GuideHandoff>) -> Self {
+        engine.report_cache_changes();
         EngineExecutor {
             engine,
             tokenizer,
@@ -124,7 +126,12 @@ impl Executor for EngineExecutor {
             masks: s.masks as u64,
             mask_us: s.mask_ns / 1000,
             mask_wait_us: s.mask_wait_ns / 1000,
+            free_blocks: self.engine.free_blocks() as u32,
         }
+    }
+
+    fn cache_changes(&mut self, full: bool) -> Option<(usize, braid_engine::CacheChanges)> {
+        Some((self.engine.block_size(), self.engine.cache_changes(full)))
     }
 
     fn step(&mut self, out: &mut Vec<ExecOutput>) -> Result<(), StageError> {

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use braid_bus::{
-    decode, subject, Envelope, FailureKind, Finish, Header, InstanceId, Message, Prefill, RequestId, Setup,
-    Stage, Step,
+    decode, subject, CacheNews, Envelope, FailureKind, Finish, Header, InstanceId, Message, Prefill,
+    RequestId, Setup, Stage, Step,
 };
 use tokio::sync::mpsc;
 
@@ -55,6 +55,69 @@ pub trait Executor: Send {
     /// Scheduler figures for metrics (none by default).
     fn stats(&self) -> ExecStats {
         ExecStats::default()
+    }
+    /// What the prefix cache gained and lost since the last call (all it holds when
+    /// `full`), with its block size; `None` for executors without one (routers then
+    /// weigh only their load).
+    fn cache_changes(&mut self, _full: bool) -> Option<(usize, braid_engine::CacheChanges)> {
+        None
+    }
+}
+
+/// Publishes an executor's [`CacheNews`]: what changed, at most every
+/// [`braid_bus::CACHE_NEWS_EVERY`] (at once when the executor falls idle, so a finished
+/// round is known before the next one arrives), and everything every
+/// [`braid_bus::CACHE_NEWS_FULL_EVERY`]. Nothing per step: one message per interval at
+/// most, eight bytes per block stored or dropped.
+struct CacheReporter {
+    instance: InstanceId,
+    seq: u64,
+    last: Instant,
+    last_full: Option<Instant>,
+    subject: Arc<str>,
+}
+
+impl CacheReporter {
+    fn new(instance: InstanceId) -> CacheReporter {
+        CacheReporter {
+            instance,
+            seq: 0,
+            last: Instant::now(),
+            last_full: None,
+            subject: Arc::from(subject::CACHE),
+        }
+    }
+
+    /// Adds the news due now (if any) to `out`.
+    fn report(&mut self, exec: &mut dyn Executor, idle: bool, out: &mut Outbox) {
+        let full = self
+            .last_full
+            .is_none_or(|t| t.elapsed() >= braid_bus::CACHE_NEWS_FULL_EVERY);
+        if !full && !idle && self.last.elapsed() < braid_bus::CACHE_NEWS_EVERY {
+            return;
+        }
+        let Some((block_size, changes)) = exec.cache_changes(full) else {
+            return;
+        };
+        self.last = Instant::now();
+        if changes.full {
+            self.last_full = Some(self.last);
+        }
+        if changes.is_empty() {
+            return;
+        }
+        let news = CacheNews {
+            version: braid_bus::SCHEMA_VERSION,
+            instance: self.instance,
+            seq: self.seq,
+            block_size: block_size as u32,
+            full: changes.full,
+            stored: changes.stored,
+            removed: changes.removed,
+            free_blocks: exec.stats().free_blocks,
+        };
+        self.seq += 1;
+        out.announce(&self.subject, &news);
     }
 }
 
@@ -93,6 +156,8 @@ pub struct ExecStats {
     pub mask_us: u64,
     /// Microseconds steps waited for masks after their forward pass, so far.
     pub mask_wait_us: u64,
+    /// Cache blocks not held by any request.
+    pub free_blocks: u32,
 }
 
 /// What the executor actor tells its thread.
@@ -162,9 +227,10 @@ pub(crate) fn start(ctx: &StageCtx, executor: Box<dyn Executor>) -> impl Fn() ->
     });
     let (members, load) = (ctx.members.clone(), Arc::clone(&ctx.load));
     let thread_load = Arc::clone(&load);
+    let reporter = CacheReporter::new(ctx.instance);
     let spawned = std::thread::Builder::new()
         .name("braid-executor".into())
-        .spawn(move || run(executor, &rx, &tx, &members, &thread_load));
+        .spawn(move || run(executor, &rx, &tx, &members, &thread_load, reporter));
     if let Err(e) = spawned {
         tracing::error!("cannot start the executor thread: {e}");
     }
@@ -183,6 +249,7 @@ fn run(
     publish: &mpsc::Sender<Outbox>,
     members: &Members,
     load: &AtomicU32,
+    mut reporter: CacheReporter,
 ) {
     let mut live: HashMap<RequestId, Live> = HashMap::new();
     let running = metrics::gauge!("braid_num_requests_running");
@@ -198,13 +265,15 @@ fn run(
     let mut last_sweep = Instant::now();
     loop {
         let mut out = Outbox::default();
-        // Block for work when idle; otherwise take what has arrived and step.
+        // Wait for work when idle (waking for the cache's whole report); otherwise take
+        // what has arrived and step.
         let first = if exec.has_work() {
             commands.try_recv().ok()
         } else {
-            match commands.recv() {
+            match commands.recv_timeout(braid_bus::CACHE_NEWS_FULL_EVERY) {
                 Ok(c) => Some(c),
-                Err(_) => return,
+                Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
             }
         };
         for cmd in first
@@ -267,6 +336,8 @@ fn run(
         masks.absolute(stats.masks);
         mask_us.absolute(stats.mask_us);
         mask_wait.absolute(stats.mask_wait_us);
+        let idle = !exec.has_work();
+        reporter.report(&mut *exec, idle, &mut out);
         if !out.is_empty() && publish.blocking_send(out).is_err() {
             return;
         }

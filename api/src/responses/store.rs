@@ -5,7 +5,6 @@
 //! reads on NATS, or a bounded in-process map; either has a time to live.
 
 use braid_bus::{ChatMessage, SharedMap};
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -33,23 +32,13 @@ impl ResponseStore {
 
     /// Keeps `stored` under its response's id.
     pub(crate) async fn put(&self, id: &str, stored: &Stored) {
-        match serde_json::to_vec(stored) {
-            Ok(bytes) => self.map.put(id, Bytes::from(bytes)).await,
-            Err(e) => tracing::warn!("response {id} not stored: {e}"),
-        }
+        self.map.put(id, stored).await;
     }
 
-    /// The response `id`, if kept. A value that does not decode (another version's, or
-    /// not braid's) reads as absent, and is logged.
+    /// The response `id`, if kept (a value braid did not store there reads as absent,
+    /// and is counted by the map).
     pub(crate) async fn get(&self, id: &str) -> Option<Stored> {
-        let bytes = self.map.get(id).await?;
-        match serde_json::from_slice(&bytes) {
-            Ok(stored) => Some(stored),
-            Err(e) => {
-                tracing::warn!("stored response {id} is unreadable: {e}");
-                None
-            }
-        }
+        self.map.get(id).await
     }
 
     /// Forgets the response `id`; whether it was kept.

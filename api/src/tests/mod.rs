@@ -71,10 +71,12 @@ fn state(stub: Arc<Stub>) -> AppState {
             ..ChatSettings::default()
         },
         replay: Some(Arc::new(ReasoningCache::new(braid_bus::SharedMap::memory(
+            "braid_reasoning",
             16,
             std::time::Duration::from_secs(60),
         )))),
         responses: Some(Arc::new(crate::ResponseStore::new(braid_bus::SharedMap::memory(
+            "braid_responses",
             16,
             std::time::Duration::from_secs(60),
         )))),

@@ -254,6 +254,7 @@ async fn measure(
         handoff: None,
         max_inflight: streams + 16,
         submit_timeout: Duration::from_secs(60),
+        routing: braid_actors::Routing::default(),
     };
     let node = Node::start(bus, config).await?;
     if !node.wait_ready(Duration::from_secs(10)).await {

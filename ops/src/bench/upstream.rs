@@ -172,6 +172,7 @@ pub(crate) fn run(args: &UpstreamBenchArgs) -> anyhow::Result<ExitCode> {
             handoff: None,
             max_inflight: args.streams + 16,
             submit_timeout: Duration::from_secs(30),
+        routing: braid_actors::Routing::default(),
         };
         let node = Node::start(Bus::in_process(), config).await?;
         if !node.wait_ready(Duration::from_secs(10)).await {
