@@ -149,6 +149,8 @@ pub struct Response {
     pub id: RequestId,
     /// Prompt length in tokens.
     pub prompt_tokens: u32,
+    /// The executor replica generating it (`None` for given chunks).
+    pub executor: Option<InstanceId>,
     source: Source,
     state: End,
 }
@@ -382,6 +384,7 @@ impl Client {
                 Ok(Response {
                     id,
                     prompt_tokens,
+                    executor: Some(executor),
                     source: Source::Bus {
                         sub,
                         fail: fail_rx,
@@ -458,6 +461,7 @@ impl Response {
         Response {
             id,
             prompt_tokens,
+            executor: None,
             source: Source::Given(chunks.into()),
             state: End::Open,
         }

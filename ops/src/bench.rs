@@ -4,6 +4,7 @@ mod engine;
 mod parse;
 mod pipeline;
 mod protocols;
+mod routing;
 mod serve;
 mod structured;
 mod upstream;
@@ -30,6 +31,10 @@ pub(crate) enum BenchCommand {
     /// What structured outputs cost: decode tok/s at batch 8 with and without a JSON-schema
     /// guide in the same run, mask time per token and how long steps waited for masks.
     Structured(structured::StructuredBenchArgs),
+    /// What prefix-aware routing buys: prefix-cache hit rate, TTFT of later rounds and
+    /// requests per replica for multi-round conversations on one executor replica, two
+    /// routed by prefix, and two in turn, in one run.
+    Routing(routing::RoutingBenchArgs),
     /// Load on a running server: streaming chat completions at a concurrency or rate;
     /// requests/s, tokens/s, TTFT and ITL percentiles, errors, cross-talk.
     Serve(serve::ServeBenchArgs),
@@ -44,6 +49,7 @@ pub(crate) fn run(cmd: &BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Engine(args) => engine::run(args),
         BenchCommand::Pipeline(args) => pipeline::run(args),
         BenchCommand::Protocols(args) => protocols::run(args),
+        BenchCommand::Routing(args) => routing::run(args),
         BenchCommand::Serve(args) => serve::run(args),
         BenchCommand::Structured(args) => structured::run(args),
         BenchCommand::Upstream(args) => upstream::run(args),
