@@ -387,3 +387,65 @@ fn a_flood_of_conversations_never_grows_the_shared_bucket_past_its_bound() {
         "the bucket holds {count} entries; its bound is 5"
     );
 }
+
+#[test]
+fn each_round_goes_to_the_executor_replica_that_cached_its_conversation() {
+    let model = braid_tests::qwen3_fixture("routing");
+    let m = model.display().to_string();
+    let nats = NatsServer::start(&[]);
+    let url = nats.url(None);
+    let (port, metrics_a, metrics_b) = (free_port(), free_port(), free_port());
+    let stage = |stages: &str, extra: &[&str], who: &str| {
+        let mut args = vec!["stage", stages, "--bus", url.as_str(), "--model", m.as_str()];
+        args.extend(extra);
+        Proc::braid(&args, &format!("routing-{who}"))
+    };
+    let _executors = stage("executor", &["--replicas", "2"], "executors");
+    // Two tokenizer processes: a round may be routed by the one that did not route the
+    // conversation's first round, which knows the cache only from the executors' news.
+    let (ma, mb) = (metrics_a.to_string(), metrics_b.to_string());
+    let _tok_a = stage("tokenizer", &["--metrics-port", &ma], "tok-a");
+    let _tok_b = stage("tokenizer", &["--metrics-port", &mb], "tok-b");
+    let p = port.to_string();
+    let _front = stage("ingress,detokenizer,splitter,extractor", &["--port", &p], "front");
+    assert!(
+        wait_healthy(port, Duration::from_secs(60)),
+        "the deployment did not come up"
+    );
+    let complete = |prompt: &[u32]| -> serde_json::Value {
+        let body = json!({"prompt": prompt, "max_tokens": 2}).to_string();
+        let (status, _, body) = http_full(port, "POST", "/v1/completions", &body, &[]);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    };
+    for c in 0..6u32 {
+        // A conversation of its own from the first token: six full blocks of 16.
+        let mut prompt: Vec<u32> = (0..96).map(|i| 1000 + c * 997 + i * 13).collect();
+        let first = complete(&prompt);
+        assert_eq!(
+            first["usage"]["prompt_tokens_details"]["cached_tokens"], 0,
+            "{first}"
+        );
+        prompt.extend(5000..5016);
+        let second = complete(&prompt);
+        assert_eq!(
+            second["usage"]["prompt_tokens_details"]["cached_tokens"], 96,
+            "conversation {c}'s second round found its first round's blocks: {second}"
+        );
+    }
+    let decisions = |outcome: &str| {
+        let label = format!("outcome=\"{outcome}\"");
+        [metrics_a, metrics_b]
+            .into_iter()
+            .map(|p| {
+                let (_, _, text) = http_full(p, "GET", "/metrics", "", &[]);
+                text.lines()
+                    .filter(|l| l.starts_with("braid_routing_decisions_total") && l.contains(&label))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+    };
+    assert_eq!(decisions("prefix_hit"), 6.0, "every second round");
+    assert_eq!(decisions("load_fallback"), 6.0, "every first round");
+}
