@@ -68,7 +68,9 @@ struct Round {
 
 /// Deterministic token ids for conversation `c`, part `part` (below the special tokens).
 fn tokens(c: usize, part: usize, n: usize) -> Vec<u32> {
-    let mut x = (c as u64 + 1) * 0x9E37_79B9_7F4A_7C15 ^ (part as u64 + 7) * 0xBF58_476D_1CE4_E5B9;
+    let mut x = (c as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (part as u64).wrapping_add(7).wrapping_mul(0xBF58_476D_1CE4_E5B9)
+        | 1;
     (0..n)
         .map(|_| {
             x ^= x << 13;
