@@ -28,7 +28,7 @@ pub use constraints::{Grammars, GuideHandoff, Refusal};
 pub use executor::engine::EngineExecutor;
 pub use executor::replay::{Pace, ReplayExecutor};
 pub use executor::upstream::{PromptAs, UpstreamExecutor, UpstreamSpec};
-pub use executor::{ExecOutput, ExecStats, Executor};
+pub use executor::{ExecOutput, ExecStats, Executing, Executor};
 pub use node::{ExecutorFactory, Node, NodeConfig};
 pub use router::{Outcome, Router, Routing};
 

@@ -13,7 +13,8 @@ use tokio::task::JoinHandle;
 
 use crate::constraints::{Grammars, GuideHandoff};
 use crate::detokenizer::Detokenizer;
-use crate::executor::{self, Executor};
+use crate::executor::upstream::{Running, UpstreamLogic};
+use crate::executor::{self, Executing};
 use crate::extractor::Extractor;
 use crate::router::{self, Router, Routing};
 use crate::splitter::Splitter;
@@ -23,7 +24,7 @@ use crate::tokenizer::{PromptConfig, TokenizerLogic};
 use crate::StageError;
 
 /// Makes one executor (called once per executor replica, on a blocking thread).
-pub type ExecutorFactory = Arc<dyn Fn() -> Result<Box<dyn Executor>, StageError> + Send + Sync>;
+pub type ExecutorFactory = Arc<dyn Fn() -> Result<Executing, StageError> + Send + Sync>;
 
 /// What a node runs.
 #[derive(Clone)]
@@ -184,8 +185,19 @@ impl Node {
                 let exec = tokio::task::spawn_blocking(move || factory())
                     .await
                     .map_err(|e| StageError::Start(format!("executor: {e}")))??;
-                let logic = executor::start(&ctx, exec);
-                Arc::new(move || Ok(Box::new(logic()) as Box<dyn Logic>))
+                match exec {
+                    Executing::Stepped(exec) => {
+                        let logic = executor::start(&ctx, exec);
+                        Arc::new(move || Ok(Box::new(logic()) as Box<dyn Logic>))
+                    }
+                    Executing::Upstream(up) => {
+                        let (bus, live) = (self.bus.clone(), Running::default());
+                        Arc::new(move || {
+                            let logic = UpstreamLogic::new(up.clone(), bus.clone(), Arc::clone(&live));
+                            Ok(Box::new(logic) as Box<dyn Logic>)
+                        })
+                    }
+                }
             }
             Stage::Ingress => return Err(StageError::Config("the ingress is not a replica".into())),
         };

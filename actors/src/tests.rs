@@ -37,7 +37,11 @@ async fn node(
     let factory: ExecutorFactory = Arc::new(move || {
         let pairs: Vec<(Option<&str>, &str)> =
             outputs.iter().map(|(m, o)| (m.as_deref(), o.as_str())).collect();
-        Ok(Box::new(ReplayExecutor::from_outputs(&pairs, Arc::clone(&t), pace)?) as Box<dyn crate::Executor>)
+        Ok(crate::Executing::Stepped(Box::new(ReplayExecutor::from_outputs(
+            &pairs,
+            Arc::clone(&t),
+            pace,
+        )?)))
     });
     let config = NodeConfig {
         stages: NodeConfig::all_stages(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use braid_actors::{
-    EngineExecutor, Executor, ExecutorFactory, GuideHandoff, Node, NodeConfig, Pace, PromptAs,
+    EngineExecutor, Executing, ExecutorFactory, GuideHandoff, Node, NodeConfig, Pace, PromptAs,
     ReplayExecutor, Routing, UpstreamExecutor, UpstreamSpec,
 };
 use braid_api::ReasoningField;
@@ -363,7 +363,10 @@ fn executor(
             timeout: Duration::from_secs(p.upstream_timeout.max(1)),
         };
         let factory: ExecutorFactory = Arc::new(move || {
-            Ok(Box::new(UpstreamExecutor::new(spec.clone(), Arc::clone(&tok))?) as Box<dyn Executor>)
+            Ok(Executing::Upstream(UpstreamExecutor::new(
+                spec.clone(),
+                Arc::clone(&tok),
+            )?))
         });
         return Ok((factory, p.max_model_len.map(|m| m as u32)));
     }
@@ -383,7 +386,11 @@ fn executor(
         // Read it now, so a bad file is an error at startup.
         ReplayExecutor::load(&file, Arc::clone(&tok), pace)?;
         let factory: ExecutorFactory = Arc::new(move || {
-            Ok(Box::new(ReplayExecutor::load(&file, Arc::clone(&tok), pace)?) as Box<dyn Executor>)
+            Ok(Executing::Stepped(Box::new(ReplayExecutor::load(
+                &file,
+                Arc::clone(&tok),
+                pace,
+            )?)))
         });
         return Ok((factory, p.max_model_len.map(|m| m as u32)));
     }
@@ -431,7 +438,11 @@ fn executor(
             "engine ready: {} KV blocks of {block_size}",
             engine_cfg.num_blocks
         );
-        Ok(Box::new(EngineExecutor::new(engine, tok.clone(), handoff.clone())) as Box<dyn Executor>)
+        Ok(Executing::Stepped(Box::new(EngineExecutor::new(
+            engine,
+            tok.clone(),
+            handoff.clone(),
+        ))))
     });
     Ok((factory, Some(max_model_len)))
 }

@@ -3,9 +3,10 @@
 //! The model runs on its own thread (it is CPU- or GPU-bound and must not stall the
 //! async runtime). The actor only forwards prefills and cancels to that thread as
 //! [`Command`]s; the thread steps the [`Executor`], and a publisher task sends what each
-//! step produced. Three executors exist: the candle engine ([`engine`]), recorded outputs
-//! ([`replay`]) for load and client tests without weights, and another OpenAI-compatible
-//! server ([`upstream`]).
+//! step produced. Two executors are stepped so: the candle engine ([`engine`]) and
+//! recorded outputs ([`replay`]) for load and client tests without weights. The third,
+//! another OpenAI-compatible server ([`upstream`]), only waits on the network: each of
+//! its requests is a task that publishes its own steps, with no thread in between.
 
 pub mod engine;
 pub mod replay;
@@ -119,6 +120,14 @@ impl CacheReporter {
         self.seq += 1;
         out.announce(&self.subject, &news);
     }
+}
+
+/// What an executor factory makes.
+pub enum Executing {
+    /// An executor the executor thread steps (the engine, replay).
+    Stepped(Box<dyn Executor>),
+    /// The upstream executor: each request on its own task, publishing its own steps.
+    Upstream(upstream::UpstreamExecutor),
 }
 
 /// Refuses what only braid's engine can do (a grammar, a reasoning budget): an executor

@@ -4,6 +4,10 @@
 //! splitter, extractor, metrics and NATS subjects work unchanged in front of vLLM,
 //! SGLang or llama.cpp serving models braid's own engine could not hold.
 //!
+//! Each request runs on its own task on the process's runtime, which publishes a [`Step`]
+//! to the request's detokenizer for every read of the upstream's stream: no executor
+//! thread and no batching wait sit between the upstream and the bus.
+//!
 //! Prompts go as token ids (vLLM, SGLang and llama.cpp accept them) or as text. The
 //! upstream's text is tokenized again by braid's tokenizer for the detokenizer stage
 //! (decoding gives the same text back); usage comes from the upstream when it reports
@@ -12,16 +16,20 @@
 //! upstream.
 
 use std::collections::HashMap;
-use std::sync::mpsc as std_mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use braid_bus::{Failure, FailureKind, Finish, Prefill, RequestId, Stage, Usage};
+use braid_bus::{
+    decode, encode, subject, Bus, Envelope, Failure, FailureKind, Finish, Header, InstanceId, Members,
+    Message, Prefill, RequestId, Setup, Stage, Step, Usage,
+};
 use braid_engine::Tokenizer;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
+use tokio::task::JoinHandle;
 
-use super::{ExecOutput, Executor};
+use crate::stage::{Logic, Outbox};
 use crate::StageError;
 
 /// How long an upstream that could not be reached is left out of the rotation.
@@ -52,25 +60,15 @@ pub struct UpstreamSpec {
     pub timeout: Duration,
 }
 
-enum Event {
-    Text(RequestId, String),
-    Done(RequestId, Finish, Option<Usage>),
-}
-
-/// One request's text this step, and its end if it came.
-type Gathered = (String, Option<(Finish, Option<Usage>)>);
-
-/// The upstream executor.
+/// The upstream executor: what every request's task needs. Cheap to clone (it is
+/// shared), so a restarted stage starts from the same rotation.
+#[derive(Clone)]
 pub struct UpstreamExecutor {
     spec: Arc<UpstreamSpec>,
     tokenizer: Arc<Tokenizer>,
-    runtime: tokio::runtime::Runtime,
     client: reqwest::Client,
-    events: std_mpsc::Receiver<Event>,
-    sender: std_mpsc::Sender<Event>,
-    live: HashMap<RequestId, tokio::task::JoinHandle<()>>,
     down: Arc<Mutex<Vec<Option<Instant>>>>,
-    turn: usize,
+    turn: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for UpstreamExecutor {
@@ -93,44 +91,133 @@ impl UpstreamExecutor {
                 "give at least one --executor upstream:URL".into(),
             ));
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("braid-upstream")
-            .enable_all()
-            .build()
-            .map_err(|e| StageError::Start(format!("upstream runtime: {e}")))?;
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| StageError::Start(format!("upstream HTTP client: {e}")))?;
-        let (sender, events) = std_mpsc::channel();
         let n = spec.urls.len();
         Ok(UpstreamExecutor {
             spec: Arc::new(spec),
             tokenizer,
-            runtime,
             client,
-            events,
-            sender,
-            live: HashMap::new(),
             down: Arc::new(Mutex::new(vec![None; n])),
-            turn: 0,
+            turn: Arc::new(AtomicUsize::new(0)),
         })
     }
 
     /// The next upstream in turn that is not left out (or, if all are, the next one).
-    fn pick(&mut self) -> usize {
+    fn pick(&self) -> usize {
         let down = self.down.lock().unwrap_or_else(|p| p.into_inner());
         let n = down.len();
-        for k in 0..n {
-            let i = (self.turn + k) % n;
-            if down[i].is_none_or(|at| at.elapsed() > RETRY_AFTER) {
-                self.turn = i + 1;
-                return i;
+        let turn = self.turn.load(Ordering::Relaxed);
+        let i = (0..n)
+            .map(|k| (turn + k) % n)
+            .find(|&i| down[i].is_none_or(|at| at.elapsed() > RETRY_AFTER))
+            .unwrap_or(turn % n);
+        self.turn.store(i + 1, Ordering::Relaxed);
+        i
+    }
+
+    /// Starts a request on its own task, which publishes its steps to `to`; an `Err` says
+    /// what is wrong with the request.
+    fn start(
+        &self,
+        bus: &Bus,
+        id: RequestId,
+        prefill: Prefill,
+        to: Arc<str>,
+    ) -> Result<JoinHandle<()>, StageError> {
+        if prefill.sampling.max_tokens == 0 {
+            return Err(StageError::Refused("max_tokens must be at least 1".into()));
+        }
+        super::refuse_constraints(&prefill.sampling, "upstream")?;
+        let text = match self.spec.prompt_as {
+            PromptAs::Tokens => None,
+            PromptAs::Text => Some(self.tokenizer.decode_lossy(&prefill.prompt, false)),
+        };
+        let request = body(&self.spec, &prefill, text);
+        let first = self.pick();
+        let n = self.spec.urls.len();
+        let candidates = (0..n)
+            .map(|k| (first + k) % n)
+            .map(|i| (i, self.spec.urls[i].trim_end_matches('/').to_owned()))
+            .collect();
+        let steps = Steps {
+            bus: bus.clone(),
+            tokenizer: Arc::clone(&self.tokenizer),
+            id,
+            to,
+            seq: 0,
+            setup: Some(Box::new(prefill.setup)),
+        };
+        Ok(tokio::spawn(stream(
+            self.client.clone(),
+            Arc::clone(&self.spec),
+            candidates,
+            request,
+            steps,
+            Arc::clone(&self.down),
+        )))
+    }
+}
+
+/// Publishes one request's steps to its detokenizer, in order.
+struct Steps {
+    bus: Bus,
+    tokenizer: Arc<Tokenizer>,
+    id: RequestId,
+    to: Arc<str>,
+    seq: u32,
+    /// Rides on the first step.
+    setup: Option<Box<Setup>>,
+}
+
+impl Steps {
+    /// The upstream's text, as tokens; false when the request had to end (text braid's
+    /// tokenizer cannot encode).
+    async fn text(&mut self, text: &str) -> bool {
+        match self.tokenizer.encode(text) {
+            Ok(tokens) => {
+                self.send(tokens, None, None).await;
+                true
+            }
+            Err(e) => {
+                let f = Finish::Failed(Failure::new(
+                    FailureKind::Internal,
+                    Stage::Executor,
+                    e.to_string(),
+                ));
+                self.send(Vec::new(), Some(f), None).await;
+                false
             }
         }
-        self.turn += 1;
-        (self.turn - 1) % n
+    }
+
+    /// The request's last step.
+    async fn end(mut self, finish: Finish, usage: Option<Usage>) {
+        self.send(Vec::new(), Some(finish), usage).await;
+    }
+
+    async fn send(&mut self, tokens: Vec<u32>, finish: Option<Finish>, reported: Option<Usage>) {
+        let last = finish.is_some();
+        let env = Envelope {
+            header: Header::new(self.id, self.seq, last),
+            body: Step {
+                tokens,
+                finish,
+                setup: self.setup.take(),
+                reported,
+            },
+        };
+        self.seq += 1;
+        let payload = encode(&env);
+        metrics::counter!("braid_bus_messages_total", "stage" => "executor", "direction" => "out")
+            .increment(1);
+        metrics::counter!("braid_bus_bytes_total", "stage" => "executor", "direction" => "out")
+            .increment(payload.len() as u64);
+        if let Err(e) = self.bus.publish(&self.to, payload).await {
+            tracing::warn!("executor: {e}");
+        }
     }
 }
 
@@ -174,21 +261,17 @@ fn body(spec: &UpstreamSpec, prefill: &Prefill, text: Option<String>) -> Value {
 }
 
 /// Streams one request from the first upstream of `candidates` that can be reached,
-/// sending its text and end to `events`. Only a failed connection moves on to the next
-/// upstream (nothing was generated, so that retry is safe); any later failure ends the
-/// request with an error.
+/// publishing a step per read of its stream and a last one with its end. Only a failed
+/// connection moves on to the next upstream (nothing was generated, so that retry is
+/// safe); any later failure ends the request with an error.
 async fn stream(
     client: reqwest::Client,
     spec: Arc<UpstreamSpec>,
     candidates: Vec<(usize, String)>,
-    id: RequestId,
     request: Value,
-    events: std_mpsc::Sender<Event>,
+    mut steps: Steps,
     down: Arc<Mutex<Vec<Option<Instant>>>>,
 ) {
-    let end = |finish: Finish, usage: Option<Usage>| {
-        let _ = events.send(Event::Done(id, finish, usage));
-    };
     let body = request.to_string();
     let mut unreachable = Vec::new();
     let mut answered = None;
@@ -211,26 +294,34 @@ async fn stream(
                 tracing::warn!("upstream {url} cannot be reached ({e}); out of rotation for {RETRY_AFTER:?}");
                 unreachable.push(url);
             }
-            Ok(Err(e)) => return end(failed(format!("the upstream {url} failed: {e}")), None),
+            Ok(Err(e)) => {
+                return steps
+                    .end(failed(format!("the upstream {url} failed: {e}")), None)
+                    .await
+            }
             Err(_) => {
-                return end(
-                    failed(format!(
-                        "the upstream {url} did not answer within {:?}",
-                        spec.timeout
-                    )),
-                    None,
-                )
+                return steps
+                    .end(
+                        failed(format!(
+                            "the upstream {url} did not answer within {:?}",
+                            spec.timeout
+                        )),
+                        None,
+                    )
+                    .await
             }
         }
     }
     let Some((url, resp)) = answered else {
-        return end(
-            failed(format!(
-                "no upstream can be reached (tried {})",
-                unreachable.join(", ")
-            )),
-            None,
-        );
+        return steps
+            .end(
+                failed(format!(
+                    "no upstream can be reached (tried {})",
+                    unreachable.join(", ")
+                )),
+                None,
+            )
+            .await;
     };
     let status = resp.status();
     if !status.is_success() {
@@ -244,46 +335,61 @@ async fn stream(
         } else {
             FailureKind::Unavailable
         };
-        return end(
-            Finish::Failed(Failure::new(
-                kind,
-                Stage::Executor,
-                format!("the upstream {url} answered {status}: {message}"),
-            )),
-            None,
-        );
+        return steps
+            .end(
+                Finish::Failed(Failure::new(
+                    kind,
+                    Stage::Executor,
+                    format!("the upstream {url} answered {status}: {message}"),
+                )),
+                None,
+            )
+            .await;
     }
     let mut body = resp.bytes_stream();
-    let mut buf = String::new();
+    // Bytes, not text: a read may end inside a character.
+    let mut buf: Vec<u8> = Vec::new();
+    let mut text = String::new();
     let (mut finish, mut usage): (Option<Finish>, Option<Usage>) = (None, None);
     loop {
         let piece = match tokio::time::timeout(spec.timeout, body.next()).await {
             Ok(Some(Ok(p))) => p,
-            Ok(Some(Err(e))) => return end(failed(format!("the upstream {url} stream broke: {e}")), None),
+            Ok(Some(Err(e))) => {
+                return steps
+                    .end(failed(format!("the upstream {url} stream broke: {e}")), None)
+                    .await
+            }
             Ok(None) => break,
             Err(_) => {
-                return end(
-                    failed(format!("the upstream {url} went silent for {:?}", spec.timeout)),
-                    None,
-                )
+                return steps
+                    .end(
+                        failed(format!("the upstream {url} went silent for {:?}", spec.timeout)),
+                        None,
+                    )
+                    .await
             }
         };
-        buf.push_str(&String::from_utf8_lossy(&piece));
-        while let Some(at) = buf.find('\n') {
-            let line: String = buf.drain(..=at).collect();
+        buf.extend_from_slice(&piece);
+        let mut done = false;
+        let mut used = 0;
+        while let Some(at) = buf[used..].iter().position(|&b| b == b'\n') {
+            let line = String::from_utf8_lossy(&buf[used..used + at]);
+            used += at + 1;
             let Some(data) = line.trim().strip_prefix("data:").map(str::trim) else {
                 continue;
             };
             if data == "[DONE]" {
-                let f = finish.take().unwrap_or(Finish::Stop);
-                return end(f, usage);
+                done = true;
+                break;
             }
             let Ok(v) = serde_json::from_str::<Value>(data) else {
                 continue;
             };
             if let Some(e) = v.get("error") {
                 let m = e["message"].as_str().unwrap_or("error").to_owned();
-                return end(failed(format!("the upstream {url} failed: {m}")), None);
+                return steps
+                    .end(failed(format!("the upstream {url} failed: {m}")), None)
+                    .await;
             }
             if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
                 usage = Some(Usage {
@@ -298,8 +404,8 @@ async fn stream(
                 });
             }
             if let Some(choice) = v["choices"].get(0) {
-                if let Some(t) = choice["text"].as_str().filter(|t| !t.is_empty()) {
-                    let _ = events.send(Event::Text(id, t.to_owned()));
+                if let Some(t) = choice["text"].as_str() {
+                    text.push_str(t);
                 }
                 match choice["finish_reason"].as_str() {
                     Some("length") => finish = Some(Finish::Length),
@@ -308,104 +414,109 @@ async fn stream(
                 }
             }
         }
+        buf.drain(..used);
+        // One step per read: what this read brought, as soon as it came.
+        if !text.is_empty() {
+            if !steps.text(&text).await {
+                return;
+            }
+            text.clear();
+        }
+        if done {
+            return steps.end(finish.unwrap_or(Finish::Stop), usage).await;
+        }
     }
     match finish {
-        Some(f) => end(f, usage),
-        None => end(
-            failed(format!("the upstream {url} ended the stream before finishing")),
-            None,
-        ),
+        Some(f) => steps.end(f, usage).await,
+        None => {
+            steps
+                .end(
+                    failed(format!("the upstream {url} ended the stream before finishing")),
+                    None,
+                )
+                .await
+        }
     }
 }
 
-impl Executor for UpstreamExecutor {
-    fn add(&mut self, id: RequestId, prefill: &Prefill) -> Result<(), StageError> {
-        if prefill.sampling.max_tokens == 0 {
-            return Err(StageError::Refused("max_tokens must be at least 1".into()));
-        }
-        super::refuse_constraints(&prefill.sampling, "upstream")?;
-        let text = match self.spec.prompt_as {
-            PromptAs::Tokens => None,
-            PromptAs::Text => Some(self.tokenizer.decode_lossy(&prefill.prompt, false)),
+/// The requests an upstream executor replica runs: each one's task and its ingress.
+/// Shared by every incarnation of the replica's logic, so requests outlive a restart of
+/// the stage and can still be cancelled.
+pub(crate) type Running = Arc<Mutex<HashMap<RequestId, (JoinHandle<()>, InstanceId)>>>;
+
+/// The upstream executor's stage logic: starts each request's task, stops it on cancel,
+/// and drops requests whose ingress is gone.
+pub(crate) struct UpstreamLogic {
+    exec: UpstreamExecutor,
+    bus: Bus,
+    live: Running,
+}
+
+impl UpstreamLogic {
+    pub(crate) fn new(exec: UpstreamExecutor, bus: Bus, live: Running) -> Self {
+        UpstreamLogic { exec, bus, live }
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, (JoinHandle<()>, InstanceId)>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Forgets finished requests and updates the running gauge.
+fn prune(live: &mut HashMap<RequestId, (JoinHandle<()>, InstanceId)>) {
+    live.retain(|_, (task, _)| !task.is_finished());
+    metrics::gauge!("braid_num_requests_running").set(live.len() as f64);
+}
+
+impl Logic for UpstreamLogic {
+    fn handle(&mut self, msg: &Message, out: &mut Outbox) -> Result<(), braid_bus::Error> {
+        let env: Envelope<Prefill> = decode(&msg.subject, &msg.payload)?;
+        out.sent_ns = Some(env.header.sent_ns);
+        let id = env.header.id;
+        let Some(route) = env.body.setup.route else {
+            out.fail(
+                id,
+                Stage::Executor,
+                FailureKind::Internal,
+                "request arrived without a route".into(),
+            );
+            return Ok(());
         };
-        let request = body(&self.spec, prefill, text);
-        let first = self.pick();
-        let n = self.spec.urls.len();
-        let candidates = (0..n)
-            .map(|k| (first + k) % n)
-            .map(|i| (i, self.spec.urls[i].trim_end_matches('/').to_owned()))
-            .collect();
-        let task = self.runtime.spawn(stream(
-            self.client.clone(),
-            Arc::clone(&self.spec),
-            candidates,
-            id,
-            request,
-            self.sender.clone(),
-            Arc::clone(&self.down),
-        ));
-        self.live.insert(id, task);
+        let to = Arc::from(subject::instance(Stage::Detokenizer, route.detokenizer));
+        match self.exec.start(&self.bus, id, env.body, to) {
+            Ok(task) => {
+                let mut live = self.live();
+                live.insert(id, (task, route.ingress));
+                prune(&mut live);
+            }
+            Err(e) => out.fail(id, Stage::Executor, e.failure_kind(), e.to_string()),
+        }
         Ok(())
     }
 
-    fn abort(&mut self, id: RequestId) {
-        if let Some(task) = self.live.remove(&id) {
+    fn cancel(&mut self, id: RequestId, _out: &mut Outbox) {
+        if let Some((task, _)) = self.live().remove(&id) {
             task.abort();
         }
     }
 
-    fn has_work(&self) -> bool {
-        !self.live.is_empty()
+    fn sweep(&mut self, members: &Members, _out: &mut Outbox) {
+        let mut live = self.live();
+        live.retain(|id, (task, origin)| {
+            if members.gone(*origin) {
+                tracing::info!("executor: aborting {id}: its ingress is gone");
+                task.abort();
+                return false;
+            }
+            true
+        });
+        prune(&mut live);
     }
 
-    fn step(&mut self, out: &mut Vec<ExecOutput>) -> Result<(), StageError> {
-        // Wait briefly for the first event, then take everything that has arrived: one
-        // output per request per step, however many upstream chunks it holds.
-        let first = self.events.recv_timeout(Duration::from_millis(20)).ok();
-        let mut by_id: HashMap<RequestId, Gathered> = HashMap::new();
-        let mut order = Vec::new();
-        for event in first
-            .into_iter()
-            .chain(std::iter::from_fn(|| self.events.try_recv().ok()))
-        {
-            let id = match &event {
-                Event::Text(id, _) | Event::Done(id, _, _) => *id,
-            };
-            if !self.live.contains_key(&id) {
-                continue;
-            }
-            let entry = by_id.entry(id).or_insert_with(|| {
-                order.push(id);
-                (String::new(), None)
-            });
-            match event {
-                Event::Text(_, t) => entry.0.push_str(&t),
-                Event::Done(_, f, u) => entry.1 = Some((f, u)),
-            }
-        }
-        for id in order {
-            let Some((text, end)) = by_id.remove(&id) else {
-                continue;
-            };
-            let tokens = if text.is_empty() {
-                Vec::new()
-            } else {
-                self.tokenizer.encode(&text)?
-            };
-            let (finish, reported) = match end {
-                Some((f, u)) => {
-                    self.live.remove(&id);
-                    (Some(f), u)
-                }
-                None => (None, None),
-            };
-            out.push(ExecOutput {
-                id,
-                tokens,
-                finish,
-                reported,
-            });
-        }
-        Ok(())
+    fn load(&self) -> u32 {
+        self.live()
+            .values()
+            .filter(|(task, _)| !task.is_finished())
+            .count() as u32
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use braid_actors::{Executor, ExecutorFactory, Node, NodeConfig, Pace, ReplayExecutor};
+use braid_actors::{Executing, ExecutorFactory, Node, NodeConfig, Pace, ReplayExecutor};
 use braid_bus::{Bus, Collected, Finish, NatsOptions, Prompt, Sampling, Setup, Submit};
 use braid_engine::Tokenizer;
 use serde_json::json;
@@ -238,11 +238,11 @@ async fn measure(
         interval: Duration::ZERO,
     };
     let factory: ExecutorFactory = Arc::new(move || {
-        Ok(Box::new(ReplayExecutor::from_outputs(
+        Ok(Executing::Stepped(Box::new(ReplayExecutor::from_outputs(
             &[(None, out.as_str())],
             Arc::clone(&t),
             pace,
-        )?) as Box<dyn Executor>)
+        )?)))
     });
     let config = NodeConfig {
         stages: NodeConfig::all_stages(),

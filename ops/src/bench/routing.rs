@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use braid_actors::{EngineExecutor, Executor, ExecutorFactory, Node, NodeConfig, Routing};
+use braid_actors::{EngineExecutor, Executing, ExecutorFactory, Node, NodeConfig, Routing};
 use braid_bus::{Bus, Finish, InstanceId, Prompt, Sampling, Setup, Stage, Submit};
 use braid_engine::{load_model, Engine, EngineConfig, KvCache, ModelConfig, Tokenizer};
 use candle_core::{DType, Device};
@@ -275,7 +275,9 @@ pub(crate) fn run(args: &RoutingBenchArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| braid_actors::StageError::Config(e.to_string()))?;
         let engine = Engine::new(model, Vec::new(), engine_cfg.clone())
             .map_err(|e| braid_actors::StageError::Config(e.to_string()))?;
-        Ok(Box::new(EngineExecutor::new(engine, None, None)) as Box<dyn Executor>)
+        Ok(Executing::Stepped(Box::new(EngineExecutor::new(
+            engine, None, None,
+        ))))
     });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let bar = crate::progress_bar(3, "{msg} {bar:30} {pos}/{len}");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use braid_actors::{Executor, ExecutorFactory, Node, NodeConfig, PromptAs, UpstreamExecutor, UpstreamSpec};
+use braid_actors::{Executing, ExecutorFactory, Node, NodeConfig, PromptAs, UpstreamExecutor, UpstreamSpec};
 use braid_bus::{Bus, Delta, Finish, Prompt, Sampling, Setup, Submit};
 use braid_engine::Tokenizer;
 use serde_json::json;
@@ -161,7 +161,7 @@ pub(crate) fn run(args: &UpstreamBenchArgs) -> anyhow::Result<ExitCode> {
         };
         let t = Arc::clone(&tok);
         let factory: ExecutorFactory =
-            Arc::new(move || Ok(Box::new(UpstreamExecutor::new(spec.clone(), Arc::clone(&t))?) as Box<dyn Executor>));
+            Arc::new(move || Ok(Executing::Upstream(UpstreamExecutor::new(spec.clone(), Arc::clone(&t))?)));
         let config = NodeConfig {
             stages: NodeConfig::all_stages(),
             tokenizer: Some(Arc::clone(&tok)),
