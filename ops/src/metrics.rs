@@ -177,6 +177,16 @@ const CATALOGUE: &[(Kind, &str, &str)] = &[
     ),
     (
         Kind::Counter,
+        "braid_routing_decisions_total",
+        "Executor replicas chosen by the tokenizer stage's router, by outcome (prefix_hit: the longest cached prefix; load_fallback: the least busy)",
+    ),
+    (
+        Kind::Counter,
+        "braid_state_bad_values_total",
+        "Values found in a shared-state bucket that braid did not store there (refused, not trusted), by bucket",
+    ),
+    (
+        Kind::Counter,
         "braid_num_preemptions_total",
         "Sequences preempted for cache space",
     ),
