@@ -2,7 +2,8 @@
 //! sends the whole conversation again, so the round is cheap only on the executor replica
 //! whose prefix cache holds it. The tokenizer stage is the first to know a prompt's
 //! tokens; it asks the [`Router`] which live executor holds the longest cached prefix of
-//! them, weighed against the replicas' load, and sends the request there (the ingress's
+//! them (when that is at least half the prompt), weighed against the replicas' load, and
+//! sends the request there; other prompts go to the least busy replica (the ingress's
 //! round-robin pick stands only under `--executor-routing round-robin`).
 //!
 //! What each executor's cache holds comes from its [`CacheNews`] on `braid.cache`:
@@ -50,9 +51,18 @@ impl Outcome {
     }
 }
 
-/// A replica may be this many requests busier than the least busy one and still be
-/// chosen for its cache (or a quarter more, when that is more).
-const LOAD_SLACK: usize = 4;
+/// What one request a replica already holds costs a new one there, in prompt tokens to
+/// prefill: a batching engine takes a new request into its next step, so a queue costs
+/// little next to prefilling a long conversation again; only a replica much busier than
+/// another loses a prompt it holds.
+const LOAD_TOKENS: usize = 32;
+
+/// The share of a prompt a replica must hold for its cache to decide. Below it (a new
+/// conversation that shares only the system prompt, held everywhere soon) the prompt
+/// goes to the least busy replica, and among equals to the one holding least, so new
+/// conversations spread over the replicas instead of piling onto the first one that
+/// cached the common start (SGLang's cache-aware router decides the same way).
+const DECISIVE_SHARE: f64 = 0.5;
 
 /// How long a routing decision counts as load the replica's heartbeat may not show yet.
 const RECENT: Duration = Duration::from_millis(2 * BEAT_INTERVAL.as_millis() as u64);
@@ -100,12 +110,14 @@ pub struct Router {
 #[derive(Debug, Clone, Copy)]
 struct Candidate {
     id: InstanceId,
-    /// Leading blocks of the prompt it holds.
+    /// Leading tokens of the prompt it holds (whole blocks).
     matched: usize,
     /// Requests it holds, with those sent lately.
     load: usize,
     /// Whether its free blocks cannot hold the rest of the prompt.
     short: bool,
+    /// Blocks it holds in all.
+    held: usize,
 }
 
 impl Router {
@@ -162,6 +174,7 @@ impl Router {
                         matched: 0,
                         load,
                         short: false,
+                        held: 0,
                     };
                 }
                 if hashes.0 != view.block_size {
@@ -171,23 +184,35 @@ impl Router {
                 let need = prompt.len().div_ceil(view.block_size) - matched;
                 Candidate {
                     id,
-                    matched,
+                    matched: matched * view.block_size,
                     load,
                     short: view.free_blocks < need,
+                    held: view.blocks.len(),
                 }
             })
             .collect();
-        let least = candidates.iter().min_by_key(|c| (c.short, c.load))?;
-        let bound = least.load + LOAD_SLACK.max(least.load / 4);
-        let best = candidates
+        let decisive =
+            |c: &Candidate| c.matched > 0 && c.matched as f64 >= DECISIVE_SHARE * prompt.len() as f64;
+        let least = candidates.iter().min_by_key(|c| (c.short, c.load, c.held))?;
+        // Where some replica holds most of the prompt: the cheapest place to run it, the
+        // tokens left to prefill weighed against the requests each one holds.
+        let cheapest = candidates
             .iter()
-            .filter(|c| c.load <= bound && !c.short)
-            .max_by_key(|c| (c.matched, std::cmp::Reverse(c.load)))
-            .filter(|c| c.matched > 0);
-        let (chosen, outcome) = match best {
-            Some(c) => (*c, Outcome::PrefixHit),
-            None => (*least, Outcome::LoadFallback),
+            .filter(|c| !c.short)
+            .min_by_key(|c| {
+                (
+                    prompt.len() - c.matched.min(prompt.len()) + LOAD_TOKENS * c.load,
+                    c.load,
+                )
+            })
+            .filter(|_| candidates.iter().any(|c| !c.short && decisive(c)));
+        let chosen = *cheapest.unwrap_or(least);
+        let outcome = if decisive(&chosen) {
+            Outcome::PrefixHit
+        } else {
+            Outcome::LoadFallback
         };
+        tracing::debug!("router: {candidates:?} for {} tokens: {outcome:?}", prompt.len());
         if let Some(view) = views.get_mut(&chosen.id) {
             view.routed.push_back(now);
             view.heard = now;
@@ -244,11 +269,11 @@ mod tests {
     fn a_prompt_goes_where_its_prefix_is_cached_unless_that_replica_is_much_busier() {
         let router = Router::default();
         let (a, b) = ids();
-        let prompt: Vec<u32> = (0..40).collect();
-        let cached: Vec<u64> = chain_hashes(&prompt, 4).take(6).collect();
+        let prompt: Vec<u32> = (0..400).collect();
+        let cached: Vec<u64> = chain_hashes(&prompt, 4).take(60).collect();
         router.record(news(a, 0, true, Vec::new()));
-        router.record(news(b, 0, true, cached[..2].to_vec()));
-        router.record(news(b, 1, false, cached[2..].to_vec()));
+        router.record(news(b, 0, true, cached[..20].to_vec()));
+        router.record(news(b, 1, false, cached[20..].to_vec()));
         assert_eq!(
             router.pick(&prompt, &[(a, 0), (b, 3)]),
             Some((b, Outcome::PrefixHit))
@@ -293,10 +318,33 @@ mod tests {
     }
 
     #[test]
+    fn new_conversations_sharing_only_a_short_start_spread_over_the_replicas() {
+        let router = Router::default();
+        let (a, b) = ids();
+        let system: Vec<u32> = (0..80).collect();
+        let conversation =
+            |c: u32| -> Vec<u32> { system.iter().copied().chain(c * 1000..c * 1000 + 240).collect() };
+        router.record(news(a, 0, true, chain_hashes(&conversation(1), 4).collect()));
+        router.record(news(b, 0, true, Vec::new()));
+        // A holds the common start, a quarter of the prompt: not enough to pile onto A.
+        assert_eq!(
+            router.pick(&conversation(2), &[(a, 0), (b, 0)]),
+            Some((b, Outcome::LoadFallback))
+        );
+        // Its own next round, held mostly by B now, stays there.
+        let mut next = conversation(2);
+        next.extend(90_000..90_040);
+        assert_eq!(
+            router.pick(&next, &[(a, 0), (b, 0)]),
+            Some((b, Outcome::PrefixHit))
+        );
+    }
+
+    #[test]
     fn removed_blocks_and_whole_reports_replace_what_was_known() {
         let router = Router::default();
         let (a, b) = ids();
-        let prompt: Vec<u32> = (0..16).collect();
+        let prompt: Vec<u32> = (0..400).collect();
         let hashes: Vec<u64> = chain_hashes(&prompt, 4).collect();
         router.record(news(a, 0, true, hashes.clone()));
         router.record(news(b, 0, true, Vec::new()));

@@ -272,6 +272,12 @@ fn run(
     let mask_wait = metrics::counter!("braid_guide_mask_wait_microseconds_total");
     let mut outputs = Vec::new();
     let mut last_sweep = Instant::now();
+    // Routers hear of this replica's cache before its first request.
+    let mut first = Outbox::default();
+    reporter.report(&mut *exec, true, &mut first);
+    if !first.is_empty() && publish.blocking_send(first).is_err() {
+        return;
+    }
     loop {
         let mut out = Outbox::default();
         // Wait for work when idle (waking for the cache's whole report); otherwise take
@@ -298,6 +304,9 @@ fn run(
                 }
             }
         }
+        // The load the heartbeat reports counts new requests at once, not after the step
+        // (a long prefill) that starts them.
+        load.store(live.len() as u32, Ordering::Relaxed);
         if last_sweep.elapsed() > Duration::from_millis(500) {
             last_sweep = Instant::now();
             let orphans: Vec<RequestId> = live

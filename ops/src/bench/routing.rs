@@ -46,6 +46,9 @@ pub(crate) struct RoutingBenchArgs {
     /// drawn between 0 and this.
     #[arg(long, default_value_t = 100)]
     tool_ms: u64,
+    /// Milliseconds between two conversations' starts (agents do not all begin at once).
+    #[arg(long, default_value_t = 1000)]
+    stagger_ms: u64,
     /// Tokens generated per round.
     #[arg(long, default_value_t = 8)]
     output_tokens: u32,
@@ -90,6 +93,7 @@ struct Shape {
     turn: usize,
     output: u32,
     tool_ms: u64,
+    stagger_ms: u64,
 }
 
 /// Runs one conversation to its end.
@@ -101,7 +105,9 @@ async fn conversation(ingress: braid_bus::Client, c: usize, shape: Shape) -> Vec
         turn,
         output,
         tool_ms,
+        stagger_ms,
     } = shape;
+    tokio::time::sleep(Duration::from_millis(stagger_ms * c as u64)).await;
     let mut prompt = tokens(usize::MAX, 0, system);
     prompt.extend(tokens(c, 0, first));
     let mut out = Vec::with_capacity(rounds);
@@ -136,6 +142,14 @@ async fn conversation(ingress: braid_bus::Client, c: usize, shape: Shape) -> Vec
         let (Some(ttft), Some(usage), true) = (ttft, usage, ok) else {
             break;
         };
+            eprintln!(
+                "conv {c} round {round} exec {:?} prompt {} cached {} ttft {:.0}",
+                executor,
+                usage.prompt_tokens,
+                usage.cached_tokens,
+                ttft.as_secs_f64() * 1e3
+            );
+        }
         out.push(Round {
             round,
             ttft_ms: ttft.as_secs_f64() * 1e3,
@@ -195,6 +209,7 @@ async fn measure(
         turn: args.turn_tokens,
         output: args.output_tokens,
         tool_ms: args.tool_ms,
+        stagger_ms: args.stagger_ms,
     };
     let started = Instant::now();
     let tasks: Vec<_> = (0..args.conversations)
@@ -312,6 +327,7 @@ pub(crate) fn run(args: &RoutingBenchArgs) -> anyhow::Result<ExitCode> {
         "first_turn_tokens": args.first_turn_tokens,
         "turn_tokens": args.turn_tokens,
         "tool_ms": args.tool_ms,
+        "stagger_ms": args.stagger_ms,
         "output_tokens": args.output_tokens,
         "runs": runs,
         "prefix_vs_round_robin": {
