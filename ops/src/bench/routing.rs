@@ -142,14 +142,6 @@ async fn conversation(ingress: braid_bus::Client, c: usize, shape: Shape) -> Vec
         let (Some(ttft), Some(usage), true) = (ttft, usage, ok) else {
             break;
         };
-            eprintln!(
-                "conv {c} round {round} exec {:?} prompt {} cached {} ttft {:.0}",
-                executor,
-                usage.prompt_tokens,
-                usage.cached_tokens,
-                ttft.as_secs_f64() * 1e3
-            );
-        }
         out.push(Round {
             round,
             ttft_ms: ttft.as_secs_f64() * 1e3,
