@@ -55,7 +55,10 @@ impl Grammars {
         };
         let lark = match &constraint.kind {
             Constrain::Json(schema) => grammar::json_schema(schema),
-            Constrain::Regex(rx) => grammar::regex(rx),
+            Constrain::Regex(rx) => {
+                check_regex_size(rx).map_err(refuse)?;
+                grammar::regex(rx)
+            }
             Constrain::Choice(options) => grammar::choice(options),
             Constrain::Grammar(g) => g.clone(),
             Constrain::Calls { pick } => {
@@ -72,23 +75,50 @@ impl Grammars {
             )
         })?;
         metrics::counter!("braid_guide_compiles_total").increment(1);
-        let guide = guides
-            .compile(&lark)
-            .map_err(|e| refuse(format!("{}: {}", constraint.param, readable(&e.to_string()))))?;
+        let guide = guides.compile(&lark).map_err(|e| {
+            let said = match e {
+                braid_engine::Error::Grammar(said) => said,
+                other => other.to_string(),
+            };
+            refuse(format!("{}: {said}", constraint.param))
+        })?;
         Ok((lark, guide))
     }
 }
 
-/// llguidance's message on one line, without its position in braid's generated grammar
-/// (`at 1(8): `), which means nothing to the client.
-fn readable(e: &str) -> String {
-    let one_line = e.split_whitespace().collect::<Vec<_>>().join(" ");
-    let rest = one_line
-        .strip_prefix("at ")
-        .and_then(|r| r.split_once("): "))
-        .filter(|(pos, _)| pos.chars().all(|c| c.is_ascii_digit() || c == '('))
-        .map_or(one_line.as_str(), |(_, msg)| msg);
-    rest.to_owned()
+/// Positions a regex may expand to. Counted repetitions multiply (`(a{1000}){1000}` is
+/// a million), and the grammar engine builds them all before it can refuse, for seconds;
+/// past this a regex is refused at once.
+const MAX_REGEX_POSITIONS: u64 = 100_000;
+
+/// Refuses a regex whose counted repetitions expand past [`MAX_REGEX_POSITIONS`]. A
+/// regex this parser cannot read is left to the grammar engine, which names the fault.
+fn check_regex_size(rx: &str) -> Result<(), String> {
+    use regex_syntax::hir::{Hir, HirKind};
+    fn positions(h: &Hir) -> u64 {
+        match h.kind() {
+            HirKind::Empty | HirKind::Look(_) => 0,
+            HirKind::Literal(l) => l.0.len() as u64,
+            HirKind::Class(_) => 1,
+            HirKind::Capture(c) => positions(&c.sub),
+            HirKind::Repetition(r) => {
+                positions(&r.sub).saturating_mul(u64::from(r.max.unwrap_or(r.min).max(1)))
+            }
+            HirKind::Concat(parts) | HirKind::Alternation(parts) => {
+                parts.iter().fold(0u64, |n, p| n.saturating_add(positions(p)))
+            }
+        }
+    }
+    let Ok(hir) = regex_syntax::Parser::new().parse(rx) else {
+        return Ok(());
+    };
+    let n = positions(&hir);
+    if n > MAX_REGEX_POSITIONS {
+        return Err(format!(
+            "the regex expands to {n} positions (counted repetitions multiply); at most {MAX_REGEX_POSITIONS} can be enforced: use smaller or fewer {{n}} counts"
+        ));
+    }
+    Ok(())
 }
 
 /// How long a compiled guide waits for its engine before it is dropped (the request
@@ -120,5 +150,21 @@ impl GuideHandoff {
     pub fn take(&self, id: u64) -> Option<Guide> {
         let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
         waiting.remove(&id).map(|(_, g)| g)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regexes_that_expand_past_the_bound_are_refused_before_compiling() {
+        assert!(check_regex_size("(a{1000}){1000}").is_err_and(|e| e.contains("1000000 positions")));
+        assert!(check_regex_size("[0-9]{3}-[0-9]{4}").is_ok());
+        assert!(check_regex_size(r"\w+@\w+\.com").is_ok());
+        assert!(
+            check_regex_size("(unbalanced").is_ok(),
+            "left to the grammar engine"
+        );
     }
 }

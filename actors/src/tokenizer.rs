@@ -214,6 +214,7 @@ impl TokenizerLogic {
             sampling.max_tokens = DEFAULT_MAX_TOKENS;
         }
         sampling.guide = None;
+        sampling.guide_param = constraint.as_ref().map(|c| c.param.clone());
         if let Some(c) = &constraint {
             let tools = match &prompt {
                 Prompt::Chat(conv) => conv.tools.as_slice(),

@@ -136,6 +136,8 @@ pub struct Sampling {
     /// enforced tool calls. Reasoning is never constrained. Written by the tokenizer stage
     /// from [`Submit::constraint`] (whatever a submitter puts here is replaced).
     pub guide: Option<String>,
+    /// The request field the guide came from, named when it cannot be enforced further.
+    pub guide_param: Option<String>,
     /// Reasoning tokens at most (close marker included); then the marker is forced.
     pub thinking_token_budget: Option<u32>,
     /// A `max_tokens` over what the context leaves after the prompt is lowered to fit
@@ -158,6 +160,7 @@ impl Default for Sampling {
             stop_token_ids: Vec::new(),
             ignore_eos: false,
             guide: None,
+            guide_param: None,
             thinking_token_budget: None,
             fit_max_tokens: false,
         }

@@ -92,24 +92,34 @@ impl Guides {
         });
         let mut factory = ParserFactory::new_simple(&env).map_err(|e| Error::Grammar(e.to_string()))?;
         factory.quiet();
+        let limits = factory.limits_mut();
+        // Errors name the problem, not the parser's state (which would reach clients).
+        limits.verbose_errors = false;
+        // A regex that blows up (`(a{1000}){1000}`) fails in milliseconds, not seconds.
+        limits.max_lexer_states = MAX_LEXER_STATES;
         Ok(Guides {
             factory: Arc::new(factory),
             bytes,
         })
     }
 
-    /// Compiles a Lark grammar (llguidance's dialect) into a fresh matcher; the error
-    /// says what is wrong with the grammar.
+    /// Compiles a Lark grammar (llguidance's dialect) into a fresh matcher, and computes
+    /// its first mask, so that a grammar that cannot start (a `$ref` with no way out, a
+    /// regex past the limits) is refused here rather than failing the first step; the
+    /// error says in words what is wrong ([`explain`]).
     pub fn compile(&self, lark: &str) -> Result<Guide> {
         let grammar = TopLevelGrammar::from_lark(lark.to_string());
         let parser = self
             .factory
             .create_parser(grammar)
-            .map_err(|e| Error::Grammar(e.to_string()))?;
-        let matcher = Matcher::new(Ok(parser));
+            .map_err(|e| Error::Grammar(explain(&e.to_string())))?;
+        let mut matcher = Matcher::new(Ok(parser));
         if let Some(e) = matcher.get_error() {
-            return Err(Error::Grammar(e));
+            return Err(Error::Grammar(explain(&e)));
         }
+        matcher
+            .compute_mask()
+            .map_err(|e| Error::Grammar(explain(&e.to_string())))?;
         Ok(Guide { matcher })
     }
 
@@ -117,6 +127,35 @@ impl Guides {
     pub fn token_bytes(&self) -> &TokenBytes {
         &self.bytes
     }
+}
+
+/// Lexer states one grammar may build (llguidance's default is 250,000, ~1–2 kB each).
+const MAX_LEXER_STATES: usize = 50_000;
+
+/// llguidance's error in words a client can act on: one line, without its position in
+/// braid's generated grammar, with the two ways a client's schema usually fails named.
+pub fn explain(e: &str) -> String {
+    let one_line = e
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = one_line
+        .strip_prefix("at ")
+        .and_then(|r| r.split_once("): "))
+        .filter(|(pos, _)| pos.chars().all(|c| c.is_ascii_digit() || c == '('))
+        .map_or(one_line.as_str(), |(_, msg)| msg);
+    let lower = message.to_ascii_lowercase();
+    let said = if lower.contains("noextensionbias") {
+        "it admits no complete value (does a $ref refer to itself with no way out?)".to_owned()
+    } else if lower.contains("too many") || lower.contains("limit") || lower.contains("fuel") {
+        format!("it is too complex to enforce within the grammar engine's limits ({message})")
+    } else {
+        message.to_owned()
+    };
+    said.chars().take(300).collect()
 }
 
 /// One sequence's grammar state.
@@ -137,14 +176,14 @@ impl Guide {
     pub fn mask(&mut self) -> Result<SimpleVob> {
         self.matcher
             .compute_mask_or_eos()
-            .map_err(|e| Error::Grammar(e.to_string()))
+            .map_err(|e| Error::Grammar(explain(&e.to_string())))
     }
 
     /// Moves past a sampled token.
     pub fn advance(&mut self, token: u32) -> Result<()> {
         self.matcher
             .consume_token(token)
-            .map_err(|e| Error::Grammar(e.to_string()))
+            .map_err(|e| Error::Grammar(explain(&e.to_string())))
     }
 
     /// Whether the grammar is complete and nothing more may follow.
@@ -175,6 +214,16 @@ pub fn apply_mask(logits: &mut [f32], mask: &SimpleVob) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grammar_errors_are_told_in_words_without_the_parsers_state() {
+        let state = "parser error: Too many items (limit 50000; ff_tokens); try avoiding short lexemes\n<state>\nTokens: x";
+        let said = explain(state);
+        assert!(said.starts_with("it is too complex to enforce"), "{said}");
+        assert!(!said.contains("<state>"), "{said}");
+        assert!(explain("at 3(8): NoExtensionBias").contains("$ref"));
+        assert_eq!(explain("at 1(8): unknown name: foo"), "unknown name: foo");
+    }
 
     #[test]
     fn a_mask_keeps_only_allowed_logits() {

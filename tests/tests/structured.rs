@@ -62,3 +62,64 @@ fn a_thinking_budget_ends_reasoning_and_the_answer_is_constrained() {
         &["budget", "--base-url", &url, "--default-budget", "8"],
     );
 }
+
+#[test]
+fn constraints_the_grammar_engine_cannot_enforce_are_400s_that_name_the_field() {
+    let model = qwen3_fixture("structured-limits");
+    let (_serve, url) = serve(&model, &[], "structured-limits");
+    let port: u16 = url
+        .trim_end_matches("/v1")
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{url}"));
+    let schema = |s: serde_json::Value| serde_json::json!({"type": "json_schema", "json_schema": {"name": "x", "schema": s}});
+    let cases = [
+        (
+            "response_format",
+            schema(serde_json::json!({"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/a"}}})),
+        ),
+        (
+            "response_format",
+            schema(
+                serde_json::json!({"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}}),
+            ),
+        ),
+        (
+            "response_format",
+            schema(
+                serde_json::json!({"$ref": "#/$defs/a", "$defs": {"a": {"allOf": [{"$ref": "#/$defs/a"}]}}}),
+            ),
+        ),
+        (
+            "response_format",
+            schema(
+                serde_json::json!({"type": "object", "properties": {"x": {"$ref": "#"}}, "required": ["x"]}),
+            ),
+        ),
+        (
+            "structured_outputs",
+            serde_json::json!({"regex": "(a{1000}){1000}"}),
+        ),
+    ];
+    for (field, value) in cases {
+        let mut body = serde_json::json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 20});
+        body[field] = value.clone();
+        let started = std::time::Instant::now();
+        let (status, _, text) =
+            braid_tests::http_full(port, "POST", "/v1/chat/completions", &body.to_string(), &[]);
+        let error: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert_eq!(status, 400, "{value}: {text}");
+        assert_eq!(error["error"]["param"], field, "{text}");
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.len() < 400 && !message.contains("<state>") && !message.contains("internal"),
+            "told in words, without the parser's state: {message}"
+        );
+        assert!(
+            started.elapsed().as_secs() < 2,
+            "{value} took {:?}",
+            started.elapsed()
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! The candle engine as an executor: continuous batching, one token per request per step.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use braid_bus::{Failure, FailureKind, Finish, Prefill, RequestId, Setup};
@@ -17,6 +18,8 @@ pub struct EngineExecutor {
     engine: Engine,
     tokenizer: Option<Arc<Tokenizer>>,
     handoff: Option<GuideHandoff>,
+    /// The request field each guided request's grammar came from.
+    guided: HashMap<RequestId, String>,
 }
 
 impl EngineExecutor {
@@ -31,6 +34,7 @@ impl EngineExecutor {
             engine,
             tokenizer,
             handoff,
+            guided: HashMap::new(),
         }
     }
 
@@ -104,11 +108,16 @@ impl Executor for EngineExecutor {
         if request.guide.is_some() && compiled.is_none() {
             metrics::counter!("braid_guide_compiles_total").increment(1);
         }
-        Ok(self.engine.add_compiled(request, compiled)?)
+        self.engine.add_compiled(request, compiled)?;
+        if let Some(param) = &s.guide_param {
+            self.guided.insert(id, param.clone());
+        }
+        Ok(())
     }
 
     fn abort(&mut self, id: RequestId) {
         self.engine.abort(id.0);
+        self.guided.remove(&id);
     }
 
     fn has_work(&self) -> bool {
@@ -136,18 +145,27 @@ impl Executor for EngineExecutor {
 
     fn step(&mut self, out: &mut Vec<ExecOutput>) -> Result<(), StageError> {
         let outputs = self.engine.step()?;
+        let guided = &mut self.guided;
         out.extend(outputs.into_iter().map(|o| ExecOutput {
             id: RequestId(o.id),
             tokens: o.token.map(|t| vec![t.token]).unwrap_or_default(),
-            finish: o.finish.map(|f| match f {
-                FinishReason::Stop => Finish::Stop,
-                FinishReason::Length => Finish::Length,
-                FinishReason::Abort => Finish::Abort,
-                FinishReason::Failed(message) => Finish::Failed(Failure::new(
-                    FailureKind::Internal,
-                    braid_bus::Stage::Executor,
-                    format!("the structured-output grammar could not go on: {message}"),
-                )),
+            finish: o.finish.map(|f| match (f, guided.remove(&RequestId(o.id))) {
+                (FinishReason::Stop, _) => Finish::Stop,
+                (FinishReason::Length, _) => Finish::Length,
+                (FinishReason::Abort, _) => Finish::Abort,
+                // The request's own grammar stopped mid-way (llguidance's limits): the
+                // client's to change, told in words, naming the field it came from.
+                (FinishReason::Failed(message), param) => {
+                    let failure = Failure::new(
+                        FailureKind::BadRequest,
+                        braid_bus::Stage::Executor,
+                        format!("the structured output could not be enforced further: {message}"),
+                    );
+                    Finish::Failed(match param {
+                        Some(p) => failure.with_param(p),
+                        None => failure,
+                    })
+                }
             }),
             // The engine's own counts, with the prompt tokens its prefix cache served.
             reported: o.counts.map(|c| braid_bus::Usage {
