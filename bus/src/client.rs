@@ -129,6 +129,29 @@ async fn broadcast_cancel(bus: &Bus, id: RequestId, reason: &str) {
     }
 }
 
+/// A request between its registration and its response: dropped armed (the caller
+/// went away while the tokenizer had it), it is cancelled everywhere.
+struct Pending<'a> {
+    cmds: &'a mpsc::UnboundedSender<Cmd>,
+    id: RequestId,
+    armed: bool,
+}
+
+impl Pending<'_> {
+    /// Ends the request here: cancelled everywhere or not.
+    fn settle(&mut self, cancel: bool) {
+        if std::mem::take(&mut self.armed) {
+            let _ = self.cmds.send(Cmd::Done(self.id, cancel));
+        }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.settle(true);
+    }
+}
+
 /// The pipeline client over the bus: submit a request, read its output.
 #[derive(Clone)]
 pub struct Client {
@@ -355,9 +378,14 @@ impl Client {
         self.cmds
             .send(Cmd::Register(id, route, fail_tx))
             .map_err(|_| gone())?;
-        let done = |cancel: bool| {
-            let _ = self.cmds.send(Cmd::Done(id, cancel));
+        // From here the request may be running: if the caller goes away before it has the
+        // response (its client hung up during admission), the request is cancelled.
+        let mut pending = Pending {
+            cmds: &self.cmds,
+            id,
+            armed: true,
         };
+        let mut done = |cancel: bool| pending.settle(cancel);
         let payload = encode(&Envelope {
             header: Header::new(id, 0, true),
             body: submit,
@@ -381,6 +409,8 @@ impl Client {
                 if executor != route.executor {
                     let _ = self.cmds.send(Cmd::Reroute(id, executor));
                 }
+                // The response cancels the request when it is dropped before the end.
+                pending.armed = false;
                 Ok(Response {
                     id,
                     prompt_tokens,

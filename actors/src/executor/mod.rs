@@ -169,6 +169,44 @@ pub struct ExecStats {
     pub free_blocks: u32,
 }
 
+/// Requests cancelled before they arrived. A cancel is broadcast on its own subject and
+/// can overtake its request (still at the tokenizer, or behind others in this replica's
+/// mailbox), so it is remembered for [`Tombstones::TTL`] and the request, when it comes,
+/// is dropped unstarted. Every replica hears every cancel; the set is bounded.
+#[derive(Debug, Default)]
+pub(crate) struct Tombstones {
+    at: HashMap<RequestId, Instant>,
+    order: std::collections::VecDeque<(RequestId, Instant)>,
+}
+
+impl Tombstones {
+    /// How long a cancel waits for its request.
+    const TTL: Duration = Duration::from_secs(60);
+    /// Cancels remembered at most.
+    const CAP: usize = 100_000;
+
+    /// Remembers that `id` was cancelled before it arrived.
+    pub(crate) fn bury(&mut self, id: RequestId) {
+        let now = Instant::now();
+        while let Some(&(old, at)) = self.order.front() {
+            if now.duration_since(at) < Self::TTL && self.order.len() < Self::CAP {
+                break;
+            }
+            self.order.pop_front();
+            if self.at.get(&old) == Some(&at) {
+                self.at.remove(&old);
+            }
+        }
+        self.at.insert(id, now);
+        self.order.push_back((id, now));
+    }
+
+    /// Whether `id` was cancelled before it arrived (forgetting it: it is handled now).
+    pub(crate) fn take(&mut self, id: RequestId) -> bool {
+        self.at.remove(&id).is_some_and(|at| at.elapsed() < Self::TTL)
+    }
+}
+
 /// What the executor actor tells its thread.
 pub(crate) enum Command {
     /// Start a request.
@@ -261,6 +299,7 @@ fn run(
     mut reporter: CacheReporter,
 ) {
     let mut live: HashMap<RequestId, Live> = HashMap::new();
+    let mut cancelled = Tombstones::default();
     let running = metrics::gauge!("braid_num_requests_running");
     let waiting = metrics::gauge!("braid_num_requests_waiting");
     let kv_usage = metrics::gauge!("braid_kv_cache_usage_perc");
@@ -296,10 +335,15 @@ fn run(
             .chain(std::iter::from_fn(|| commands.try_recv().ok()))
         {
             match cmd {
+                Command::Add(id, _) if cancelled.take(id) => {
+                    tracing::debug!("executor: {id} was cancelled before it arrived");
+                }
                 Command::Add(id, prefill) => add(&mut *exec, &mut live, id, *prefill, &mut out),
                 Command::Abort(id) => {
                     if live.remove(&id).is_some() {
                         exec.abort(id);
+                    } else {
+                        cancelled.bury(id);
                     }
                 }
             }
@@ -399,5 +443,25 @@ fn fail_all(exec: &mut dyn Executor, live: &mut HashMap<RequestId, Live>, out: &
     for (id, _) in live.drain() {
         exec.abort(id);
         out.fail(id, Stage::Executor, FailureKind::Internal, message.to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cancel_that_overtook_its_request_is_remembered_once() {
+        let mut t = Tombstones::default();
+        let (a, b) = (RequestId(1), RequestId(2));
+        t.bury(a);
+        assert!(!t.take(b));
+        assert!(t.take(a), "the request that arrives after its cancel is dropped");
+        assert!(!t.take(a), "and forgotten");
+        for i in 0..(Tombstones::CAP as u64 + 10) {
+            t.bury(RequestId(100 + i));
+        }
+        assert!(t.at.len() <= Tombstones::CAP, "bounded");
+        assert!(!t.take(RequestId(100)), "the oldest went first");
     }
 }

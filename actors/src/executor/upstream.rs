@@ -442,7 +442,14 @@ async fn stream(
 /// The requests an upstream executor replica runs: each one's task and its ingress.
 /// Shared by every incarnation of the replica's logic, so requests outlive a restart of
 /// the stage and can still be cancelled.
-pub(crate) type Running = Arc<Mutex<HashMap<RequestId, (JoinHandle<()>, InstanceId)>>>;
+pub(crate) type Running = Arc<Mutex<Requests>>;
+
+/// What an upstream executor replica knows of its requests.
+#[derive(Default)]
+pub(crate) struct Requests {
+    live: HashMap<RequestId, (JoinHandle<()>, InstanceId)>,
+    cancelled: super::Tombstones,
+}
 
 /// The upstream executor's stage logic: starts each request's task, stops it on cancel,
 /// and drops requests whose ingress is gone.
@@ -457,7 +464,7 @@ impl UpstreamLogic {
         UpstreamLogic { exec, bus, live }
     }
 
-    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, (JoinHandle<()>, InstanceId)>> {
+    fn requests(&self) -> std::sync::MutexGuard<'_, Requests> {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -482,12 +489,16 @@ impl Logic for UpstreamLogic {
             );
             return Ok(());
         };
+        if self.requests().cancelled.take(id) {
+            tracing::debug!("executor: {id} was cancelled before it arrived");
+            return Ok(());
+        }
         let to = Arc::from(subject::instance(Stage::Detokenizer, route.detokenizer));
         match self.exec.start(&self.bus, id, env.body, to) {
             Ok(task) => {
-                let mut live = self.live();
-                live.insert(id, (task, route.ingress));
-                prune(&mut live);
+                let mut requests = self.requests();
+                requests.live.insert(id, (task, route.ingress));
+                prune(&mut requests.live);
             }
             Err(e) => out.fail(id, Stage::Executor, e.failure_kind(), e.to_string()),
         }
@@ -495,13 +506,16 @@ impl Logic for UpstreamLogic {
     }
 
     fn cancel(&mut self, id: RequestId, _out: &mut Outbox) {
-        if let Some((task, _)) = self.live().remove(&id) {
-            task.abort();
+        let mut requests = self.requests();
+        match requests.live.remove(&id) {
+            Some((task, _)) => task.abort(),
+            None => requests.cancelled.bury(id),
         }
     }
 
     fn sweep(&mut self, members: &Members, _out: &mut Outbox) {
-        let mut live = self.live();
+        let mut requests = self.requests();
+        let live = &mut requests.live;
         live.retain(|id, (task, origin)| {
             if members.gone(*origin) {
                 tracing::info!("executor: aborting {id}: its ingress is gone");
@@ -510,11 +524,13 @@ impl Logic for UpstreamLogic {
             }
             true
         });
-        prune(&mut live);
+        prune(live);
     }
 
     fn load(&self) -> u32 {
-        self.live()
+        let requests = self.requests();
+        requests
+            .live
             .values()
             .filter(|(task, _)| !task.is_finished())
             .count() as u32
