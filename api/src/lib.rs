@@ -171,14 +171,40 @@ async fn require_key(State(state): State<AppState>, req: Request, next: Next) ->
                 message: "a valid API key is required: Authorization: Bearer KEY, or x-api-key: KEY".into(),
                 param: None,
             };
-            return if req.uri().path().starts_with("/v1/messages") {
-                error::AnthropicError(error).into_response()
-            } else {
-                error.into_response()
-            };
+            return shaped(req.uri().path(), error);
         }
     }
     next.run(req).await
+}
+
+/// An error in the shape of the protocol `path` speaks: Anthropic's on `/v1/messages`,
+/// OpenAI's elsewhere.
+fn shaped(path: &str, error: ApiError) -> Response {
+    if path.starts_with("/v1/messages") {
+        error::AnthropicError(error).into_response()
+    } else {
+        error.into_response()
+    }
+}
+
+/// A path no route serves: 404 in the protocol's shape.
+async fn no_route(uri: axum::http::Uri) -> Response {
+    let error = ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: format!("no route {}", uri.path()),
+        param: None,
+    };
+    shaped(uri.path(), error)
+}
+
+/// A route asked with a method it does not take: 405 in the protocol's shape.
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let error = ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        message: format!("{method} is not allowed on {}", uri.path()),
+        param: None,
+    };
+    shaped(uri.path(), error)
 }
 
 /// The protocol a path speaks, as metrics label it.
@@ -217,7 +243,9 @@ async fn ingress_header(State(state): State<AppState>, mut response: Response) -
 
 /// The HTTP routes, callable from tests without a socket.
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
+    // Everything that does work needs the key (when one is set); /health and /metrics
+    // stay open for probes and scrapers.
+    let authed = Router::new()
         .route("/v1/models", get(models))
         .route("/v1/completions", post(completions::completions))
         .route("/v1/chat/completions", post(chat::chat))
@@ -228,19 +256,14 @@ pub fn router(state: AppState) -> Router {
             "/v1/responses/{id}",
             get(responses::get).delete(responses::delete),
         )
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
-    Router::new()
-        .merge(v1)
-        .route("/health", get(health))
         .route("/tokenize", post(tokenize::tokenize))
         .route("/detokenize", post(tokenize::detokenize))
-        .fallback(|| async {
-            ApiError {
-                status: StatusCode::NOT_FOUND,
-                message: "no such route".into(),
-                param: None,
-            }
-        })
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+    Router::new()
+        .merge(authed)
+        .route("/health", get(health))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(middleware::map_response_with_state(state.clone(), ingress_header))
         .layer(middleware::from_fn(count_requests))

@@ -652,9 +652,7 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
                     axum::routing::get(move || std::future::ready(metrics.render())),
                 );
                 let addr = format!("{}:{}", p.host, p.port);
-                let listener = tokio::net::TcpListener::bind(&addr)
-                    .await
-                    .with_context(|| format!("cannot listen on {addr}"))?;
+                let listener = listen(&addr).await?;
                 tracing::info!("serving on http://{}", listener.local_addr()?);
                 if !node.wait_ready(Duration::from_secs(10)).await {
                     tracing::warn!("not every stage is up yet; /health says which are missing");
@@ -668,9 +666,7 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
                         axum::routing::get(move || std::future::ready(metrics.render())),
                     );
                     let addr = format!("{}:{port}", p.host);
-                    let listener = tokio::net::TcpListener::bind(&addr)
-                        .await
-                        .with_context(|| format!("cannot listen on {addr}"))?;
+                    let listener = listen(&addr).await?;
                     tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
                     Some(tokio::spawn(async move { axum::serve(listener, app).await }))
                 }
@@ -687,6 +683,30 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
         node.shutdown().await;
         anyhow::Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Connections the kernel may hold for braid before it accepts them (the kernel caps it
+/// at `net.core.somaxconn`): a burst of thousands of clients waits instead of being reset,
+/// as tokio's default of 1024 lets happen.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `addr` (`host:port`) with [`LISTEN_BACKLOG`].
+async fn listen(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let at = tokio::net::lookup_host(addr)
+        .await
+        .with_context(|| format!("cannot resolve {addr}"))?
+        .next()
+        .with_context(|| format!("{addr} resolves to no address"))?;
+    let socket = if at.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }?;
+    socket.set_reuseaddr(true)?;
+    socket
+        .bind(at)
+        .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        .with_context(|| format!("cannot listen on {addr}"))
 }
 
 async fn shutdown_signal() {

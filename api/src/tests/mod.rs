@@ -486,3 +486,55 @@ async fn real_clients_fields_are_accepted_and_the_ignored_ones_named() {
 
 mod messages;
 mod responses;
+
+/// One request of any method, answered by the router: status and JSON body.
+async fn call(state: AppState, method: &str, path: &str, headers: &[(&str, &str)]) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let response = router(state)
+        .oneshot(req.body(Body::from("{}")).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn unknown_routes_wrong_methods_and_unkeyed_tokenizing_answer_in_the_protocols_shape() {
+    let mut s = state(Arc::new(Stub::default()));
+    s.api_key = Some("k".into());
+    let key = [("authorization", "Bearer k")];
+    for (method, path) in [
+        ("GET", "/v1/chat/completions"),
+        ("PUT", "/tokenize"),
+        ("DELETE", "/v1/completions"),
+    ] {
+        let (status, json) = call(s.clone(), method, path, &key).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_eq!(json["error"]["code"], 405, "{method} {path}: {json}");
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(method)),
+            "{json}"
+        );
+    }
+    let (status, json) = call(s.clone(), "GET", "/v1/messages", &key).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(json["type"], "error", "Anthropic's shape: {json}");
+    let (status, json) = call(s.clone(), "POST", "/v1/nothing", &key).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(json["error"]["type"], "not_found_error", "{json}");
+    // Work that costs something needs the key; probes do not.
+    for path in ["/tokenize", "/detokenize"] {
+        let (status, json) = call(s.clone(), "POST", path, &[("authorization", "bearer wrong")]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {json}");
+    }
+    let (status, _) = call(s.clone(), "POST", "/tokenize", &[("authorization", "bearer k")]).await;
+    assert_ne!(status, StatusCode::UNAUTHORIZED, "the scheme in any case");
+    let (status, _) = call(s, "GET", "/health", &[]).await;
+    assert_ne!(status, StatusCode::UNAUTHORIZED);
+}
