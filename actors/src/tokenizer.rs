@@ -148,12 +148,33 @@ impl TokenizerLogic {
         render(chat, conv).map_err(|e| bad(e.to_string()).with_param("messages"))
     }
 
-    /// A prompt's token ids and text.
+    /// A prompt's token ids and text. A text longer than the model's context is refused
+    /// as soon as that is known, without tokenizing it whole.
     fn tokens(&self, prompt: &Prompt) -> Result<(Vec<u32>, String), Failure> {
         let tokenizer = &self.config.tokenizer;
-        let encode = |text: String| match tokenizer.encode(&text) {
-            Ok(ids) => Ok((ids, text)),
-            Err(e) => Err(bad(e.to_string()).with_param("prompt")),
+        let param = match prompt {
+            Prompt::Chat(_) => "messages",
+            _ => "prompt",
+        };
+        let encode = |text: String| {
+            let ids = match self.config.max_model_len {
+                Some(max) => tokenizer
+                    .encode_within(&text, max.saturating_sub(1) as usize)
+                    .map(|ids| {
+                        ids.ok_or_else(|| {
+                            bad(format!(
+                                "this model's maximum context length is {max} tokens; the prompt has more"
+                            ))
+                            .with_param(param)
+                        })
+                    }),
+                None => tokenizer.encode(&text).map(Ok),
+            };
+            match ids {
+                Ok(Ok(ids)) => Ok((ids, text)),
+                Ok(Err(over)) => Err(over),
+                Err(e) => Err(bad(e.to_string()).with_param("prompt")),
+            }
         };
         match prompt {
             Prompt::Text(text) => encode(text.clone()),

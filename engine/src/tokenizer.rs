@@ -19,6 +19,26 @@ pub struct Tokenizer {
     bytes: Option<Arc<TokenBytes>>,
 }
 
+/// Bytes of text counted at once by [`Tokenizer::encode_within`].
+const COUNT_PIECE: usize = 16 * 1024;
+
+/// The first piece of `text` of about `size` bytes, ending after whitespace where there
+/// is some (so words stay whole), and on a character boundary always.
+fn cut(text: &str, size: usize) -> &str {
+    if text.len() <= size {
+        return text;
+    }
+    let mut end = size;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let piece = &text[..end];
+    match piece.rfind(char::is_whitespace) {
+        Some(at) if at > 0 => &text[..at + piece[at..].chars().next().map_or(1, char::len_utf8)],
+        _ => piece,
+    }
+}
+
 impl Tokenizer {
     /// Loads `DIR/tokenizer.json`; EOS ids come from `generation_config.json`, then
     /// `config.json`, then `tokenizer_config.json`'s `eos_token`, whichever name them.
@@ -66,6 +86,34 @@ impl Tokenizer {
             .encode(text, false)
             .map_err(|e| Error::Input(format!("cannot tokenize: {e}")))?;
         Ok(enc.get_ids().to_vec())
+    }
+
+    /// Token ids of `text` when it has at most `limit` tokens; `None` when it has more.
+    /// A long text is first counted piece by piece (pieces of [`COUNT_PIECE`] bytes cut
+    /// at whitespace), stopping as soon as the count passes `limit`, so a prompt of
+    /// megabytes is refused for the price of its first `limit` tokens rather than
+    /// tokenized whole (which costs seconds and over a gigabyte for 16 MB of text).
+    pub fn encode_within(&self, text: &str, limit: usize) -> Result<Option<Vec<u32>>> {
+        // A token is rarely over 16 bytes: shorter texts are encoded whole, at once.
+        if text.len() > limit.saturating_mul(16) {
+            let mut counted = 0;
+            let mut rest = text;
+            while !rest.is_empty() {
+                let piece = cut(rest, COUNT_PIECE);
+                rest = &rest[piece.len()..];
+                let enc = self
+                    .inner
+                    .encode(piece, false)
+                    .map_err(|e| Error::Input(format!("cannot tokenize: {e}")))?;
+                // Cutting may split what would be one token in two: at most one per cut.
+                counted += enc.len().saturating_sub(1);
+                if counted > limit {
+                    return Ok(None);
+                }
+            }
+        }
+        let ids = self.encode(text)?;
+        Ok((ids.len() <= limit).then_some(ids))
     }
 
     /// Text of `ids`, special tokens included.
@@ -119,5 +167,37 @@ impl Tokenizer {
     /// The id of a token, if it is in the vocabulary.
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_end_after_whitespace_on_character_boundaries() {
+        assert_eq!(cut("short", 100), "short");
+        assert_eq!(cut("one two three", 9), "one two ");
+        assert_eq!(cut("ééééé", 3), "é", "never inside a character");
+        assert_eq!(cut("abcdefgh", 4), "abcd", "no whitespace: cut at the size");
+    }
+
+    #[test]
+    fn a_text_over_the_limit_is_refused_without_being_tokenized_whole() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.fixtures/tokenizer-qwen3");
+        assert!(
+            dir.join("tokenizer.json").exists(),
+            "the Qwen3 tokenizer is missing: run scripts/setup"
+        );
+        let tok = Tokenizer::from_dir(&dir).unwrap();
+        let text = "hello world ".repeat(200_000);
+        assert_eq!(tok.encode_within(&text, 4096).unwrap(), None);
+        let short = "hello world ".repeat(100);
+        assert_eq!(
+            tok.encode_within(&short, 4096).unwrap(),
+            Some(tok.encode(&short).unwrap())
+        );
+        assert_eq!(tok.encode_within(&short, 10).unwrap(), None);
     }
 }

@@ -58,3 +58,41 @@ fn clients_that_hang_up_stop_their_generation_in_process_and_over_nats() {
     let (_over_nats, port) = serve_engine(&model, &["--bus", &url], "hangups-nats");
     storms(port, 40);
 }
+
+/// The most memory the process has held so far, in MB.
+fn peak_mb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
+#[test]
+fn a_prompt_of_megabytes_is_refused_without_being_tokenized_whole() {
+    let rec = braid_tests::write_recordings("huge-prompt", &[serde_json::json!({"output": "ok"})]);
+    let mut flags = vec!["--max-model-len", "4096"];
+    flags.extend(braid_tests::QWEN3_CHAT);
+    let (serve, port) = braid_tests::serve_replay(&rec, &flags, "huge-prompt");
+    let text = "hello world ".repeat(1_300_000);
+    let before = peak_mb(serve.pid());
+    for (path, body, param) in [
+        ("/tokenize", serde_json::json!({"prompt": text}), "prompt"),
+        (
+            "/v1/chat/completions",
+            serde_json::json!({"messages": [{"role": "user", "content": text}], "max_tokens": 5}),
+            "messages",
+        ),
+    ] {
+        let (status, _, answer) = http_full(port, "POST", path, &body.to_string(), &[]);
+        assert_eq!(status, 400, "{path}: {answer}");
+        let error: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+        assert_eq!(error["error"]["param"], param, "{answer}");
+        assert!(answer.contains("maximum context length is 4096"), "{answer}");
+    }
+    // Tokenized whole, 15.6 MB of text took over a gigabyte; refused early, a few copies
+    // of the body.
+    let grew = peak_mb(serve.pid()).saturating_sub(before);
+    assert!(grew < 400, "the process grew by {grew} MB");
+}
