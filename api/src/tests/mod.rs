@@ -204,7 +204,7 @@ async fn malformed_requests_get_openai_errors_naming_the_field() {
             None,
             "either prompt or messages",
         ),
-        ("/v1/nothing", "{}", 404, None, "no such route"),
+        ("/v1/nothing", "{}", 404, None, "no route /v1/nothing"),
     ];
     for &(path, body, status, param, needle) in cases {
         let stub = Arc::new(Stub::default());
