@@ -156,25 +156,18 @@ impl TokenizerLogic {
             Prompt::Chat(_) => "messages",
             _ => "prompt",
         };
-        let encode = |text: String| {
-            let ids = match self.config.max_model_len {
-                Some(max) => tokenizer
-                    .encode_within(&text, max.saturating_sub(1) as usize)
-                    .map(|ids| {
-                        ids.ok_or_else(|| {
-                            bad(format!(
-                                "this model's maximum context length is {max} tokens; the prompt has more"
-                            ))
-                            .with_param(param)
-                        })
-                    }),
-                None => tokenizer.encode(&text).map(Ok),
-            };
-            match ids {
-                Ok(Ok(ids)) => Ok((ids, text)),
-                Ok(Err(over)) => Err(over),
-                Err(e) => Err(bad(e.to_string()).with_param("prompt")),
-            }
+        // A prompt must leave room for one token of output; without a model length, any
+        // length goes.
+        let max = self.config.max_model_len;
+        let limit = max.map_or(usize::MAX, |m| m.saturating_sub(1) as usize);
+        let encode = |text: String| match tokenizer.encode_within(&text, limit) {
+            Ok(Some(ids)) => Ok((ids, text)),
+            Ok(None) => Err(bad(format!(
+                "this model's maximum context length is {} tokens; the prompt has more",
+                max.unwrap_or_default()
+            ))
+            .with_param(param)),
+            Err(e) => Err(bad(e.to_string()).with_param("prompt")),
         };
         match prompt {
             Prompt::Text(text) => encode(text.clone()),

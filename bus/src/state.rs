@@ -139,20 +139,15 @@ impl SharedMap {
     /// now is logged and reads as empty.
     pub async fn get<V: DeserializeOwned>(&self, key: &str) -> Option<V> {
         let bytes = self.get_bytes(key).await?;
-        match rmp_serde::from_slice::<Entry<String, V>>(&bytes) {
-            Ok(e) if e.version == SCHEMA_VERSION && e.bucket == self.bucket => Some(e.value),
-            outcome => {
-                let why = match outcome {
-                    Ok(e) if e.version != SCHEMA_VERSION => format!("schema version {}", e.version),
-                    Ok(e) => format!("an entry of bucket {:?}", e.bucket),
-                    Err(e) => format!("not braid's ({e})"),
-                };
-                metrics::counter!("braid_state_bad_values_total", "bucket" => self.bucket.clone())
-                    .increment(1);
-                tracing::warn!("a value in bucket {} is refused: {why}", self.bucket);
-                None
-            }
-        }
+        let why = match rmp_serde::from_slice::<Entry<String, V>>(&bytes) {
+            Ok(e) if e.version != SCHEMA_VERSION => format!("schema version {}", e.version),
+            Ok(e) if e.bucket != self.bucket => format!("an entry of bucket {:?}", e.bucket),
+            Ok(e) => return Some(e.value),
+            Err(e) => format!("not braid's ({e})"),
+        };
+        metrics::counter!("braid_state_bad_values_total", "bucket" => self.bucket.clone()).increment(1);
+        tracing::warn!("a value in bucket {} is refused: {why}", self.bucket);
+        None
     }
 
     /// Stores `value` under `key`. A store that cannot be written now is logged.

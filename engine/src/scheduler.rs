@@ -14,7 +14,7 @@ use braid_parsers::reasoning::StartState;
 use crate::guide::{apply_mask, Guide, Guides};
 use crate::kv_cache::{BlockAllocator, KvCache};
 use crate::model::{Model, SeqInput};
-use crate::prefix::{block_hash, CacheChanges, ChangeLog};
+use crate::prefix::{block_hash, chain_hashes, CacheChanges, ChangeLog};
 use crate::sampling::{Sampled, Sampler, SamplingParams};
 
 /// Scheduler limits (vLLM's names).
@@ -331,14 +331,12 @@ impl Blocks {
             return 0;
         }
         let bs = self.block_size;
-        let mut prev = 0;
-        for i in 0..(seq.tokens.len() - 1) / bs {
-            let h = block_hash(prev, &seq.tokens[i * bs..(i + 1) * bs]);
+        let full = (seq.tokens.len() - 1) / bs * bs;
+        for h in chain_hashes(&seq.tokens[..full], bs) {
             let Some(&b) = self.prefix.get(&h) else { break };
             self.alloc.retain(b);
             seq.blocks.push(b);
             seq.hashes.push(h);
-            prev = h;
         }
         seq.computed = seq.blocks.len() * bs;
         seq.computed

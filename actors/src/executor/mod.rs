@@ -89,8 +89,9 @@ impl CacheReporter {
         }
     }
 
-    /// Adds the news due now (if any) to `out`.
-    fn report(&mut self, exec: &mut dyn Executor, idle: bool, out: &mut Outbox) {
+    /// Adds the news due now (if any) to `out`; `free_blocks` is the executor's figure
+    /// from this step's stats.
+    fn report(&mut self, exec: &mut dyn Executor, idle: bool, free_blocks: u32, out: &mut Outbox) {
         let full = self
             .last_full
             .is_none_or(|t| t.elapsed() >= braid_bus::CACHE_NEWS_FULL_EVERY);
@@ -115,7 +116,7 @@ impl CacheReporter {
             full: changes.full,
             stored: changes.stored,
             removed: changes.removed,
-            free_blocks: exec.stats().free_blocks,
+            free_blocks,
         };
         self.seq += 1;
         out.announce(&self.subject, &news);
@@ -313,7 +314,8 @@ fn run(
     let mut last_sweep = Instant::now();
     // Routers hear of this replica's cache before its first request.
     let mut first = Outbox::default();
-    reporter.report(&mut *exec, true, &mut first);
+    let free_blocks = exec.stats().free_blocks;
+    reporter.report(&mut *exec, true, free_blocks, &mut first);
     if !first.is_empty() && publish.blocking_send(first).is_err() {
         return;
     }
@@ -399,7 +401,7 @@ fn run(
         mask_us.absolute(stats.mask_us);
         mask_wait.absolute(stats.mask_wait_us);
         let idle = !exec.has_work();
-        reporter.report(&mut *exec, idle, &mut out);
+        reporter.report(&mut *exec, idle, stats.free_blocks, &mut out);
         if !out.is_empty() && publish.blocking_send(out).is_err() {
             return;
         }
