@@ -427,6 +427,9 @@ fn each_round_goes_to_the_executor_replica_that_cached_its_conversation() {
             first["usage"]["prompt_tokens_details"]["cached_tokens"], 0,
             "{first}"
         );
+        // The tool runs (agents take tens of milliseconds at least) while the executor's
+        // news of its cache travels to the router.
+        std::thread::sleep(Duration::from_millis(200));
         prompt.extend(5000..5016);
         let second = complete(&prompt);
         assert_eq!(
