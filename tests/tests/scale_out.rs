@@ -413,6 +413,10 @@ fn each_round_goes_to_the_executor_replica_that_cached_its_conversation() {
         wait_healthy(port, Duration::from_secs(60)),
         "the deployment did not come up"
     );
+    // The ingress is healthy once it has heard every stage; the tokenizer may not have
+    // heard both executors yet (they beat every 200 ms), and routes only among those it
+    // has heard. Give every process a second (the beat timeout) to hear every replica.
+    std::thread::sleep(Duration::from_secs(1));
     let complete = |prompt: &[u32]| -> serde_json::Value {
         let body = json!({"prompt": prompt, "max_tokens": 2}).to_string();
         let (status, _, body) = http_full(port, "POST", "/v1/completions", &body, &[]);
