@@ -289,3 +289,30 @@ async fn overload_is_refused_at_admission_and_a_panicking_stage_restarts() {
     assert_eq!(got.content, "word ".repeat(200));
     assert_eq!(got.finish, Some(Finish::Stop));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_ids_outside_the_vocabulary_are_refused_naming_their_field() {
+    let tok = tokenizer();
+    let node = node(&tok, vec![(None, "ok".into())], Pace::default(), 16).await;
+    let vocab = tok.vocab_size() as u32;
+    let mut biased = submit("hi", None, None);
+    biased.sampling.logit_bias = vec![(1, 5.0), (vocab, -1.0)];
+    let mut tokens = submit("hi", None, None);
+    tokens.prompt = Prompt::Tokens(vec![1, vocab + 7]);
+    for (s, param) in [(biased, "logit_bias"), (tokens, "prompt")] {
+        let refused = node.ingress.as_ref().unwrap().submit(s).await.err();
+        let refused = refused.expect("an id outside the vocabulary is refused");
+        assert_eq!(
+            (refused.kind, refused.param.as_deref()),
+            (FailureKind::BadRequest, Some(param))
+        );
+        assert!(
+            refused.message.contains("outside the vocabulary"),
+            "{}",
+            refused.message
+        );
+    }
+    let mut fine = submit("hi", None, None);
+    fine.sampling.logit_bias = vec![(vocab - 1, 100.0)];
+    assert_eq!(run(&node, fine).await.content, "ok");
+}

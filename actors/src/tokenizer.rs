@@ -173,15 +173,16 @@ impl TokenizerLogic {
             Prompt::Text(text) => encode(text.clone()),
             Prompt::Chat(conv) => encode(self.render(conv)?),
             Prompt::Tokens(ids) => {
-                self.check_ids(ids, "prompt")?;
+                self.check_ids(ids.iter().copied(), "prompt")?;
                 Ok((ids.clone(), tokenizer.decode_lossy(ids, false)))
             }
         }
     }
 
-    fn check_ids(&self, ids: &[u32], param: &str) -> Result<(), Failure> {
+    /// Refuses a token id outside the vocabulary, naming the request field it came from.
+    fn check_ids(&self, ids: impl IntoIterator<Item = u32>, param: &str) -> Result<(), Failure> {
         let vocab = self.config.tokenizer.vocab_size() as u32;
-        match ids.iter().find(|&&t| t >= vocab) {
+        match ids.into_iter().find(|&t| t >= vocab) {
             Some(bad_id) => Err(bad(format!(
                 "token id {bad_id} is outside the vocabulary (size {vocab})"
             ))
@@ -199,6 +200,7 @@ impl TokenizerLogic {
             mut setup,
         } = submit;
         let (ids, text) = self.tokens(&prompt)?;
+        self.check_ids(sampling.logit_bias.iter().map(|&(t, _)| t), "logit_bias")?;
         if ids.is_empty() {
             return Err(bad("the prompt is empty").with_param("prompt"));
         }
@@ -261,7 +263,7 @@ impl TokenizerLogic {
                     max_model_len: self.config.max_model_len,
                 })
             }
-            TokenizerCall::Detokenize(ids) => self.check_ids(ids, "tokens").and_then(|()| {
+            TokenizerCall::Detokenize(ids) => self.check_ids(ids.iter().copied(), "tokens").and_then(|()| {
                 self.config
                     .tokenizer
                     .decode(ids)

@@ -7,20 +7,22 @@ use axum::extract::State;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use braid_bus::Response as Stream;
-use braid_bus::{Collected, Conversation, Delta, Finish, Prompt, Sampling, Setup, Submit, ToolSpec, Usage};
+use braid_bus::{Collected, Conversation, Delta, Finish, Prompt, Sampling, Submit, ToolSpec, Usage};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::completions::{finish_reason, parse_body, sampling, stop_list};
+use crate::completions::finish_reason;
 use crate::conversation;
 use crate::error::ApiError;
 use crate::prompt;
+use crate::sampling::{at_least_one, parse_with_sampling, SamplingFields};
 use crate::sse;
 use crate::structured::{self, Asked, ToolChoice};
 use crate::{AppState, RawBody, ReasoningField};
 
-/// The request body: OpenAI's fields plus vLLM's extensions. Unknown fields are refused
-/// (a misspelt parameter should not be silently ignored).
+/// The request body: OpenAI's fields plus vLLM's extensions, less the sampling and stop
+/// fields every OpenAI text endpoint shares ([`SamplingFields`]). Unknown fields are
+/// refused (a misspelt parameter should not be silently ignored).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
@@ -32,26 +34,9 @@ struct ChatRequest {
     parallel_tool_calls: Option<bool>,
     max_tokens: Option<u32>,
     max_completion_tokens: Option<u32>,
-    temperature: Option<f32>,
-    top_p: Option<f32>,
-    top_k: Option<i64>,
-    min_p: Option<f32>,
-    seed: Option<u64>,
-    presence_penalty: Option<f32>,
-    frequency_penalty: Option<f32>,
-    repetition_penalty: Option<f32>,
-    stop: Option<Value>,
-    #[serde(default)]
-    stop_token_ids: Vec<u32>,
-    #[serde(default)]
-    ignore_eos: bool,
-    #[serde(default)]
-    include_stop_str_in_output: bool,
-    skip_special_tokens: Option<bool>,
     #[serde(default)]
     stream: bool,
     stream_options: Option<StreamOptions>,
-    n: Option<u32>,
     logprobs: Option<bool>,
     top_logprobs: Option<u32>,
     response_format: Option<Value>,
@@ -66,7 +51,6 @@ struct ChatRequest {
     metadata: Option<Value>,
     store: Option<Value>,
     service_tier: Option<Value>,
-    logit_bias: Option<Value>,
     prompt_cache_key: Option<Value>,
     prompt_cache_retention: Option<Value>,
     safety_identifier: Option<Value>,
@@ -84,13 +68,6 @@ impl ChatRequest {
     /// ignored.
     fn unsupported(&self) -> Result<(), ApiError> {
         let set = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_null());
-        if self
-            .logit_bias
-            .as_ref()
-            .is_some_and(|b| b.as_object().is_none_or(|m| !m.is_empty()))
-        {
-            return Err(ApiError::invalid("logit_bias", "logit_bias is not supported yet"));
-        }
         let wants_audio = self
             .modalities
             .as_ref()
@@ -238,11 +215,8 @@ pub(crate) async fn chat(
     State(state): State<AppState>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let req: ChatRequest = parse_body(&body)?;
+    let (req, fields): (ChatRequest, SamplingFields) = parse_with_sampling(&body)?;
     state.check_model(req.model.as_deref())?;
-    if req.n.is_some_and(|n| n != 1) {
-        return Err(ApiError::invalid("n", "only n = 1 is supported"));
-    }
     if req.logprobs == Some(true) || req.top_logprobs.is_some() {
         return Err(ApiError::invalid("logprobs", "logprobs are not supported yet"));
     }
@@ -264,10 +238,7 @@ pub(crate) async fn chat(
     .await?;
     let tools = &conversation.tools;
     let choice = tool_choice(req.tool_choice.as_ref(), tools)?;
-    let max_tokens = req.max_completion_tokens.or(req.max_tokens);
-    if max_tokens == Some(0) {
-        return Err(ApiError::invalid("max_tokens", "max_tokens must be at least 1"));
-    }
+    let max_tokens = at_least_one(req.max_completion_tokens.or(req.max_tokens), "max_tokens")?;
     let parallel = req.parallel_tool_calls.unwrap_or(true);
     let constraint = structured::constraint(&Asked {
         response_format: req.response_format.as_ref(),
@@ -280,34 +251,11 @@ pub(crate) async fn chat(
     let submit = Submit {
         prompt: Prompt::Chat(conversation),
         sampling: Sampling {
-            stop_token_ids: req.stop_token_ids,
-            ignore_eos: req.ignore_eos,
             thinking_token_budget: req.thinking_token_budget.or(state.chat.thinking_token_budget),
-            ..sampling(
-                max_tokens.unwrap_or(u32::MAX),
-                req.temperature,
-                req.top_p,
-                req.top_k,
-                req.min_p,
-                req.seed,
-                (
-                    req.presence_penalty,
-                    req.frequency_penalty,
-                    req.repetition_penalty,
-                ),
-            )
-            .map(|s| Sampling {
-                max_tokens: max_tokens.unwrap_or(0),
-                ..s
-            })?
+            ..fields.sampling(max_tokens.unwrap_or(0))?
         },
         constraint,
-        setup: Setup {
-            stop: stop_list(req.stop)?,
-            include_stop_str: req.include_stop_str_in_output,
-            skip_special_tokens: req.skip_special_tokens.unwrap_or(setup.skip_special_tokens),
-            ..setup
-        },
+        setup: fields.setup(setup)?,
     };
     let stream = state.pipeline.submit(submit).await?;
     let reply = Reply {

@@ -8,72 +8,49 @@ use axum::extract::State;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use braid_bus::Response as Stream;
-use braid_bus::{Collected, Finish, Prompt, Sampling, Setup, Submit, Usage};
+use braid_bus::{Collected, Finish, Prompt, Setup, Submit, Usage};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
+use crate::prompt;
+use crate::sampling::{at_least_one, parse_with_sampling, SamplingFields};
 use crate::{AppState, RawBody};
 
-/// The request body (OpenAI's fields, plus vLLM's sampling extensions).
+/// The request body: OpenAI's fields and vLLM's extensions, less the sampling and stop
+/// fields every OpenAI text endpoint shares ([`SamplingFields`]). Unknown fields are
+/// refused.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CompletionRequest {
     model: Option<String>,
     prompt: Value,
-    #[serde(default = "default_max_tokens")]
-    max_tokens: u32,
-    temperature: Option<f32>,
-    top_p: Option<f32>,
-    top_k: Option<i64>,
-    min_p: Option<f32>,
-    seed: Option<u64>,
-    presence_penalty: Option<f32>,
-    frequency_penalty: Option<f32>,
-    repetition_penalty: Option<f32>,
-    stop: Option<Value>,
-    #[serde(default)]
-    stop_token_ids: Vec<u32>,
-    #[serde(default)]
-    ignore_eos: bool,
-    #[serde(default)]
-    include_stop_str_in_output: bool,
-    skip_special_tokens: Option<bool>,
+    max_tokens: Option<u32>,
     #[serde(default)]
     stream: bool,
     stream_options: Option<StreamOptions>,
-    n: Option<u32>,
     echo: Option<bool>,
     logprobs: Option<Value>,
+    suffix: Option<Value>,
+    /// Accepted, not acted on, named in the `x-braid-ignored-fields` header.
+    user: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct StreamOptions {
     #[serde(default)]
     include_usage: bool,
+    #[serde(default)]
+    #[allow(dead_code)]
+    continuous_usage_stats: bool,
 }
 
-fn default_max_tokens() -> u32 {
-    16
-}
-
-/// Reads a JSON body, turning any problem into an OpenAI-shaped 400 that names the field
-/// at fault.
-pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_body(format!("the request body is not valid JSON: {e}")))?;
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path.is_empty() || path == "." {
-            ApiError::bad_body(format!("the request body is not valid: {inner}"))
-        } else {
-            ApiError::bad_body(format!("the request body is not valid: {path}: {inner}"))
-        }
-    })
-}
+/// OpenAI's default `max_tokens` for this endpoint.
+const DEFAULT_MAX_TOKENS: u32 = 16;
 
 /// The prompt: a string, a one-string array, or token ids.
-fn prompt(v: Value) -> Result<Prompt, ApiError> {
+fn decode_prompt(v: Value) -> Result<Prompt, ApiError> {
     let bad = || {
         ApiError::invalid(
             "prompt",
@@ -93,92 +70,6 @@ fn prompt(v: Value) -> Result<Prompt, ApiError> {
             .ok_or_else(bad),
         _ => Err(bad()),
     }
-}
-
-/// `stop` as a list: a string, or up to 16 strings.
-pub(crate) fn stop_list(v: Option<Value>) -> Result<Vec<String>, ApiError> {
-    match v {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![s]),
-        Some(Value::Array(items)) if items.len() <= 16 => items
-            .into_iter()
-            .map(|i| match i {
-                Value::String(s) => Ok(s),
-                _ => Err(ApiError::invalid(
-                    "stop",
-                    "stop must be a string or a list of strings",
-                )),
-            })
-            .collect(),
-        Some(_) => Err(ApiError::invalid(
-            "stop",
-            "stop must be a string or a list of at most 16 strings",
-        )),
-    }
-}
-
-/// Sampling settings, range-checked, named as the client sent them.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn sampling(
-    max_tokens: u32,
-    temperature: Option<f32>,
-    top_p: Option<f32>,
-    top_k: Option<i64>,
-    min_p: Option<f32>,
-    seed: Option<u64>,
-    penalties: (Option<f32>, Option<f32>, Option<f32>),
-) -> Result<Sampling, ApiError> {
-    let d = Sampling::default();
-    let s = Sampling {
-        max_tokens,
-        temperature: temperature.unwrap_or(d.temperature),
-        top_p: top_p.unwrap_or(d.top_p),
-        top_k: match top_k {
-            None | Some(-1) | Some(0) => 0,
-            Some(k) if k > 0 => u32::try_from(k).unwrap_or(u32::MAX),
-            Some(_) => return Err(ApiError::invalid("top_k", "top_k must be -1 (off) or positive")),
-        },
-        min_p: min_p.unwrap_or(d.min_p),
-        seed,
-        presence_penalty: penalties.0.unwrap_or(d.presence_penalty),
-        frequency_penalty: penalties.1.unwrap_or(d.frequency_penalty),
-        repetition_penalty: penalties.2.unwrap_or(d.repetition_penalty),
-        ..d
-    };
-    if max_tokens == 0 {
-        return Err(ApiError::invalid("max_tokens", "max_tokens must be at least 1"));
-    }
-    if !(0.0..=100.0).contains(&s.temperature) || !s.temperature.is_finite() {
-        return Err(ApiError::invalid(
-            "temperature",
-            "temperature must be between 0 and 100",
-        ));
-    }
-    if !(s.top_p > 0.0 && s.top_p <= 1.0) {
-        return Err(ApiError::invalid("top_p", "top_p must be in (0, 1]"));
-    }
-    if !(0.0..=1.0).contains(&s.min_p) {
-        return Err(ApiError::invalid("min_p", "min_p must be in [0, 1]"));
-    }
-    if !(-2.0..=2.0).contains(&s.presence_penalty) {
-        return Err(ApiError::invalid(
-            "presence_penalty",
-            "presence_penalty must be in [-2, 2]",
-        ));
-    }
-    if !(-2.0..=2.0).contains(&s.frequency_penalty) {
-        return Err(ApiError::invalid(
-            "frequency_penalty",
-            "frequency_penalty must be in [-2, 2]",
-        ));
-    }
-    if !(s.repetition_penalty > 0.0 && s.repetition_penalty.is_finite()) {
-        return Err(ApiError::invalid(
-            "repetition_penalty",
-            "repetition_penalty must be positive",
-        ));
-    }
-    Ok(s)
 }
 
 /// OpenAI's name for how a request ended.
@@ -205,42 +96,22 @@ pub(crate) async fn completions(
     State(state): State<AppState>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let req: CompletionRequest = parse_body(&body)?;
+    let (req, fields): (CompletionRequest, SamplingFields) = parse_with_sampling(&body)?;
     state.check_model(req.model.as_deref())?;
-    if req.n.is_some_and(|n| n != 1) {
-        return Err(ApiError::invalid("n", "only n = 1 is supported"));
-    }
     if req.echo == Some(true) {
         return Err(ApiError::invalid("echo", "echo is not supported"));
     }
     if req.logprobs.as_ref().is_some_and(|v| !v.is_null()) {
         return Err(ApiError::invalid("logprobs", "logprobs are not supported yet"));
     }
+    if req.suffix.as_ref().is_some_and(|v| !v.is_null()) {
+        return Err(ApiError::invalid("suffix", "suffix (insertion) is not supported"));
+    }
+    let max_tokens = at_least_one(req.max_tokens, "max_tokens")?.unwrap_or(DEFAULT_MAX_TOKENS);
     let submit = Submit {
-        prompt: prompt(req.prompt)?,
-        sampling: Sampling {
-            stop_token_ids: req.stop_token_ids,
-            ignore_eos: req.ignore_eos,
-            ..sampling(
-                req.max_tokens,
-                req.temperature,
-                req.top_p,
-                req.top_k,
-                req.min_p,
-                req.seed,
-                (
-                    req.presence_penalty,
-                    req.frequency_penalty,
-                    req.repetition_penalty,
-                ),
-            )?
-        },
-        setup: Setup {
-            stop: stop_list(req.stop)?,
-            include_stop_str: req.include_stop_str_in_output,
-            skip_special_tokens: req.skip_special_tokens.unwrap_or(true),
-            ..Setup::default()
-        },
+        prompt: decode_prompt(req.prompt)?,
+        sampling: fields.sampling(max_tokens)?,
+        setup: fields.setup(Setup::default())?,
         constraint: None,
     };
     let stream = state.pipeline.submit(submit).await?;
@@ -249,12 +120,18 @@ pub(crate) async fn completions(
         created: crate::unix_time(),
         model: state.model.clone(),
     };
-    if req.stream {
+    let mut response = if req.stream {
         let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
-        Ok(sse(stream, meta, include_usage).into_response())
+        sse(stream, meta, include_usage).into_response()
     } else {
-        whole(stream, &meta).await
-    }
+        whole(stream, &meta).await?
+    };
+    prompt::ignored_header(
+        &mut response,
+        "completions",
+        &prompt::set_fields(&[("user", &req.user)]),
+    );
+    Ok(response)
 }
 
 struct Meta {
@@ -327,20 +204,4 @@ fn sse(
             }
         });
     Sse::new(events)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn body_errors_name_the_field() {
-        #[derive(Debug, serde::Deserialize)]
-        #[allow(dead_code)]
-        struct R {
-            temperature: Option<f32>,
-        }
-        let e = super::parse_body::<R>(br#"{"temperature": "hot"}"#)
-            .err()
-            .map(|e| e.message);
-        assert!(e.as_deref().is_some_and(|m| m.contains("temperature")), "{e:?}");
-    }
 }

@@ -29,10 +29,14 @@ fn content(m: &Value, at: &str) -> Result<(Option<String>, String), ApiError> {
             let mut texts = Vec::new();
             let mut thinking = String::new();
             for (j, part) in parts.iter().enumerate() {
-                let text = |key: &str| part.get(key).and_then(Value::as_str).unwrap_or_default();
+                let text = |key: &str| {
+                    part.get(key)
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| invalid(format!("{at}.content[{j}].{key} must be a string")))
+                };
                 match part.get("type").and_then(Value::as_str) {
-                    Some("text") => texts.push(text("text")),
-                    Some("thinking") => thinking.push_str(text("thinking")),
+                    Some("text") => texts.push(text("text")?),
+                    Some("thinking") => thinking.push_str(text("thinking")?),
                     Some("redacted_thinking") => {}
                     other => {
                         return Err(invalid(format!(
@@ -69,7 +73,11 @@ fn tool_calls(m: &Value, at: &str) -> Result<Option<Vec<ToolCall>>, ApiError> {
     let mut merged: Vec<(Option<u64>, String, String, Vec<&Value>)> = Vec::new();
     for c in calls {
         let index = c.get("index").and_then(Value::as_u64);
-        let id = c.get("id").and_then(Value::as_str).unwrap_or_default();
+        let id = match c.get("id") {
+            None | Some(Value::Null) => "",
+            Some(Value::String(id)) => id.as_str(),
+            Some(_) => return Err(invalid(format!("{at}.tool_calls: a call's id must be a string"))),
+        };
         let name = match c.pointer("/function/name") {
             None | Some(Value::Null) if index.is_some() => "",
             Some(Value::String(n)) => n.as_str(),

@@ -20,6 +20,7 @@ mod messages;
 mod prompt;
 pub mod replay;
 mod responses;
+mod sampling;
 pub mod seal;
 mod sse;
 pub mod structured;

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::chat::decode_conversation;
-use crate::completions::parse_body;
 use crate::error::ApiError;
+use crate::sampling::parse_body;
 use crate::{AppState, RawBody};
 
 #[derive(Debug, Deserialize)]

@@ -19,7 +19,7 @@ use crate::id::{InstanceId, RequestId, Stage};
 
 /// The wire schema version. A message of another version is refused by [`crate::decode`]
 /// with [`crate::Error::Version`], so mixed deployments fail loudly, not subtly.
-pub const SCHEMA_VERSION: u16 = 5;
+pub const SCHEMA_VERSION: u16 = 6;
 
 /// What every message starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +132,9 @@ pub struct Sampling {
     pub stop_token_ids: Vec<u32>,
     /// Keep going past EOS.
     pub ignore_eos: bool,
+    /// Added to these tokens' logits before penalties and sampling (OpenAI's
+    /// `logit_bias`, each bias within ±100), sorted by token with no token twice.
+    pub logit_bias: Vec<(u32, f32)>,
     /// A Lark grammar (llguidance's dialect) the answer must match: structured outputs and
     /// enforced tool calls. Reasoning is never constrained. Written by the tokenizer stage
     /// from [`Submit::constraint`] (whatever a submitter puts here is replaced).
@@ -159,6 +162,7 @@ impl Default for Sampling {
             repetition_penalty: 1.0,
             stop_token_ids: Vec::new(),
             ignore_eos: false,
+            logit_bias: Vec::new(),
             guide: None,
             guide_param: None,
             thinking_token_budget: None,

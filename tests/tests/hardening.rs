@@ -96,3 +96,56 @@ fn a_prompt_of_megabytes_is_refused_without_being_tokenized_whole() {
     let grew = peak_mb(serve.pid()).saturating_sub(before);
     assert!(grew < 400, "the process grew by {grew} MB");
 }
+
+#[test]
+fn logit_bias_steers_the_real_engine_and_ids_outside_the_vocabulary_are_refused() {
+    let model = qwen3_fixture("logit-bias");
+    let (_serve, port) = serve_engine(&model, &[], "logit-bias");
+    // Token 9707 is "Hello"; +100 on it beats every logit of the random model.
+    let (_, _, expected) = http_full(
+        port,
+        "POST",
+        "/detokenize",
+        r#"{"tokens": [9707, 9707, 9707, 9707, 9707, 9707]}"#,
+        &[],
+    );
+    let expected: serde_json::Value = serde_json::from_str(&expected).unwrap_or_default();
+    assert_eq!(expected["prompt"], "HelloHelloHelloHelloHelloHello", "{expected}");
+    let sampling = serde_json::json!({"max_tokens": 6, "temperature": 1.0, "seed": 11, "ignore_eos": true});
+    for (path, mut body) in [
+        ("/v1/completions", serde_json::json!({"prompt": "Say anything"})),
+        (
+            "/v1/chat/completions",
+            serde_json::json!({"messages": [{"role": "user", "content": "Say anything"}],
+                "chat_template_kwargs": {"enable_thinking": false}}),
+        ),
+    ] {
+        let Some(fields) = body.as_object_mut() else {
+            unreachable!("an object literal")
+        };
+        fields.extend(sampling.as_object().cloned().unwrap_or_default());
+        fields.insert("logit_bias".into(), serde_json::json!({"9707": 100}));
+        let (status, _, answer) = http_full(port, "POST", path, &body.to_string(), &[]);
+        assert_eq!(status, 200, "{path}: {answer}");
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+        let choice = &answer["choices"][0];
+        let text = choice.get("text").unwrap_or(&choice["message"]["content"]);
+        assert_eq!(text, &expected["prompt"], "{path}: {answer}");
+        // Without the bias the random model says something else.
+        body.as_object_mut().map(|o| o.remove("logit_bias"));
+        let (_, _, plain) = http_full(port, "POST", path, &body.to_string(), &[]);
+        assert!(!plain.contains("HelloHelloHello"), "{path}: {plain}");
+    }
+    let (status, _, answer) = http_full(
+        port,
+        "POST",
+        "/v1/completions",
+        r#"{"prompt": "x", "logit_bias": {"999999999": 1}}"#,
+        &[],
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer.contains("\"param\":\"logit_bias\"") && answer.contains("outside the vocabulary"),
+        "{answer}"
+    );
+}

@@ -89,6 +89,7 @@ impl Executor for EngineExecutor {
                 presence_penalty: s.presence_penalty,
                 frequency_penalty: s.frequency_penalty,
                 repetition_penalty: s.repetition_penalty,
+                logit_bias: s.logit_bias.clone(),
                 logprobs: None,
             },
             max_tokens: s.max_tokens as usize,

@@ -254,6 +254,14 @@ fn body(spec: &UpstreamSpec, prefill: &Prefill, text: Option<String>) -> Value {
     if !s.stop_token_ids.is_empty() {
         b["stop_token_ids"] = json!(s.stop_token_ids);
     }
+    if !s.logit_bias.is_empty() {
+        let bias: serde_json::Map<String, Value> = s
+            .logit_bias
+            .iter()
+            .map(|(t, b)| (t.to_string(), json!(b)))
+            .collect();
+        b["logit_bias"] = Value::Object(bias);
+    }
     if let Some(m) = &spec.model {
         b["model"] = json!(m);
     }

@@ -22,8 +22,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use self::blocks::Blocks;
-use crate::completions::{parse_body, sampling};
 use crate::error::{AnthropicError, ApiError};
+use crate::sampling::{at_least_one, parse_body, SamplingFields};
 use crate::seal::Signatures;
 use crate::sse::Machine;
 use crate::structured::{self, Asked, ToolChoice};
@@ -205,15 +205,13 @@ pub(crate) async fn messages(
             // Claude Code asks for 32000 whatever the context left: Anthropic's API lowers
             // an over-long max_tokens to what fits, and so does braid here.
             fit_max_tokens: true,
-            ..sampling(
-                req.max_tokens,
-                req.temperature,
-                req.top_p,
-                req.top_k,
-                None,
-                None,
-                (None, None, None),
-            )?
+            ..SamplingFields {
+                temperature: req.temperature,
+                top_p: req.top_p,
+                top_k: req.top_k,
+                ..SamplingFields::default()
+            }
+            .sampling(at_least_one(Some(req.max_tokens), "max_tokens")?.unwrap_or_default())?
         },
         constraint,
         setup: Setup { stop, ..setup },

@@ -20,8 +20,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use self::items::Items;
-use crate::completions::{parse_body, sampling};
 use crate::error::ApiError;
+use crate::sampling::{parse_body, SamplingFields};
 use crate::seal::Signatures;
 use crate::sse::Machine;
 use crate::structured::{self, Asked, ToolChoice};
@@ -228,16 +228,12 @@ pub(crate) async fn responses(
         prompt: Prompt::Chat(conversation),
         sampling: Sampling {
             thinking_token_budget: state.chat.thinking_token_budget,
-            max_tokens,
-            ..sampling(
-                max_tokens.max(1),
-                req.temperature,
-                req.top_p,
-                None,
-                None,
-                None,
-                (None, None, None),
-            )?
+            ..SamplingFields {
+                temperature: req.temperature,
+                top_p: req.top_p,
+                ..SamplingFields::default()
+            }
+            .sampling(max_tokens)?
         },
         constraint,
         setup,

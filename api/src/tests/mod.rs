@@ -205,6 +205,127 @@ async fn malformed_requests_get_openai_errors_naming_the_field() {
             "either prompt or messages",
         ),
         ("/v1/nothing", "{}", 404, None, "no route /v1/nothing"),
+        // Values of the wrong type are refused, not read as empty.
+        (
+            "/v1/chat/completions",
+            r#"{"messages": [{"role": "user", "content": [{"type": "text"}]}]}"#,
+            400,
+            Some("messages"),
+            "messages[0].content[0].text must be a string",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}"#,
+            400,
+            Some("messages"),
+            "content[0].text must be a string",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"messages": [{"role": "assistant", "tool_calls": [{"id": 7, "type": "function", "function": {"name": "f", "arguments": "{}"}}]}]}"#,
+            400,
+            Some("messages"),
+            "id must be a string",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"messages": [{"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": 5}}]}]}"#,
+            400,
+            Some("messages"),
+            "arguments must be a string",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"messages": [{"role": "user", "content": "x"}], "logit_bias": {"dog": 1}}"#,
+            400,
+            Some("logit_bias"),
+            "not a token id",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"messages": [{"role": "user", "content": "x"}], "logit_bias": {"5": "up"}}"#,
+            400,
+            Some("logit_bias"),
+            "must be a number",
+        ),
+        // The fields the two OpenAI text endpoints share are checked alike.
+        (
+            "/v1/completions",
+            r#"{"prompt": "x", "best_of": 0}"#,
+            400,
+            Some("best_of"),
+            "best_of = 1",
+        ),
+        (
+            "/v1/completions",
+            r#"{"prompt": "x", "best_of": 3}"#,
+            400,
+            Some("best_of"),
+            "best_of = 1",
+        ),
+        (
+            "/v1/completions",
+            r#"{"prompt": "x", "n": 2}"#,
+            400,
+            Some("n"),
+            "n = 1",
+        ),
+        (
+            "/v1/completions",
+            r#"{"prompt": "x", "max_tokens": 0}"#,
+            400,
+            Some("max_tokens"),
+            "at least 1",
+        ),
+        (
+            "/v1/completions",
+            r#"{"prompt": "x", "top_p": 0}"#,
+            400,
+            Some("top_p"),
+            "(0, 1]",
+        ),
+        (
+            "/v1/completions",
+            r#"{"prompt": "x", "suffix": "y"}"#,
+            400,
+            Some("suffix"),
+            "not supported",
+        ),
+        (
+            "/v1/completions",
+            r#"{"prompt": "x", "temprature": 1}"#,
+            400,
+            None,
+            "unknown field `temprature`",
+        ),
+        (
+            "/v1/completions",
+            r#"[1, 2]"#,
+            400,
+            None,
+            "expected a JSON object",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"messages": [{"role": "user", "content": "x"}], "best_of": 2}"#,
+            400,
+            Some("best_of"),
+            "best_of = 1",
+        ),
+        (
+            "/tokenize",
+            r#"{"messages": [{"role": "wizard", "content": "x"}]}"#,
+            400,
+            Some("messages"),
+            "messages[0].role \"wizard\"",
+        ),
+        (
+            "/tokenize",
+            r#"{"messages": [{"role": "user", "content": "x"}], "tools": "x"}"#,
+            400,
+            Some("tools"),
+            "tools must be an array",
+        ),
     ];
     for &(path, body, status, param, needle) in cases {
         let stub = Arc::new(Stub::default());
@@ -453,6 +574,47 @@ async fn real_clients_fields_are_accepted_and_the_ignored_ones_named() {
     );
     assert!(!submitted.setup.thinking);
     assert_eq!(submitted.sampling.max_tokens, 5);
+
+    // logit_bias changes the output: it reaches the bus, clamped to ±100 and sorted; the
+    // same fields on /v1/completions reach it alike, and `user` is named as ignored.
+    let bias = r#""logit_bias": {"9": 300, "4": -2.5}, "stop": ["a", "b"], "seed": 3"#;
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            format!(r#"{{"messages": [{{"role": "user", "content": "hi"}}], {bias}}}"#),
+        ),
+        (
+            "/v1/completions",
+            format!(r#"{{"prompt": "hi", "user": "u1", {bias}}}"#),
+        ),
+    ] {
+        let request = Request::post(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        let response = router(state(Arc::clone(&stub))).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let ignored = response
+            .headers()
+            .get("x-braid-ignored-fields")
+            .map(|h| h.to_str().unwrap().to_owned());
+        assert_eq!(
+            ignored.is_some(),
+            path == "/v1/completions",
+            "{path}: {ignored:?}"
+        );
+        let submitted = stub.submitted.lock().unwrap().remove(0);
+        assert_eq!(
+            submitted.sampling.logit_bias,
+            vec![(4, -2.5), (9, 100.0)],
+            "{path}"
+        );
+        assert_eq!(
+            (submitted.setup.stop.len(), submitted.sampling.seed),
+            (2, Some(3)),
+            "{path}"
+        );
+    }
 
     // Explicit template kwargs win over reasoning_effort; a typo is still refused.
     let body = r#"{"messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "none", "chat_template_kwargs": {"enable_thinking": true}}"#;
