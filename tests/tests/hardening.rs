@@ -149,3 +149,23 @@ fn logit_bias_steers_the_real_engine_and_ids_outside_the_vocabulary_are_refused(
         "{answer}"
     );
 }
+
+#[test]
+fn a_burst_of_two_thousand_connections_is_answered_every_one() {
+    let rec = braid_tests::write_recordings("burst", &[serde_json::json!({"output": "ok"})]);
+    let (_serve, port) = braid_tests::serve_replay(&rec, &braid_tests::QWEN3_CHAT, "burst");
+    let p = port.to_string();
+    for run in 0..2 {
+        let out = run_client("burst.py", &["--port", &p, "--connections", "2000"]);
+        let counts: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_default();
+        let answered = ["200", "429"]
+            .iter()
+            .map(|s| counts[s].as_u64().unwrap_or(0))
+            .sum::<u64>();
+        // Every connection gets an HTTP answer: served, or told to come back (429).
+        assert_eq!(answered, 2000, "run {run}: {out}");
+        assert!(counts["200"].as_u64().unwrap_or(0) > 0, "run {run}: {out}");
+    }
+    let (status, _, _) = http_full(port, "GET", "/health", "", &[]);
+    assert_eq!(status, 200);
+}
