@@ -10,6 +10,7 @@ use braid_bus::Response as Stream;
 use braid_bus::{Collected, Conversation, Delta, Finish, Prompt, Sampling, Submit, ToolSpec, Usage};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
 
 use crate::completions::finish_reason;
 use crate::conversation;
@@ -23,10 +24,9 @@ use crate::{AppState, RawBody, ReasoningField};
 /// The request body: OpenAI's fields plus vLLM's extensions, less the sampling and stop
 /// fields every OpenAI text endpoint shares ([`SamplingFields`]). Unknown fields are
 /// refused (a misspelt parameter should not be silently ignored).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)]
-struct ChatRequest {
+pub(crate) struct ChatRequest {
     model: Option<String>,
     messages: Value,
     tools: Option<Value>,
@@ -106,7 +106,7 @@ impl ChatRequest {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StreamOptions {
     #[serde(default)]
@@ -210,7 +210,25 @@ impl Reply {
     }
 }
 
+/// The whole body as the OpenAPI description shows it: the endpoint's own fields and
+/// the shared sampling ones, as [`parse_with_sampling`] reads them.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"model": "m", "messages": [{"role": "user", "content": "Weather in Paris?"}],
+    "tools": [{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+    "max_tokens": 16, "temperature": 0}))]
+#[allow(dead_code)]
+pub(crate) struct ChatBody {
+    #[serde(flatten)]
+    request: ChatRequest,
+    #[serde(flatten)]
+    sampling: SamplingFields,
+}
+
 /// The handler.
+#[utoipa::path(post, path = "/v1/chat/completions", request_body = ChatBody, tag = "OpenAI",
+    responses((status = 200, description = "The completion, whole or as server-sent events"),
+        (status = 400, description = "A field is invalid; the error names it")))]
 pub(crate) async fn chat(
     State(state): State<AppState>,
     RawBody(body): RawBody,

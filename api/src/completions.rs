@@ -11,6 +11,7 @@ use braid_bus::Response as Stream;
 use braid_bus::{Collected, Finish, Prompt, Setup, Submit, Usage};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::prompt;
@@ -20,9 +21,8 @@ use crate::{AppState, RawBody};
 /// The request body: OpenAI's fields and vLLM's extensions, less the sampling and stop
 /// fields every OpenAI text endpoint shares ([`SamplingFields`]). Unknown fields are
 /// refused.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CompletionRequest {
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct CompletionRequest {
     model: Option<String>,
     prompt: Value,
     max_tokens: Option<u32>,
@@ -36,7 +36,7 @@ struct CompletionRequest {
     user: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StreamOptions {
     #[serde(default)]
@@ -91,7 +91,21 @@ pub(crate) fn usage_json(u: Usage) -> Value {
     })
 }
 
+/// The whole body as the OpenAPI description shows it (see `chat::ChatBody`).
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"model": "m", "prompt": "Once upon a time", "max_tokens": 8, "stop": ["\n"]}))]
+#[allow(dead_code)]
+pub(crate) struct CompletionBody {
+    #[serde(flatten)]
+    request: CompletionRequest,
+    #[serde(flatten)]
+    sampling: SamplingFields,
+}
+
 /// The handler.
+#[utoipa::path(post, path = "/v1/completions", request_body = CompletionBody, tag = "OpenAI",
+    responses((status = 200, description = "The completion, whole or as server-sent events"),
+        (status = 400, description = "A field is invalid; the error names it")))]
 pub(crate) async fn completions(
     State(state): State<AppState>,
     RawBody(body): RawBody,

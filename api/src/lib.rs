@@ -17,6 +17,7 @@ mod completions;
 mod conversation;
 mod error;
 mod messages;
+mod openapi;
 mod prompt;
 pub mod replay;
 mod responses;
@@ -244,8 +245,8 @@ async fn ingress_header(State(state): State<AppState>, mut response: Response) -
 
 /// The HTTP routes, callable from tests without a socket.
 pub fn router(state: AppState) -> Router {
-    // Everything that does work needs the key (when one is set); /health and /metrics
-    // stay open for probes and scrapers.
+    // Everything that does work needs the key (when one is set); /health, /metrics and
+    // the description of the API (/openapi.json) stay open for probes, scrapers and tools.
     let authed = Router::new()
         .route("/v1/models", get(models))
         .route("/v1/completions", post(completions::completions))
@@ -263,6 +264,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(authed)
         .route("/health", get(health))
+        .route("/openapi.json", get(openapi::openapi_json))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
@@ -272,6 +274,9 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// 200 when every stage a request needs has a live replica, else 503 naming the missing.
+#[utoipa::path(get, path = "/health", tag = "braid",
+    responses((status = 200, description = "Every stage has a live replica"),
+        (status = 503, description = "Some stage has none; the body names them")))]
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let missing: Vec<&str> = state.pipeline.missing().into_iter().map(|s| s.as_str()).collect();
     if missing.is_empty() {
@@ -284,6 +289,8 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// `GET /v1/models`: the one model served.
+#[utoipa::path(get, path = "/v1/models", tag = "OpenAI", responses((status = 200, description = "The served model")))]
 async fn models(State(state): State<AppState>) -> impl IntoResponse {
     axum::Json(json!({
         "object": "list",

@@ -24,8 +24,7 @@ const MAX_STOP_STRINGS: usize = 16;
 
 /// The fields both OpenAI text endpoints take that decide how tokens are chosen and where
 /// the output stops.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub(crate) struct SamplingFields {
     pub(crate) temperature: Option<f32>,
     pub(crate) top_p: Option<f32>,

@@ -6,15 +6,18 @@ use axum::response::{IntoResponse, Response};
 use braid_bus::{Prompt, TokenizerAnswer, TokenizerCall};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use crate::chat::decode_conversation;
 use crate::error::ApiError;
 use crate::sampling::parse_body;
 use crate::{AppState, RawBody};
 
-#[derive(Debug, Deserialize)]
+/// vLLM's `/tokenize` body: a prompt, or a conversation rendered through the template.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenizeRequest {
+#[schema(example = json!({"messages": [{"role": "user", "content": "hi"}]}))]
+pub(crate) struct TokenizeRequest {
     model: Option<String>,
     prompt: Option<String>,
     messages: Option<Value>,
@@ -25,9 +28,11 @@ struct TokenizeRequest {
     add_special_tokens: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+/// vLLM's `/detokenize` body.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DetokenizeRequest {
+#[schema(example = json!({"tokens": [9707, 1879]}))]
+pub(crate) struct DetokenizeRequest {
     model: Option<String>,
     tokens: Vec<u32>,
 }
@@ -49,6 +54,10 @@ fn unexpected() -> ApiError {
     .into()
 }
 
+/// `POST /tokenize`.
+#[utoipa::path(post, path = "/tokenize", request_body = TokenizeRequest, tag = "vLLM",
+    responses((status = 200, description = "The token ids, their count and the model's length"),
+        (status = 400, description = "A field is invalid; the error names it")))]
 pub(crate) async fn tokenize(
     State(state): State<AppState>,
     RawBody(body): RawBody,
@@ -83,6 +92,10 @@ pub(crate) async fn tokenize(
     }
 }
 
+/// `POST /detokenize`.
+#[utoipa::path(post, path = "/detokenize", request_body = DetokenizeRequest, tag = "vLLM",
+    responses((status = 200, description = "The text of the token ids"),
+        (status = 400, description = "An id is outside the vocabulary")))]
 pub(crate) async fn detokenize(
     State(state): State<AppState>,
     RawBody(body): RawBody,

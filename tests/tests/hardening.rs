@@ -6,9 +6,14 @@ use braid_tests::{http_full, qwen3_fixture, run_client, serve_engine, NatsServer
 
 /// A metric's value on `/metrics` (summed over its series).
 fn metric(port: u16, name: &str) -> f64 {
+    metric_where(port, name, "")
+}
+
+/// The sum of a metric's series whose line contains `needle` (e.g. a label).
+fn metric_where(port: u16, name: &str, needle: &str) -> f64 {
     let (_, _, text) = http_full(port, "GET", "/metrics", "", &[]);
     text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']) && l.contains(needle))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -168,4 +173,64 @@ fn a_burst_of_two_thousand_connections_is_answered_every_one() {
     }
     let (status, _, _) = http_full(port, "GET", "/health", "", &[]);
     assert_eq!(status, 200);
+}
+
+/// Schemathesis (from the test venv) fuzzes every operation of braid's own OpenAPI
+/// description: the documented examples, the coverage phase's edge values and random
+/// bodies. No answer may be a server error or a hang, and braid must be healthy after.
+#[test]
+fn schemathesis_finds_no_server_error_or_hang_in_the_described_api() {
+    let st = braid_tests::repo_root().join(".fixtures/venv/bin/schemathesis");
+    assert!(st.exists(), "Schemathesis is missing: run scripts/setup");
+    let rec = braid_tests::write_recordings("schemathesis", &[serde_json::json!({"output": "ok"})]);
+    let (_serve, port) = braid_tests::serve_replay(&rec, &braid_tests::QWEN3_CHAT, "schemathesis");
+    let dir = std::env::temp_dir().join(format!("braid-schemathesis-{}", std::process::id()));
+    let report = dir.join("report.json");
+    let out = std::process::Command::new(&st)
+        .current_dir(std::env::temp_dir())
+        .args([
+            "--no-color",
+            "run",
+            &format!("http://127.0.0.1:{port}/openapi.json"),
+        ])
+        .args([
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "25",
+            "--seed",
+            "7",
+        ])
+        .args(["--request-timeout", "20", "--generation-database", "none"])
+        .args(["--report", "json", "--report-json-path"])
+        .arg(&report)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = std::fs::read_to_string(&report)
+        .ok()
+        .and_then(|r| serde_json::from_str(&r).ok())
+        .unwrap_or_else(|| panic!("no report from Schemathesis:\n{text}"));
+    let cases = &summary["test_cases"];
+    eprintln!(
+        "schemathesis: {cases} over {} operations",
+        summary["operations"]["tested"]
+    );
+    assert!(out.status.success(), "{text}");
+    assert_eq!(
+        summary["operations"]["tested"], summary["operations"]["total"],
+        "{text}"
+    );
+    assert!(cases["generated"].as_u64().unwrap_or(0) >= 500, "{cases}");
+    assert_eq!(cases["with_failures"], 0, "{text}");
+    assert_eq!(summary["errors"], serde_json::json!([]), "{text}");
+    let served_errors = metric_where(port, "braid_http_requests_total", "status=\"5");
+    assert_eq!(served_errors, 0.0, "braid counted server errors");
+    let (status, _, _) = http_full(port, "GET", "/health", "", &[]);
+    assert_eq!(status, 200);
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -20,6 +20,7 @@ use braid_bus::Response as Stream;
 use braid_bus::{Collected, Finish, Prompt, Sampling, Setup, Submit, TokenizerAnswer, TokenizerCall};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use self::blocks::Blocks;
 use crate::error::{AnthropicError, ApiError};
@@ -34,9 +35,11 @@ const PING_EVERY: Duration = Duration::from_secs(10);
 
 /// The request body: every field of Anthropic's Messages reference. Unknown fields are
 /// refused, as Anthropic refuses them.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct MessagesRequest {
+#[schema(example = json!({"model": "m", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}],
+    "thinking": {"type": "enabled", "budget_tokens": 32}}))]
+pub(crate) struct MessagesRequest {
     model: String,
     messages: Vec<Value>,
     max_tokens: u32,
@@ -63,7 +66,7 @@ struct MessagesRequest {
 }
 
 /// `output_config`: the answer's format (structured outputs) and the effort level.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OutputConfig {
     format: Option<Value>,
@@ -71,9 +74,10 @@ struct OutputConfig {
 }
 
 /// `count_tokens`' body: the parts of a Messages request that make the prompt.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CountRequest {
+#[schema(example = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))]
+pub(crate) struct CountRequest {
     model: String,
     messages: Vec<Value>,
     system: Option<Value>,
@@ -165,6 +169,9 @@ fn body<T: serde::de::DeserializeOwned>(body: Result<RawBody, ApiError>) -> Resu
 }
 
 /// `POST /v1/messages`.
+#[utoipa::path(post, path = "/v1/messages", request_body = MessagesRequest, tag = "Anthropic",
+    responses((status = 200, description = "The message, whole or as server-sent events"),
+        (status = 400, description = "A field is invalid (Anthropic's error shape)")))]
 pub(crate) async fn messages(
     State(state): State<AppState>,
     raw: Result<RawBody, ApiError>,
@@ -238,6 +245,9 @@ pub(crate) async fn messages(
 }
 
 /// `POST /v1/messages/count_tokens`: the prompt's length as this server renders it.
+#[utoipa::path(post, path = "/v1/messages/count_tokens", request_body = CountRequest, tag = "Anthropic",
+    responses((status = 200, description = "The prompt's input_tokens"),
+        (status = 400, description = "A field is invalid (Anthropic's error shape)")))]
 pub(crate) async fn count_tokens(
     State(state): State<AppState>,
     raw: Result<RawBody, ApiError>,

@@ -18,6 +18,7 @@ use braid_bus::Response as Stream;
 use braid_bus::{Collected, Finish, Prompt, Sampling, Submit};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use self::items::Items;
 use crate::error::ApiError;
@@ -29,9 +30,10 @@ use crate::{prompt, sse, AppState, RawBody};
 
 /// The request body: every field of OpenAI's Responses reference (and Codex's
 /// `client_metadata`). Unknown fields are refused.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ResponsesRequest {
+#[schema(example = json!({"model": "m", "input": "hi", "max_output_tokens": 16, "store": false}))]
+pub(crate) struct ResponsesRequest {
     model: Option<String>,
     input: Value,
     instructions: Option<String>,
@@ -67,7 +69,7 @@ struct ResponsesRequest {
 
 /// `reasoning`: the effort (the family's thinking switch) and whether a summary is
 /// wanted.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReasoningConfig {
     effort: Option<String>,
@@ -76,7 +78,7 @@ struct ReasoningConfig {
 }
 
 /// `text`: the answer's format (structured outputs) and verbosity.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TextConfig {
     format: Option<Value>,
@@ -183,6 +185,9 @@ impl ResponsesRequest {
 }
 
 /// `POST /v1/responses`.
+#[utoipa::path(post, path = "/v1/responses", request_body = ResponsesRequest, tag = "OpenAI",
+    responses((status = 200, description = "The response, whole or as server-sent events"),
+        (status = 400, description = "A field is invalid; the error names it")))]
 pub(crate) async fn responses(
     State(state): State<AppState>,
     RawBody(body): RawBody,
@@ -312,6 +317,10 @@ fn not_found(id: &str, param: &'static str) -> ApiError {
 }
 
 /// `GET /v1/responses/{id}`: a stored response.
+#[utoipa::path(get, path = "/v1/responses/{id}", tag = "OpenAI",
+    params(("id" = String, Path, description = "A stored response's id")),
+    responses((status = 200, description = "The stored response"),
+        (status = 404, description = "No response with that id is kept")))]
 pub(crate) async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let stored = match &state.responses {
         Some(store) => store.get(&id).await,
@@ -322,6 +331,10 @@ pub(crate) async fn get(State(state): State<AppState>, Path(id): Path<String>) -
 }
 
 /// `DELETE /v1/responses/{id}`.
+#[utoipa::path(delete, path = "/v1/responses/{id}", tag = "OpenAI",
+    params(("id" = String, Path, description = "A stored response's id")),
+    responses((status = 200, description = "The response was deleted"),
+        (status = 404, description = "No response with that id is kept")))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,

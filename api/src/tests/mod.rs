@@ -646,6 +646,7 @@ async fn real_clients_fields_are_accepted_and_the_ignored_ones_named() {
     );
 }
 
+mod fuzz;
 mod messages;
 mod responses;
 
