@@ -3,7 +3,7 @@
 /v1/completions` with `stream: true` replays recordings (JSONL `{"match", "output"}`,
 matched against the prompt text) in small chunks, reports a usage it makes up
 (`completion_tokens` = 700 + chunks, so a test can tell it from braid's own count), and
-logs each request's end (`done` or `client gone`) to --log. Not an engine: random
+logs each stream's start (`start`) and end (`done` or `client gone`) to --log. Not an engine: random
 weights cannot produce tool calls, so the multi-round loop needs recorded outputs.
 
 Usage: upstream_stub.py --port P --recordings FILE --log FILE [--delay-ms 5]"""
@@ -54,6 +54,7 @@ class Handler(BaseHTTPRequestHandler):
         finish = "stop"
         if len(chunks) > max_tokens:
             chunks, finish = chunks[:max_tokens], "length"
+        log("start")
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")

@@ -180,3 +180,59 @@ fn the_weather_loop_through_an_upstream_with_failover_usage_cancel_and_kill() {
     assert_eq!(status, 503, "{text}");
     assert!(text.contains("no upstream can be reached"), "{text}");
 }
+
+/// A storm of clients that read the first event and hang up: every upstream stream that
+/// had started is dropped (the upstream sees its client go; a request cancelled before it
+/// reached the upstream is never sent), none runs to its end, and nothing stays in
+/// flight.
+#[test]
+fn clients_that_hang_up_in_a_storm_cancel_every_upstream_request() {
+    // 2,000 chunks of 3 bytes at 5 ms: 10 s a stream unless it is cancelled.
+    let s = stub("storm", &[json!({"output": "word ".repeat(1200)})], 5);
+    let (_braid, port) = braid(&[format!("http://127.0.0.1:{}", s.port)], "upstream-storm");
+    let p = port.to_string();
+    let count = |what: &str| {
+        let log = std::fs::read_to_string(&s.log).unwrap_or_default();
+        log.lines().filter(|l| l.starts_with(what)).count()
+    };
+    for run in 0..2 {
+        let out = braid_tests::run_client(
+            "hangups.py",
+            &["--port", &p, "--streams", "60", "--max-tokens", "1900"],
+        );
+        assert!(out.contains("\"hung up\": 60"), "run {run}: {out}");
+        let left = std::time::Instant::now();
+        while count("client gone") < count("start") || inflight(port).is_none_or(|n| n > 0.0) {
+            assert!(
+                left.elapsed() < Duration::from_secs(2),
+                "run {run}: {} upstream streams started, {} dropped; {:?} in flight",
+                count("start"),
+                count("client gone"),
+                inflight(port)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!(
+            "run {run}: all {} upstream streams started dropped {:?} after the clients left",
+            count("start"),
+            left.elapsed()
+        );
+    }
+    // Had any stream gone on, it would have ended by now (10 s each).
+    std::thread::sleep(Duration::from_secs(10));
+    assert!(count("start") > 0, "no request reached the upstream");
+    assert_eq!(
+        count("done"),
+        0,
+        "an upstream stream ran to its end after its client left"
+    );
+    assert_eq!(count("client gone"), count("start"));
+}
+
+/// `braid_requests_inflight` on `/metrics` (`None` if it is not there).
+fn inflight(port: u16) -> Option<f64> {
+    let (_, text) = http(port, "GET", "/metrics", "");
+    text.lines()
+        .find_map(|l| l.strip_prefix("braid_requests_inflight "))
+        .and_then(|v| v.trim().parse().ok())
+}
