@@ -24,7 +24,7 @@ use utoipa::ToSchema;
 
 use self::blocks::Blocks;
 use crate::error::{AnthropicError, ApiError};
-use crate::sampling::{at_least_one, parse_body, SamplingFields};
+use crate::sampling::{parse_body, SamplingFields};
 use crate::seal::Signatures;
 use crate::sse::Machine;
 use crate::structured::{self, Asked, ToolChoice};
@@ -218,7 +218,7 @@ pub(crate) async fn messages(
                 top_k: req.top_k,
                 ..SamplingFields::default()
             }
-            .sampling(at_least_one(Some(req.max_tokens), "max_tokens")?.unwrap_or_default())?
+            .sampling(req.max_tokens)?
         },
         constraint,
         setup: Setup { stop, ..setup },
