@@ -7,7 +7,7 @@
 //! misspelt parameter is never silently ignored. (serde's `flatten` would do this in one
 //! pass, but it loses the field path in error messages.)
 
-use std::collections::HashSet;
+use std::collections::BTreeMap;
 
 use braid_bus::{Sampling, Setup};
 use serde::de::{self, DeserializeOwned, Visitor};
@@ -139,7 +139,8 @@ fn logit_bias(v: Option<&Value>) -> Result<Vec<(u32, f32)>, ApiError> {
             ))
         }
     };
-    let mut bias = Vec::with_capacity(map.len());
+    // A map by token: sorted, and of two keys naming one token ("7", "07") the last wins.
+    let mut bias = BTreeMap::new();
     for (key, value) in map {
         let token = key.trim().parse::<u32>().map_err(|_| {
             ApiError::invalid(
@@ -153,14 +154,9 @@ fn logit_bias(v: Option<&Value>) -> Result<Vec<(u32, f32)>, ApiError> {
                 format!("logit_bias[{key:?}] must be a number"),
             ));
         };
-        bias.push((token, (b as f32).clamp(-MAX_LOGIT_BIAS, MAX_LOGIT_BIAS)));
+        bias.insert(token, (b as f32).clamp(-MAX_LOGIT_BIAS, MAX_LOGIT_BIAS));
     }
-    // Stable, so among repeats of one token the last stays last; keep that one.
-    bias.sort_by_key(|&(t, _)| t);
-    bias.reverse();
-    bias.dedup_by_key(|&mut (t, _)| t);
-    bias.reverse();
-    Ok(bias)
+    Ok(bias.into_iter().collect())
 }
 
 /// `stop` as a list: a string, or up to 16 strings.
@@ -185,9 +181,13 @@ pub(crate) fn stop_list(v: Option<&Value>) -> Result<Vec<String>, ApiError> {
 /// Reads a JSON body, turning any problem into an OpenAI-shaped 400 that names the field
 /// at fault.
 pub(crate) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_body(format!("the request body is not valid JSON: {e}")))?;
-    decode(value)
+    decode(json(body)?)
+}
+
+/// A body as JSON, or a 400 that says it is not.
+fn json(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_body(format!("the request body is not valid JSON: {e}")))
 }
 
 /// A JSON value as `T`; an error names the path to the field at fault.
@@ -206,18 +206,15 @@ fn decode<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
 /// Reads a body of an endpoint that takes [`SamplingFields`]: those out first, the rest
 /// as `T`. A key neither knows is refused, named.
 pub(crate) fn parse_with_sampling<T: DeserializeOwned>(body: &[u8]) -> Result<(T, SamplingFields), ApiError> {
-    let Value::Object(mut rest) = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_body(format!("the request body is not valid JSON: {e}")))?
-    else {
+    let Value::Object(mut rest) = json(body)? else {
         return Err(ApiError::bad_body(
             "the request body is not valid: expected a JSON object",
         ));
     };
-    let own: HashSet<&str> = field_names::<T>().iter().copied().collect();
-    let shared = field_names::<SamplingFields>();
+    let (own, shared) = (field_names::<T>(), field_names::<SamplingFields>());
     if let Some(unknown) = rest
         .keys()
-        .find(|k| !own.contains(k.as_str()) && !shared.contains(&k.as_str()))
+        .find(|k| !own.contains(&k.as_str()) && !shared.contains(&k.as_str()))
     {
         return Err(ApiError::bad_body(format!(
             "the request body is not valid: unknown field `{unknown}`"
