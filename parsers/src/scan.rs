@@ -105,13 +105,20 @@ pub(crate) fn partial_suffix(hay: &str, markers: &[&str]) -> usize {
     0
 }
 
-/// Runs a machine over `input`; returns where the held-back suffix begins.
-fn drive<M: MarkerMachine>(machine: &mut M, input: &str, sink: &mut dyn Sink) -> usize {
+/// Runs a machine over `input`; returns where the held-back suffix begins. At the end of
+/// the output (`at_end`) nothing is held: every marker found is final and the rest is text.
+fn drive<M: MarkerMachine>(machine: &mut M, input: &str, at_end: bool, sink: &mut dyn Sink) -> usize {
     let mut pos = 0;
     loop {
         let markers = machine.markers();
         let rest = &input[pos..];
         match find_first(rest, markers) {
+            // A marker that ends the input may be the start of a longer one
+            // (`<think>` of `<think>\n`): wait for the next bytes to say which.
+            Some((at, _)) if !at_end && could_grow(&rest[at..], markers) => {
+                machine.text(&rest[..at], sink);
+                return pos + at;
+            }
             Some((at, which)) => {
                 machine.text(&rest[..at], sink);
                 match machine.marker(which, sink) {
@@ -120,13 +127,21 @@ fn drive<M: MarkerMachine>(machine: &mut M, input: &str, sink: &mut dyn Sink) ->
                 }
             }
             None => {
-                let keep = partial_suffix(rest, markers);
+                let keep = if at_end { 0 } else { partial_suffix(rest, markers) };
                 let end = rest.len() - keep;
                 machine.text(&rest[..end], sink);
                 return pos + end;
             }
         }
     }
+}
+
+/// Whether `tail` (the input from a found marker on) is a proper prefix of a longer
+/// marker, which the next bytes could still complete. Most formats have no such pair.
+fn could_grow(tail: &str, markers: &[&str]) -> bool {
+    markers
+        .iter()
+        .any(|m| m.len() > tail.len() && m.starts_with(tail))
 }
 
 /// Feeds chunks to a [`MarkerMachine`], holding back only a possible partial marker.
@@ -139,22 +154,23 @@ impl Feeder {
     /// Feeds one chunk. The chunk is scanned in place unless bytes are held from before.
     pub(crate) fn push<M: MarkerMachine>(&mut self, machine: &mut M, chunk: &str, sink: &mut dyn Sink) {
         if self.held.is_empty() {
-            let keep = drive(machine, chunk, sink);
+            let keep = drive(machine, chunk, false, sink);
             self.held.push_str(&chunk[keep..]);
         } else {
             self.held.push_str(chunk);
             let held = std::mem::take(&mut self.held);
-            let keep = drive(machine, &held, sink);
+            let keep = drive(machine, &held, false, sink);
             self.held = held;
             self.held.drain(..keep);
         }
     }
 
-    /// Hands held bytes to the machine as plain text: no marker can complete any more.
+    /// Ends the output: held bytes are read for the last time, a marker that was waiting
+    /// for longer spellings taken as it is, a partial one as text.
     pub(crate) fn flush<M: MarkerMachine>(&mut self, machine: &mut M, sink: &mut dyn Sink) {
         if !self.held.is_empty() {
             let held = std::mem::take(&mut self.held);
-            machine.text(&held, sink);
+            drive(machine, &held, true, sink);
             self.held = held;
             self.held.clear();
         }

@@ -161,11 +161,15 @@ pub fn markers(config: &OutputConfig) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
     if let Some(r) = config.reasoning {
         out.extend([r.open, r.close]);
+        out.extend(r.other_opens);
+        out.extend(r.other_closes);
+        out.extend(r.answer_wrap);
         out.extend(r.implicit_close);
     }
     if let Some(t) = config.tools {
         out.extend(t.opens);
         out.extend(t.in_section);
+        out.extend(t.separators);
         out.extend(t.call_close);
         match t.header {
             Header::InBody => {}

@@ -5,17 +5,22 @@
 //! `</think>` itself and every byte of output is answer. Source: vLLM
 //! `reasoning/deepseek_v3_reasoning_parser.py` (R1 parser or identity by `thinking`).
 
-use super::{ReasoningFormat, ReasoningPlacement, StartState, ThinkingSwitch};
+use super::{ReasoningFormat, ReasoningPlacement, StartState, StrayClose, ThinkingSwitch};
 
 /// The `deepseek_v3` format.
 pub const FORMAT: ReasoningFormat = ReasoningFormat {
     name: "deepseek_v3",
     open: super::deepseek_r1::OPEN,
     close: super::deepseek_r1::CLOSE,
+    other_opens: &[],
+    other_closes: &[],
     implicit_close: &[],
+    answer_wrap: &[],
     reasoning_markers: super::deepseek_r1::FORMAT.reasoning_markers,
     content_markers: super::deepseek_r1::FORMAT.content_markers,
     start: StartState::Reasoning,
+    prompt_open: StartState::Reasoning,
+    stray_close: StrayClose::Removed,
     switch: Some(ThinkingSwitch {
         key: "thinking",
         default_on: false,

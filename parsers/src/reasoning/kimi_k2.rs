@@ -6,7 +6,7 @@
 //! the tool parser. Output without tags is reasoning. `thinking: false` passes everything
 //! through. Source: vLLM `reasoning/kimi_k2_reasoning_parser.py`.
 
-use super::{ReasoningFormat, ReasoningPlacement, StartState, ThinkingSwitch};
+use super::{ReasoningFormat, ReasoningPlacement, StartState, StrayClose, ThinkingSwitch};
 
 const OPEN: &str = "<think>";
 const CLOSE: &str = "</think>";
@@ -18,10 +18,15 @@ pub const FORMAT: ReasoningFormat = ReasoningFormat {
     name: "kimi_k2",
     open: OPEN,
     close: CLOSE,
+    other_opens: &[],
+    other_closes: &[],
     implicit_close: &[SECTION, SECTION_SINGULAR],
+    answer_wrap: &[],
     reasoning_markers: &[CLOSE, OPEN, SECTION, SECTION_SINGULAR],
     content_markers: &[OPEN, CLOSE],
     start: StartState::Reasoning,
+    prompt_open: StartState::Reasoning,
+    stray_close: StrayClose::Removed,
     switch: Some(ThinkingSwitch {
         key: "thinking",
         default_on: true,

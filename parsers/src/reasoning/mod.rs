@@ -9,10 +9,15 @@
 
 pub mod deepseek_r1;
 pub mod deepseek_v3;
+pub mod deepseek_v4;
 pub mod glm45;
+pub mod granite;
+pub mod hunyuan_a13b;
 pub mod kimi_k2;
+pub mod kimi_k3;
 pub mod minimax_m2;
 pub mod minimax_m2_append_think;
+pub mod minimax_m3;
 pub mod qwen3;
 
 use crate::event::{Event, FallbackReason, Sink, StreamParser};
@@ -50,24 +55,53 @@ pub enum ReasoningPlacement {
     InlineTags,
 }
 
+/// What a close marker found in the answer (no block open) is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrayClose {
+    /// Markup: removed, and reported as a stray marker.
+    Removed,
+    /// Text, unless it is the first thing in the output, where the template's own
+    /// "no reasoning" spelling puts it (MiniMax-M3's bare `</mm:think>`): then it is
+    /// removed silently.
+    TextUnlessLeading,
+}
+
 /// A reasoning format: its markers and defaults.
 #[derive(Debug)]
 pub struct ReasoningFormat {
     /// The parser name, as vLLM names it.
     pub name: &'static str,
-    /// Opens a reasoning block.
+    /// Opens a reasoning block (the spelling templates write; the engine's reasoning gate
+    /// and the start state read from the prompt use it).
     pub open: &'static str,
-    /// Closes a reasoning block.
+    /// Closes a reasoning block (as `open`).
     pub close: &'static str,
+    /// Other spellings that open a block (Granite's `Here's my thought process:`,
+    /// Hunyuan's `<think>\n` whose newline is markup).
+    pub other_opens: &'static [&'static str],
+    /// Other spellings that close a block.
+    pub other_closes: &'static [&'static str],
     /// Markers that end reasoning without a close marker and begin the answer (they stay
     /// in the answer, for the tool parser).
     pub implicit_close: &'static [&'static str],
-    /// Markers watched inside reasoning: close, open, then `implicit_close`.
+    /// Markers that wrap the answer and are no part of it (Hunyuan's `<answer>`, Granite
+    /// 3.3's `<response>`, Kimi-K3's `response` channel): removed wherever the answer
+    /// holds them, with thinking on or off.
+    pub answer_wrap: &'static [&'static str],
+    /// Markers watched inside reasoning: the closes, the opens, then `implicit_close`.
     pub reasoning_markers: &'static [&'static str],
-    /// Markers watched in the answer and while undecided: open, then close.
+    /// Markers watched in the answer and while undecided: the opens, the closes, then
+    /// `answer_wrap` (and, for a format that can start undecided with implicit closes,
+    /// those too).
     pub content_markers: &'static [&'static str],
     /// Where output starts by default.
     pub start: StartState,
+    /// Where output starts when the prompt ends with the open marker: inside reasoning,
+    /// or (Kimi-K3, whose model may answer at once and close the `response` channel
+    /// instead) undecided until a marker says which.
+    pub prompt_open: StartState,
+    /// What a close marker in the answer is.
+    pub stray_close: StrayClose,
     /// The thinking switch, if the family has one.
     pub switch: Option<ThinkingSwitch>,
     /// Where reasoning text goes.
@@ -87,6 +121,11 @@ pub const FORMATS: &[&ReasoningFormat] = &[
     &minimax_m2_append_think::FORMAT,
     &glm45::FORMAT,
     &deepseek_v3::FORMAT,
+    &deepseek_v4::FORMAT,
+    &granite::FORMAT,
+    &hunyuan_a13b::FORMAT,
+    &kimi_k3::FORMAT,
+    &minimax_m3::FORMAT,
 ];
 
 /// What the rendered prompt says about where output starts (read once, by the tokenizer
@@ -103,6 +142,14 @@ pub enum StartOverride {
 }
 
 impl ReasoningFormat {
+    fn opens(&self, marker: &str) -> bool {
+        marker == self.open || self.other_opens.contains(&marker)
+    }
+
+    fn closes(&self, marker: &str) -> bool {
+        marker == self.close || self.other_closes.contains(&marker)
+    }
+
     /// Where output starts, read from the end of the rendered prompt: a prompt that ends
     /// with the open marker (trailing whitespace aside) leaves the model inside reasoning;
     /// one that ends with the close marker (thinking switched off) starts in the answer;
@@ -179,7 +226,7 @@ impl MarkerMachine for Split {
         match self.mode {
             Mode::Reasoning => self.format.reasoning_markers,
             Mode::Content | Mode::Undecided => self.format.content_markers,
-            Mode::PassThrough => &[],
+            Mode::PassThrough => self.format.answer_wrap,
         }
     }
 
@@ -198,8 +245,9 @@ impl MarkerMachine for Split {
     }
 
     fn marker(&mut self, which: usize, sink: &mut dyn Sink) -> Step {
-        if !self.begun {
-            if self.markers()[which] == self.format.open {
+        let leading = !self.begun;
+        if leading {
+            if self.format.opens(self.markers()[which]) {
                 // `\n<think>`: the whitespace is formatting before the block.
                 self.lead.clear();
                 self.begun = true;
@@ -207,7 +255,7 @@ impl MarkerMachine for Split {
                 self.begin(sink);
             }
         }
-        self.marker_in_mode(which, sink)
+        self.marker_in_mode(which, leading, sink)
     }
 }
 
@@ -229,42 +277,65 @@ impl Split {
         }
     }
 
-    fn marker_in_mode(&mut self, which: usize, sink: &mut dyn Sink) -> Step {
+    fn marker_in_mode(&mut self, which: usize, leading: bool, sink: &mut dyn Sink) -> Step {
         let marker = self.markers()[which];
         let f = self.format;
+        if self.mode != Mode::Reasoning && f.answer_wrap.contains(&marker) {
+            // The answer's wrapper: it says the answer has begun, and is not part of it.
+            if self.mode == Mode::Undecided {
+                self.settle_pending_as_content(sink);
+            }
+            return Step::Consume;
+        }
         match self.mode {
-            Mode::Reasoning if marker == f.close => self.end_block(sink),
+            Mode::Reasoning if f.closes(marker) => self.end_block(sink),
             // A repeated open marker inside reasoning (the template's own `<think>` echoed
             // by the model) is markup, not reasoning text.
-            Mode::Reasoning if marker == f.open => {}
+            Mode::Reasoning if f.opens(marker) => {}
             Mode::Reasoning => {
                 // An implicit close: the marker begins the answer.
                 self.end_block(sink);
                 return Step::Rescan;
             }
-            Mode::Content if marker == f.open => self.open_block(sink),
-            Mode::Content => sink.event(Event::Fallback {
-                reason: FallbackReason::StrayEndMarker,
-                text: marker,
-            }),
+            Mode::Content if f.opens(marker) => self.open_block(sink),
+            Mode::Content if f.closes(marker) => match (f.stray_close, leading) {
+                (StrayClose::Removed, _) => sink.event(Event::Fallback {
+                    reason: FallbackReason::StrayEndMarker,
+                    text: marker,
+                }),
+                (StrayClose::TextUnlessLeading, true) => {}
+                (StrayClose::TextUnlessLeading, false) => sink.event(Event::Content(marker)),
+            },
+            // An implicit close in the answer belongs to the tool parser.
+            Mode::Content => sink.event(Event::Content(marker)),
+            Mode::Undecided if f.opens(marker) => {
+                self.settle_pending_as_content(sink);
+                self.open_block(sink);
+            }
             Mode::Undecided => {
+                // A close, or an implicit one: what came before was reasoning.
                 let pending = std::mem::take(&mut self.pending);
-                if marker == f.open {
-                    if !pending.is_empty() {
-                        sink.event(Event::Content(&pending));
-                    }
-                    self.open_block(sink);
-                } else {
-                    self.mode = Mode::Reasoning;
-                    self.reasoning(&pending, sink);
-                    self.end_block(sink);
-                }
+                self.mode = Mode::Reasoning;
+                self.reasoning(&pending, sink);
+                self.end_block(sink);
                 self.pending = pending;
                 self.pending.clear();
+                if !f.closes(marker) {
+                    return Step::Rescan;
+                }
             }
             Mode::PassThrough => {}
         }
         Step::Consume
+    }
+
+    /// Undecided text turned out to be answer.
+    fn settle_pending_as_content(&mut self, sink: &mut dyn Sink) {
+        if !self.pending.is_empty() {
+            sink.event(Event::Content(&self.pending));
+            self.pending.clear();
+        }
+        self.mode = Mode::Content;
     }
 }
 
@@ -292,14 +363,15 @@ impl ReasoningSplitter {
         let mode = if !thinking_enabled {
             Mode::PassThrough
         } else {
-            match (start, format.start) {
-                (StartOverride::InReasoning, _) | (StartOverride::FormatDefault, StartState::Reasoning) => {
-                    Mode::Reasoning
-                }
-                (StartOverride::InContent, _) | (StartOverride::FormatDefault, StartState::Content) => {
-                    Mode::Content
-                }
-                (StartOverride::FormatDefault, StartState::Undecided) => Mode::Undecided,
+            let state = match start {
+                StartOverride::InReasoning => format.prompt_open,
+                StartOverride::InContent => StartState::Content,
+                StartOverride::FormatDefault => format.start,
+            };
+            match state {
+                StartState::Reasoning => Mode::Reasoning,
+                StartState::Content => Mode::Content,
+                StartState::Undecided => Mode::Undecided,
             }
         };
         ReasoningSplitter {

@@ -8,7 +8,7 @@
 //! `<tool_call>` inside an unclosed think block ends reasoning (vLLM
 //! `reasoning/qwen3_reasoning_parser.py`, `test_qwen3_reasoning_parser.py`).
 
-use super::{ReasoningFormat, ReasoningPlacement, StartState, ThinkingSwitch};
+use super::{ReasoningFormat, ReasoningPlacement, StartState, StrayClose, ThinkingSwitch};
 
 const OPEN: &str = "<think>";
 const CLOSE: &str = "</think>";
@@ -19,10 +19,15 @@ pub const FORMAT: ReasoningFormat = ReasoningFormat {
     name: "qwen3",
     open: OPEN,
     close: CLOSE,
+    other_opens: &[],
+    other_closes: &[],
     implicit_close: &[TOOL_CALL],
+    answer_wrap: &[],
     reasoning_markers: &[CLOSE, OPEN, TOOL_CALL],
     content_markers: &[OPEN, CLOSE],
     start: StartState::Undecided,
+    prompt_open: StartState::Reasoning,
+    stray_close: StrayClose::Removed,
     switch: Some(ThinkingSwitch {
         key: "enable_thinking",
         default_on: true,

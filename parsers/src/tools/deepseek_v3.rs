@@ -27,6 +27,7 @@ pub const FORMAT: ToolFormat = ToolFormat {
     section_open: &[SECTION_OPEN],
     in_section: &[CALL_OPEN, SECTION_CLOSE],
     section_close: &[SECTION_CLOSE],
+    separators: &[],
     header: Header::TypedName {
         sep: SEP,
         ends: &["\n", "```"],

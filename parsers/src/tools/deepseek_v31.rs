@@ -15,6 +15,7 @@ pub const FORMAT: ToolFormat = ToolFormat {
     section_open: &[SECTION_OPEN],
     in_section: &[CALL_OPEN, SECTION_CLOSE],
     section_close: &[SECTION_CLOSE],
+    separators: &[],
     header: Header::Name {
         ends: &[SEP],
         kept: &[],

@@ -50,6 +50,7 @@ pub const FORMAT: ToolFormat = ToolFormat {
     section_open: &[],
     in_section: &[],
     section_close: &[],
+    separators: &[],
     header: Header::Name {
         ends: &["\n", KEY_OPEN, CALL_CLOSE],
         kept: &[KEY_OPEN, CALL_CLOSE],

@@ -17,6 +17,7 @@ pub const FORMAT: ToolFormat = ToolFormat {
     section_open: &[],
     in_section: &[],
     section_close: &[],
+    separators: &[],
     header: Header::InBody,
     body: Body::HermesObject,
     call_close: &[CALL_CLOSE],

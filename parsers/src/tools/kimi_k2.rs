@@ -29,6 +29,7 @@ pub const FORMAT: ToolFormat = ToolFormat {
     section_open: &[SECTION_OPEN, SECTION_OPEN_SINGULAR],
     in_section: &[CALL_OPEN, SECTION_CLOSE, SECTION_CLOSE_SINGULAR],
     section_close: &[SECTION_CLOSE, SECTION_CLOSE_SINGULAR],
+    separators: &[],
     header: Header::KimiId { ends: &[ARGUMENTS] },
     body: Body::Json,
     call_close: &[CALL_CLOSE, SECTION_CLOSE, SECTION_CLOSE_SINGULAR],

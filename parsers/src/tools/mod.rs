@@ -15,10 +15,15 @@
 pub mod deepseek_v3;
 pub mod deepseek_v31;
 pub mod deepseek_v32;
+pub mod deepseek_v4;
+pub mod deepseek_v41;
+mod dsml;
 pub mod glm45;
 pub mod glm47;
 pub mod grammar;
+pub mod granite;
 pub mod hermes;
+pub mod hunyuan_a13b;
 mod json_args;
 pub mod kimi_k2;
 pub mod markup;
@@ -69,6 +74,9 @@ pub enum Body {
     Json,
     /// Hermes' `{"name": …, "arguments": …}` object.
     HermesObject,
+    /// A Hermes object that is one item of a JSON list of calls (Granite, Hunyuan): the
+    /// call opens at the item's `{` and ends at the `}` that completes it.
+    HermesItem,
     /// Key/value tags, typed by the tool schema.
     Params(&'static XmlParams),
 }
@@ -87,6 +95,9 @@ pub struct ToolFormat {
     pub in_section: &'static [&'static str],
     /// Which markers close a section.
     pub section_close: &'static [&'static str],
+    /// Punctuation between calls in a section that is markup (a JSON list's `[`, `,`
+    /// and `]`); also in `in_section`.
+    pub separators: &'static [&'static str],
     /// The call header shape.
     pub header: Header,
     /// The call body shape.
@@ -105,10 +116,14 @@ pub const FORMATS: &[&ToolFormat] = &[
     &deepseek_v3::FORMAT,
     &deepseek_v31::FORMAT,
     &deepseek_v32::FORMAT,
+    &deepseek_v4::FORMAT,
+    &deepseek_v41::FORMAT,
     &kimi_k2::FORMAT,
     &minimax_m2::FORMAT,
     &glm45::FORMAT,
     &glm47::FORMAT,
+    &granite::FORMAT,
+    &hunyuan_a13b::FORMAT,
 ];
 
 /// The call being read.
@@ -226,7 +241,7 @@ impl Extract {
         self.phase = Phase::Body;
         self.body = match self.format.body {
             Body::Json => BodyState::Json(JsonBody::default()),
-            Body::HermesObject => BodyState::Hermes(HermesBody::new()),
+            Body::HermesObject | Body::HermesItem => BodyState::Hermes(HermesBody::new()),
             Body::Params(p) => BodyState::Params(ParamsBody::new(p)),
         };
         if !self.call.name.is_empty() {
@@ -493,8 +508,14 @@ impl MarkerMachine for Extract {
             Phase::Section => {
                 if f.section_close.contains(&marker) {
                     self.close_section(marker, sink);
+                } else if f.separators.contains(&marker) {
+                    self.raw.push_str(marker);
                 } else {
                     self.open_call(marker, sink);
+                    if matches!(f.body, Body::HermesItem) {
+                        // The item's `{` is the first byte of its body.
+                        self.body_text(marker, sink);
+                    }
                 }
             }
             Phase::Header if self.header.trim().is_empty() && !self.header_kept(marker) => {
@@ -510,6 +531,14 @@ impl MarkerMachine for Extract {
                 self.end_header(sink);
                 if kept {
                     return Step::Rescan;
+                }
+            }
+            Phase::Body if matches!(f.body, Body::HermesItem) && !f.section_close.contains(&marker) => {
+                // A `}`: the item's end if it completes the object, else arguments.
+                self.raw.push_str(marker);
+                self.body_text(marker, sink);
+                if matches!(&self.body, BodyState::Hermes(b) if b.complete()) {
+                    self.end_call(sink);
                 }
             }
             Phase::Body => {

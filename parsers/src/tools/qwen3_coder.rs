@@ -43,6 +43,7 @@ pub const FORMAT: ToolFormat = ToolFormat {
     section_open: &[WRAP_OPEN],
     in_section: &[CALL_OPEN, WRAP_CLOSE],
     section_close: &[WRAP_CLOSE],
+    separators: &[],
     header: Header::Name {
         ends: &[">"],
         kept: &[],
