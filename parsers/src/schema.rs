@@ -36,6 +36,11 @@ impl TypeSet {
         }
     }
 
+    /// The types a type name stands for (`"number"`, `"string"`, …; unknown names none).
+    pub fn named(name: &str) -> TypeSet {
+        TypeSet(Self::bit(name))
+    }
+
     /// Reads `type`, `anyOf`/`oneOf`, and string `enum`s from a property schema.
     pub fn from_schema(schema: &Value) -> TypeSet {
         let mut bits = 0;
@@ -84,6 +89,21 @@ impl TypeSet {
         self.0 & bit != 0
     }
 
+    /// Whether the value may be a list and not an object (its elements are items).
+    pub fn is_list(self) -> bool {
+        self.has(Self::ARRAY) && !self.has(Self::OBJECT)
+    }
+
+    /// Whether the value may be a list.
+    pub fn allows_list(self) -> bool {
+        self.has(Self::ARRAY)
+    }
+
+    /// Whether the value may be an object or a list.
+    pub fn is_container(self) -> bool {
+        self.has(Self::OBJECT) || self.has(Self::ARRAY)
+    }
+
     /// Whether no type is known (undeclared parameter or untyped schema).
     pub fn is_unknown(self) -> bool {
         self.0 == 0
@@ -94,6 +114,8 @@ impl TypeSet {
 #[derive(Debug, Clone, Default)]
 pub struct ToolSchema {
     params: HashMap<String, TypeSet>,
+    /// The schemas of object and array parameters, for formats that nest values.
+    nested: HashMap<String, Value>,
     required: Vec<String>,
 }
 
@@ -101,6 +123,11 @@ impl ToolSchema {
     /// The declared type of a parameter (unknown if undeclared).
     pub fn param(&self, name: &str) -> TypeSet {
         self.params.get(name).copied().unwrap_or_default()
+    }
+
+    /// The declared schema of an object or array parameter (what its members are).
+    pub fn nested_param(&self, name: &str) -> Option<&Value> {
+        self.nested.get(name)
     }
 
     /// Whether these argument keys fit this tool: all declared, all required present.
@@ -145,7 +172,11 @@ impl ToolSchemas {
         if let Some(params) = params {
             if let Some(Value::Object(props)) = params.get("properties") {
                 for (k, v) in props {
-                    schema.params.insert(k.clone(), TypeSet::from_schema(v));
+                    let ty = TypeSet::from_schema(v);
+                    if ty.has(TypeSet::OBJECT) || ty.has(TypeSet::ARRAY) {
+                        schema.nested.insert(k.clone(), v.clone());
+                    }
+                    schema.params.insert(k.clone(), ty);
                 }
             }
             if let Some(Value::Array(req)) = params.get("required") {

@@ -40,6 +40,7 @@ macro_rules! dsml_format {
             value_open: None,
             in_value: &[PARAM_CLOSE, PARAM_OPEN, CALL_CLOSE, SECTION_CLOSE],
             trim: ValueTrim::Whitespace,
+            escaped_keys: false,
         };
 
         /// The format.

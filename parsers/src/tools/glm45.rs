@@ -33,6 +33,7 @@ pub const PARAMS: XmlParams = XmlParams {
     // Only the close tag ends a value: a literal `<arg_key>` inside one is text.
     in_value: &[VALUE_CLOSE, CALL_CLOSE],
     trim: ValueTrim::Keep,
+    escaped_keys: false,
 };
 
 /// How GLM-4.5 writes a tagged argument (GLM-4.7 drops the newlines).

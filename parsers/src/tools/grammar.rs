@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::grammar::{json_lexeme, literal, regex_literal, Specials};
 
-use super::markup::{Args, Markup, Name, Tags};
+use super::markup::{Args, Markup, Name};
 use super::ToolFormat;
 
 /// A declared tool: what the chat template, the tool extractor and the grammar writer
@@ -182,39 +182,33 @@ fn call_rule(
             json_lexeme(params)
         )),
         (Name::Plain, Args::Tags(tags)) => {
-            let mut rules = String::new();
-            let mut seq = Vec::new();
-            let props = params.get("properties").and_then(Value::as_object);
-            let required: Vec<&str> = params
-                .get("required")
-                .and_then(Value::as_array)
-                .map(|r| r.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            for (j, (key, schema)) in props.into_iter().flatten().enumerate() {
-                let rule = format!("p_{i}_{j}");
-                let (value, is_text) = tag_value(&format!("V_{i}_{j}"), schema, &tags, &mut rules);
+            let (body, rules) = tagged_params(i, params, tags.close, &mut |key, schema, is_text| {
                 let key_end = match (is_text, tags.key_end_typed) {
-                    (false, Some(typed)) => typed,
-                    _ => tags.key_end,
+                    (false, Some(typed)) => typed.replace("{type}", declared_type(schema)),
+                    _ => tags.key_end.to_owned(),
                 };
-                rules.push_str(&format!(
-                    "{rule}: {} {} {} {value} {}\n",
+                let open = format!(
+                    "{} {} {}",
                     specials.expr(tags.open),
                     literal(key),
-                    specials.expr(key_end),
-                    specials.expr(tags.close)
-                ));
-                seq.push(if required.contains(&key.as_str()) {
-                    rule
-                } else {
-                    format!("{rule}?")
-                });
-            }
-            let body = if seq.is_empty() {
-                "\"\"".to_owned()
-            } else {
-                seq.join(" ")
-            };
+                    specials.expr(&key_end)
+                );
+                (open, specials.expr(tags.close))
+            });
+            Ok(format!(
+                "call_{i}: {open} {name} {name_end} {body} {close}\n{rules}"
+            ))
+        }
+        (Name::Plain, Args::Elements(tree)) => {
+            // Each parameter is one element; values that are not strings are written as
+            // JSON inside it, which the reader types by the schema.
+            let prefix = specials.expr(tree.prefix);
+            let (body, rules) = tagged_params(i, params, tree.prefix, &mut |key, _, _| {
+                (
+                    format!("{prefix} {}", literal(&format!("<{key}>"))),
+                    format!("{prefix} {}", literal(&format!("</{key}>"))),
+                )
+            });
             Ok(format!(
                 "call_{i}: {open} {name} {name_end} {body} {close}\n{rules}"
             ))
@@ -222,9 +216,55 @@ fn call_rule(
     }
 }
 
+/// The JSON type a parameter schema declares, for markup that names it (`object` where
+/// it names none or several).
+fn declared_type(schema: &Value) -> &str {
+    match schema.get("type") {
+        Some(Value::String(t)) => t,
+        _ => "object",
+    }
+}
+
+/// The arguments of call `i` as a sequence of tagged parameters (required ones
+/// required), and the rules the values need. `tag` gives, for
+/// a key and whether its value is text, the expressions before and after the value;
+/// text values may not contain `stop`.
+fn tagged_params(
+    i: usize,
+    params: &Value,
+    stop: &str,
+    tag: &mut dyn FnMut(&str, &Value, bool) -> (String, String),
+) -> (String, String) {
+    let mut rules = String::new();
+    let mut seq = Vec::new();
+    let props = params.get("properties").and_then(Value::as_object);
+    let required: Vec<&str> = params
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for (j, (key, schema)) in props.into_iter().flatten().enumerate() {
+        let rule = format!("p_{i}_{j}");
+        let (value, is_text) = tag_value(&format!("V_{i}_{j}"), schema, stop, &mut rules);
+        let (before, after) = tag(key, schema, is_text);
+        rules.push_str(&format!("{rule}: {before} {value} {after}\n"));
+        seq.push(if required.contains(&key.as_str()) {
+            rule
+        } else {
+            format!("{rule}?")
+        });
+    }
+    let body = if seq.is_empty() {
+        "\"\"".to_owned()
+    } else {
+        seq.join(" ")
+    };
+    (body, rules)
+}
+
 /// The expression for one tagged value, and whether it is free text (a string). Text
 /// rules it needs are appended to `rules`.
-fn tag_value(terminal: &str, schema: &Value, tags: &Tags, rules: &mut String) -> (String, bool) {
+fn tag_value(terminal: &str, schema: &Value, stop: &str, rules: &mut String) -> (String, bool) {
     if let Some(options) = schema.get("enum").and_then(Value::as_array) {
         let alts: Vec<String> = options
             .iter()
@@ -252,7 +292,7 @@ fn tag_value(terminal: &str, schema: &Value, tags: &Tags, rules: &mut String) ->
         None if min > 0 => format!(" & /(?s:.{{{min},}})/"),
         None => String::new(),
     };
-    let close = tags.close.trim_start_matches('\n');
+    let close = stop.trim_start_matches('\n');
     let close: String = close.chars().take_while(|c| *c != '\n').collect();
     rules.push_str(&format!(
         "{terminal}: /(?s:.*)/ & ~/(?s:.*){}(?s:.*)/{len}\n",

@@ -25,6 +25,7 @@ pub struct Tags {
     /// Between the key and a string value.
     pub key_end: &'static str,
     /// Between the key and any other value (DSML marks strings); `None`: as `key_end`.
+    /// A `{type}` in it stands for the value's JSON type name (Kimi-K3's `type="number"`).
     pub key_end_typed: Option<&'static str>,
     /// After the value.
     pub close: &'static str,
@@ -37,6 +38,8 @@ pub enum Args {
     Json,
     /// Key/value tags.
     Tags(Tags),
+    /// Elements named after the parameters, nested (see [`super::tag_tree`]).
+    Elements(&'static super::tag_tree::TagTree),
 }
 
 /// How a family writes its tool calls.
@@ -112,15 +115,57 @@ impl Markup {
             Args::Tags(t) => {
                 for (k, v) in args.as_object().into_iter().flatten() {
                     let (text, key_end) = match v {
-                        Value::String(s) => (s.clone(), t.key_end),
-                        other => (other.to_string(), t.key_end_typed.unwrap_or(t.key_end)),
+                        Value::String(s) => (s.clone(), t.key_end.to_owned()),
+                        other => (
+                            other.to_string(),
+                            t.key_end_typed
+                                .unwrap_or(t.key_end)
+                                .replace("{type}", json_type(other)),
+                        ),
                     };
                     out.push_str(&format!("{}{k}{key_end}{text}{}", t.open, t.close));
+                }
+            }
+            Args::Elements(tree) => {
+                for (k, v) in args.as_object().into_iter().flatten() {
+                    write_element(out, tree, k, v);
                 }
             }
         }
         out.push_str(self.call_close);
     }
+}
+
+/// The JSON type name of a value.
+pub(crate) fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// One parameter as nested elements: objects as child elements, lists as items.
+fn write_element(out: &mut String, tree: &super::tag_tree::TagTree, key: &str, value: &Value) {
+    out.push_str(&format!("{}<{key}>", tree.prefix));
+    match value {
+        Value::Object(members) => {
+            for (k, v) in members {
+                write_element(out, tree, k, v);
+            }
+        }
+        Value::Array(items) => {
+            for v in items {
+                write_element(out, tree, tree.item, v);
+            }
+        }
+        Value::String(s) => out.push_str(s),
+        other => out.push_str(&other.to_string()),
+    }
+    out.push_str(&format!("{}</{key}>", tree.prefix));
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ pub const PARAMS: XmlParams = XmlParams {
     value_open: None,
     in_value: &[PARAM_CLOSE, PARAM_OPEN, CALL_CLOSE, SECTION_CLOSE],
     trim: ValueTrim::Whitespace,
+    escaped_keys: false,
 };
 
 /// The `minimax_m2` format.

@@ -26,9 +26,12 @@ pub mod hermes;
 pub mod hunyuan_a13b;
 mod json_args;
 pub mod kimi_k2;
+pub mod kimi_k3;
 pub mod markup;
 pub mod minimax_m2;
+pub mod minimax_m3;
 pub mod qwen3_coder;
+pub mod tag_tree;
 pub mod xml_params;
 
 use std::sync::Arc;
@@ -37,6 +40,7 @@ use crate::event::{CallOutcome, Event, FallbackReason, Sink, StreamParser};
 use crate::scan::{Feeder, MarkerMachine, Step};
 use crate::schema::ToolSchemas;
 use json_args::{HermesBody, JsonBody};
+use tag_tree::{TagTree, TreeBody};
 use xml_params::{ParamsBody, XmlParams};
 
 /// How a call's header gives its name.
@@ -56,6 +60,14 @@ pub enum Header {
     TypedName {
         /// Separates the call type from the name.
         sep: &'static str,
+        /// Markers that end the header.
+        ends: &'static [&'static str],
+    },
+    /// Attributes up to the first of `ends`; the name is attribute `attr`'s value
+    /// (Kimi-K3's ` tool="NAME" index="1"`), with `&amp;` and `&quot;` unescaped.
+    Attribute {
+        /// The attribute that holds the name.
+        attr: &'static str,
         /// Markers that end the header.
         ends: &'static [&'static str],
     },
@@ -79,6 +91,8 @@ pub enum Body {
     HermesItem,
     /// Key/value tags, typed by the tool schema.
     Params(&'static XmlParams),
+    /// Elements named after the parameters, nested, read when the call closes.
+    TagTree(&'static TagTree),
 }
 
 /// A tool-call format: its markers and shapes.
@@ -119,7 +133,9 @@ pub const FORMATS: &[&ToolFormat] = &[
     &deepseek_v4::FORMAT,
     &deepseek_v41::FORMAT,
     &kimi_k2::FORMAT,
+    &kimi_k3::FORMAT,
     &minimax_m2::FORMAT,
+    &minimax_m3::FORMAT,
     &glm45::FORMAT,
     &glm47::FORMAT,
     &granite::FORMAT,
@@ -173,6 +189,7 @@ enum BodyState {
     Json(JsonBody),
     Hermes(HermesBody),
     Params(ParamsBody),
+    Tree(TreeBody),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,6 +260,7 @@ impl Extract {
             Body::Json => BodyState::Json(JsonBody::default()),
             Body::HermesObject | Body::HermesItem => BodyState::Hermes(HermesBody::new()),
             Body::Params(p) => BodyState::Params(ParamsBody::new(p)),
+            Body::TagTree(t) => BodyState::Tree(TreeBody::new(t)),
         };
         if !self.call.name.is_empty() {
             self.start_call(sink);
@@ -273,10 +291,17 @@ impl Extract {
     /// Reads the finished header; a call without a readable name is skipped.
     fn end_header(&mut self, sink: &mut dyn Sink) {
         let text = self.header.trim();
+        let named = match self.format.header {
+            Header::Attribute { attr, .. } => {
+                xml_params::attribute(text, attr).map(|n| xml_params::unescape_entities(n).into_owned())
+            }
+            _ => None,
+        };
         let name = match self.format.header {
             Header::InBody => None,
             Header::Name { .. } => Some(text.trim_matches('"')),
             Header::TypedName { sep, .. } => Some(text.rsplit(sep).next().unwrap_or(text).trim()),
+            Header::Attribute { .. } => named.as_deref(),
             Header::KimiId { .. } => {
                 self.call.id = text.to_owned();
                 kimi_k2::name_from_id(text)
@@ -300,6 +325,7 @@ impl Extract {
             BodyState::Json(b) => b.close(&mut self.call, sink),
             BodyState::Hermes(b) => b.close(&mut self.call, sink),
             BodyState::Params(b) => b.close(&mut self.call, sink),
+            BodyState::Tree(b) => b.close(&mut self.call, &self.schemas, sink),
             BodyState::None => {}
         }
         if !self.call.started {
@@ -382,6 +408,7 @@ impl Extract {
             BodyState::Json(b) => b.text(text, &mut self.call, sink),
             BodyState::Hermes(b) => b.text(text, &mut self.call, sink),
             BodyState::Params(b) => b.text(text, &mut self.call, sink),
+            BodyState::Tree(b) => b.text(text),
             BodyState::None => {}
         }
         if !self.call.started && !self.call.name.is_empty() && matches!(self.body, BodyState::Hermes(_)) {
@@ -404,7 +431,7 @@ impl Extract {
                 let complete = match &self.body {
                     BodyState::Json(b) => b.complete(),
                     BodyState::Hermes(b) => b.complete(),
-                    BodyState::Params(_) | BodyState::None => false,
+                    BodyState::Params(_) | BodyState::Tree(_) | BodyState::None => false,
                 };
                 if complete {
                     self.end_call(sink);
@@ -454,7 +481,10 @@ impl MarkerMachine for Extract {
             Phase::Section => f.in_section,
             Phase::Header => match f.header {
                 Header::InBody => &[],
-                Header::Name { ends, .. } | Header::TypedName { ends, .. } | Header::KimiId { ends } => ends,
+                Header::Name { ends, .. }
+                | Header::TypedName { ends, .. }
+                | Header::Attribute { ends, .. }
+                | Header::KimiId { ends } => ends,
             },
             Phase::Body => match &self.body {
                 BodyState::Params(b) => b.markers(),

@@ -34,6 +34,7 @@ pub const PARAMS: XmlParams = XmlParams {
     value_open: None,
     in_value: &[PARAM_CLOSE, PARAM_OPEN, CALL_CLOSE, WRAP_CLOSE],
     trim: ValueTrim::OneNewline,
+    escaped_keys: false,
 };
 
 /// The `qwen3_coder` format.

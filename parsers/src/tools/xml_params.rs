@@ -50,6 +50,8 @@ pub struct XmlParams {
     pub in_value: &'static [&'static str],
     /// Whitespace trimming of values.
     pub trim: ValueTrim,
+    /// Whether keys are XML-escaped attribute values (`&amp;`, `&quot;`, …: Kimi-K3).
+    pub escaped_keys: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,7 +210,10 @@ impl ParamsBody {
         };
         self.attrs.clear();
         self.attrs.push_str(attrs);
-        self.key = key.to_owned();
+        self.key = match self.p.escaped_keys {
+            true => unescape_entities(key).into_owned(),
+            false => key.to_owned(),
+        };
     }
 
     fn flush_junk(&mut self, sink: &mut dyn Sink) {
@@ -235,21 +240,21 @@ impl ParamsBody {
         self.value.clear();
         self.held_ws.clear();
         self.lead_done = false;
+        // The schema decides where it declares the parameter; else the tag's own type
+        // attribute (DSML's `string="…"`, Kimi-K3's `type="…"`); else the value's own
+        // literal form.
         let declared = schemas.param_type(call.name(), &self.key);
-        // The schema decides where it declares the parameter; else DSML's `string="…"`
-        // attribute; else the value's own literal form.
-        self.kind = if declared.is_string() {
+        let ty = match declared.is_unknown() {
+            true => attribute_type(&self.attrs),
+            false => declared,
+        };
+        self.kind = if ty.is_string() {
             Kind::Stream {
                 opened: false,
-                nullable: declared.allows_null(),
+                nullable: ty.allows_null(),
             }
-        } else if !declared.is_unknown() || string_attr(&self.attrs) != Some(true) {
-            Kind::Typed(declared)
         } else {
-            Kind::Stream {
-                opened: false,
-                nullable: false,
-            }
+            Kind::Typed(ty)
         };
         if let Kind::Stream { nullable, .. } = self.kind {
             self.write_key(call, sink);
@@ -401,11 +406,70 @@ fn could_be_null(value: &str) -> bool {
     }
 }
 
-/// DSML's `string="true|false"` attribute, if present.
-fn string_attr(attrs: &str) -> Option<bool> {
-    let at = attrs.find("string=")?;
-    let v = attrs[at + 7..].trim_start_matches(['"', '\'']);
-    Some(v.starts_with("true"))
+/// The type a tag's attributes give its value: DSML's `string="true"` (a string; `false`
+/// says only "not a string"), Kimi-K3's `type="number"`; unknown without either.
+fn attribute_type(attrs: &str) -> TypeSet {
+    if let Some(v) = attribute(attrs, "string") {
+        return match v {
+            "true" => TypeSet::named("string"),
+            _ => TypeSet::default(),
+        };
+    }
+    attribute(attrs, "type").map(TypeSet::named).unwrap_or_default()
+}
+
+/// The value of attribute `name` in `text` (` a="1" name="v"`), quotes removed.
+pub(crate) fn attribute<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let mut rest = text;
+    while let Some(at) = rest.find(name) {
+        let before_ok = rest[..at].chars().next_back().is_none_or(char::is_whitespace);
+        let after = rest[at + name.len()..].trim_start();
+        if let (true, Some(value)) = (before_ok, after.strip_prefix('=')) {
+            let value = value.trim_start();
+            let quote = value.chars().next().filter(|c| *c == '"' || *c == '\'');
+            return Some(match quote {
+                Some(q) => value[1..].split(q).next().unwrap_or_default(),
+                None => value.split(char::is_whitespace).next().unwrap_or_default(),
+            });
+        }
+        rest = &rest[at + name.len()..];
+    }
+    None
+}
+
+/// XML attribute text with its entities (`&amp;`, `&quot;`, `&apos;`, `&lt;`, `&gt;`)
+/// unescaped; borrowed when it has none.
+pub(crate) fn unescape_entities(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('&') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let entity = [
+            ("&amp;", '&'),
+            ("&quot;", '"'),
+            ("&apos;", '\''),
+            ("&lt;", '<'),
+            ("&gt;", '>'),
+        ]
+        .into_iter()
+        .find(|(e, _)| rest.starts_with(e));
+        match entity {
+            Some((e, c)) => {
+                out.push(c);
+                rest = &rest[e.len()..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 /// Appends `s` JSON-escaped (no quotes), as `json.dumps(ensure_ascii=False)` writes it.
