@@ -68,49 +68,58 @@ impl TreeBody {
     }
 }
 
+/// An element being read: its name, its children and its text so far.
+#[derive(Debug, Default)]
+struct Open {
+    name: String,
+    children: Vec<(String, Node)>,
+    text: String,
+}
+
 /// The elements of a body. Tags that do not match are closed leniently: a close tag
 /// ends the innermost open element, and elements still open at the end are closed.
 fn parse(raw: &str, prefix: &str) -> Vec<(String, Node)> {
-    // Each open element: its name, its children, its text.
-    let mut stack: Vec<(String, Vec<(String, Node)>, String)> =
-        vec![(String::new(), Vec::new(), String::new())];
+    let mut stack = vec![Open::default()];
     for piece in raw.split(prefix).skip(1) {
         let Some((tag, text)) = piece.strip_prefix('<').and_then(|p| p.split_once('>')) else {
             // Not a tag after all: text of the open element.
             if let Some(top) = stack.last_mut() {
-                top.2.push_str(prefix);
-                top.2.push_str(piece);
+                top.text.push_str(prefix);
+                top.text.push_str(piece);
             }
             continue;
         };
-        match tag.strip_prefix('/') {
-            Some(_) => {
-                close_top(&mut stack);
-                if let Some(top) = stack.last_mut() {
-                    top.2.push_str(text);
-                }
+        if tag.starts_with('/') {
+            close_top(&mut stack);
+            if let Some(top) = stack.last_mut() {
+                top.text.push_str(text);
             }
-            None => stack.push((tag.trim().to_owned(), Vec::new(), text.to_owned())),
+        } else {
+            stack.push(Open {
+                name: tag.trim().to_owned(),
+                children: Vec::new(),
+                text: text.to_owned(),
+            });
         }
     }
     while stack.len() > 1 {
         close_top(&mut stack);
     }
-    stack.pop().map(|root| root.1).unwrap_or_default()
+    stack.pop().map(|root| root.children).unwrap_or_default()
 }
 
-fn close_top(stack: &mut Vec<(String, Vec<(String, Node)>, String)>) {
+/// Ends the innermost element (never the root) and hands it to its parent.
+fn close_top(stack: &mut Vec<Open>) {
     if stack.len() < 2 {
         return;
     }
-    if let Some((name, children, text)) = stack.pop() {
-        let node = if children.is_empty() {
-            Node::Text(text)
-        } else {
-            Node::Elements(children)
+    if let Some(Open { name, children, text }) = stack.pop() {
+        let node = match children.is_empty() {
+            true => Node::Text(text),
+            false => Node::Elements(children),
         };
         if let Some(parent) = stack.last_mut() {
-            parent.1.push((name, node));
+            parent.children.push((name, node));
         }
     }
 }
@@ -168,7 +177,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn read(raw: &str, schema: Value) -> Value {
+    fn read(raw: &str, schema: &Value) -> Value {
         let nodes = parse(raw, "P");
         let mut map = Map::new();
         for (name, node) in nodes {
@@ -185,7 +194,7 @@ mod tests {
                 "properties": {"qty": {"type": "integer"}, "sku": {"type": "string"}}}}}});
         let raw = "P<zip>018956P</zip>P<items>P<item>P<sku>007P</sku>P<qty>2P</qty>P</item>P</items>";
         assert_eq!(
-            read(raw, schema),
+            read(raw, &schema),
             json!({"zip": 18956, "items": [{"sku": "007", "qty": 2}]})
         );
     }
@@ -194,13 +203,13 @@ mod tests {
     fn without_a_schema_items_are_lists_and_repeats_collect() {
         let raw = "P<a>P<item>1P</item>P<item>xP</item>P</a>P<t>P<k>1P</k>P<k>2P</k>P</t>P<e>P</e>";
         assert_eq!(
-            read(raw, json!({})),
+            read(raw, &json!({})),
             json!({"a": [1, "x"], "t": {"k": [1, 2]}, "e": ""})
         );
     }
 
     #[test]
     fn unclosed_elements_are_closed_at_the_end() {
-        assert_eq!(read("P<a>P<b>1", json!({})), json!({"a": {"b": 1}}));
+        assert_eq!(read("P<a>P<b>1", &json!({})), json!({"a": {"b": 1}}));
     }
 }
