@@ -86,6 +86,8 @@ pub enum FallbackReason {
     UnreadableCall,
     /// An end-of-reasoning marker outside reasoning; removed from content.
     StrayEndMarker,
+    /// A message header (Harmony) the output ended inside: not content.
+    UnfinishedHeader,
 }
 
 impl FallbackReason {
@@ -105,6 +107,7 @@ impl FallbackReason {
             FallbackReason::TrailingText => "trailing_text",
             FallbackReason::UnreadableCall => "unreadable_call",
             FallbackReason::StrayEndMarker => "stray_end_marker",
+            FallbackReason::UnfinishedHeader => "unfinished_header",
         }
     }
 }

@@ -4,7 +4,7 @@
 //! usually carries only the close marker; an echoed leading `<think>` is dropped.
 //! Source: vLLM `reasoning/deepseek_r1_reasoning_parser.py`, SGLang `DeepSeekR1Detector`.
 
-use super::{ReasoningFormat, ReasoningPlacement, StartState, StrayClose};
+use super::{Machine, ReasoningFormat, ReasoningPlacement, StartState, StrayClose};
 
 /// Opens reasoning.
 pub const OPEN: &str = "<think>";
@@ -28,4 +28,5 @@ pub const FORMAT: ReasoningFormat = ReasoningFormat {
     switch: None,
     placement: ReasoningPlacement::Separate,
     clear_thinking: None,
+    machine: Machine::Markers,
 };

@@ -5,7 +5,7 @@
 //! `</think>` itself and every byte of output is answer. Source: vLLM
 //! `reasoning/deepseek_v3_reasoning_parser.py` (R1 parser or identity by `thinking`).
 
-use super::{ReasoningFormat, ReasoningPlacement, StartState, StrayClose, ThinkingSwitch};
+use super::{Machine, ReasoningFormat, ReasoningPlacement, StartState, StrayClose, ThinkingSwitch};
 
 /// The `deepseek_v3` format.
 pub const FORMAT: ReasoningFormat = ReasoningFormat {
@@ -27,4 +27,5 @@ pub const FORMAT: ReasoningFormat = ReasoningFormat {
     }),
     placement: ReasoningPlacement::Separate,
     clear_thinking: None,
+    machine: Machine::Markers,
 };

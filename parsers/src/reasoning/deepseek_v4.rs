@@ -8,7 +8,7 @@
 //! `reasoning/deepseek_v4_reasoning_parser.py`.
 
 use super::deepseek_r1::{CLOSE, OPEN};
-use super::{ReasoningFormat, ReasoningPlacement, StartState, StrayClose, ThinkingSwitch};
+use super::{Machine, ReasoningFormat, ReasoningPlacement, StartState, StrayClose, ThinkingSwitch};
 use crate::tools::{deepseek_v4, deepseek_v41};
 
 /// The `deepseek_v4` format.
@@ -31,4 +31,5 @@ pub const FORMAT: ReasoningFormat = ReasoningFormat {
     }),
     placement: ReasoningPlacement::Separate,
     clear_thinking: None,
+    machine: Machine::Markers,
 };

@@ -5,7 +5,7 @@
 //! reasoning. `enable_thinking: false` passes everything through. Source: vLLM
 //! `reasoning/glm4_moe_reasoning_parser.py`.
 
-use super::{ReasoningFormat, ReasoningPlacement, StartState, StrayClose, ThinkingSwitch};
+use super::{Machine, ReasoningFormat, ReasoningPlacement, StartState, StrayClose, ThinkingSwitch};
 
 /// The `glm45` format.
 pub const FORMAT: ReasoningFormat = ReasoningFormat {
@@ -27,4 +27,5 @@ pub const FORMAT: ReasoningFormat = ReasoningFormat {
     }),
     placement: ReasoningPlacement::Separate,
     clear_thinking: Some("clear_thinking"),
+    machine: Machine::Markers,
 };

@@ -9,7 +9,7 @@
 //! `reasoning/granite_reasoning_parser.py` (3.2 only), llama.cpp and IBM granite-common
 //! (3.3 tags).
 
-use super::{ReasoningFormat, ReasoningPlacement, StartState, StrayClose, ThinkingSwitch};
+use super::{Machine, ReasoningFormat, ReasoningPlacement, StartState, StrayClose, ThinkingSwitch};
 
 const OPEN: &str = "Here is my thought process:";
 const OPEN_SHORT: &str = "Here's my thought process:";
@@ -49,4 +49,5 @@ pub const FORMAT: ReasoningFormat = ReasoningFormat {
     }),
     placement: ReasoningPlacement::Separate,
     clear_thinking: None,
+    machine: Machine::Markers,
 };

@@ -7,7 +7,7 @@
 //! still unwrapped. Tool calls (`<tool_calls>[…]</tool_calls>`) sit inside the answer.
 //! Source: vLLM `reasoning/hunyuan_a13b_reasoning_parser.py`, Tencent's template.
 
-use super::{ReasoningFormat, ReasoningPlacement, StartState, StrayClose, ThinkingSwitch};
+use super::{Machine, ReasoningFormat, ReasoningPlacement, StartState, StrayClose, ThinkingSwitch};
 
 const OPEN: &str = "<think>";
 const OPEN_NL: &str = "<think>\n";
@@ -51,4 +51,5 @@ pub const FORMAT: ReasoningFormat = ReasoningFormat {
     }),
     placement: ReasoningPlacement::Separate,
     clear_thinking: None,
+    machine: Machine::Markers,
 };

@@ -6,7 +6,7 @@
 //! the tool parser. Output without tags is reasoning. `thinking: false` passes everything
 //! through. Source: vLLM `reasoning/kimi_k2_reasoning_parser.py`.
 
-use super::{ReasoningFormat, ReasoningPlacement, StartState, StrayClose, ThinkingSwitch};
+use super::{Machine, ReasoningFormat, ReasoningPlacement, StartState, StrayClose, ThinkingSwitch};
 
 const OPEN: &str = "<think>";
 const CLOSE: &str = "</think>";
@@ -33,4 +33,5 @@ pub const FORMAT: ReasoningFormat = ReasoningFormat {
     }),
     placement: ReasoningPlacement::Separate,
     clear_thinking: None,
+    machine: Machine::Markers,
 };

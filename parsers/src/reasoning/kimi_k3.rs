@@ -10,7 +10,7 @@
 //! held until one of them comes. Inside a block the model opened itself, a `response`
 //! closer is text. Source: Moonshot's Kimi-K3 template and SMG's parser tests.
 
-use super::{ReasoningFormat, ReasoningPlacement, StartState, StrayClose, ThinkingSwitch};
+use super::{Machine, ReasoningFormat, ReasoningPlacement, StartState, StrayClose, ThinkingSwitch};
 
 const OPEN: &str = "<|open|>think<|sep|>";
 const CLOSE: &str = "<|close|>think<|sep|>";
@@ -56,4 +56,5 @@ pub const FORMAT: ReasoningFormat = ReasoningFormat {
     }),
     placement: ReasoningPlacement::Separate,
     clear_thinking: None,
+    machine: Machine::Markers,
 };

@@ -4,7 +4,7 @@
 //! second `</think>` in the answer is removed (reported as a stray marker). Source: vLLM
 //! `reasoning/minimax_m2_reasoning_parser.py`.
 
-use super::{ReasoningFormat, ReasoningPlacement, StartState, StrayClose};
+use super::{Machine, ReasoningFormat, ReasoningPlacement, StartState, StrayClose};
 
 /// The `minimax_m2` format.
 pub const FORMAT: ReasoningFormat = ReasoningFormat {
@@ -23,4 +23,5 @@ pub const FORMAT: ReasoningFormat = ReasoningFormat {
     switch: None,
     placement: ReasoningPlacement::Separate,
     clear_thinking: None,
+    machine: Machine::Markers,
 };

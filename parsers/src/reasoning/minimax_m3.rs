@@ -7,7 +7,7 @@
 //! in the answer is text. Source: vLLM `reasoning/minimax_m3_reasoning_parser.py`,
 //! SGLang `MiniMaxM3Detector`.
 
-use super::{ReasoningFormat, ReasoningPlacement, StartState, StrayClose};
+use super::{Machine, ReasoningFormat, ReasoningPlacement, StartState, StrayClose};
 
 /// Opens reasoning.
 pub const OPEN: &str = "<mm:think>";
@@ -31,4 +31,5 @@ pub const FORMAT: ReasoningFormat = ReasoningFormat {
     switch: None,
     placement: ReasoningPlacement::Separate,
     clear_thinking: None,
+    machine: Machine::Markers,
 };

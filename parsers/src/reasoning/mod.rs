@@ -12,6 +12,7 @@ pub mod deepseek_v3;
 pub mod deepseek_v4;
 pub mod glm45;
 pub mod granite;
+pub mod harmony;
 pub mod hunyuan_a13b;
 pub mod kimi_k2;
 pub mod kimi_k3;
@@ -66,6 +67,15 @@ pub enum StrayClose {
     TextUnlessLeading,
 }
 
+/// The state machine a format runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    /// The marker table of [`ReasoningFormat`].
+    Markers,
+    /// gpt-oss's Harmony messages ([`harmony`]); the table's markers are unused.
+    Harmony,
+}
+
 /// A reasoning format: its markers and defaults.
 #[derive(Debug)]
 pub struct ReasoningFormat {
@@ -110,6 +120,8 @@ pub struct ReasoningFormat {
     /// the prompt (GLM-4.7's `clear_thinking`; its template otherwise keeps only the
     /// turns after the last user message). `None`: the template decides alone.
     pub clear_thinking: Option<&'static str>,
+    /// The state machine that reads it.
+    pub machine: Machine,
 }
 
 /// Every reasoning format braid knows, by name.
@@ -126,6 +138,7 @@ pub const FORMATS: &[&ReasoningFormat] = &[
     &hunyuan_a13b::FORMAT,
     &kimi_k3::FORMAT,
     &minimax_m3::FORMAT,
+    &harmony::FORMAT,
 ];
 
 /// What the rendered prompt says about where output starts (read once, by the tokenizer
@@ -353,7 +366,37 @@ impl Split {
 #[derive(Debug)]
 pub struct ReasoningSplitter {
     feeder: Feeder,
-    split: Split,
+    machine: Splitting,
+}
+
+/// The machine a splitter runs.
+#[derive(Debug)]
+enum Splitting {
+    Table(Split),
+    Harmony(harmony::Harmony),
+}
+
+impl MarkerMachine for Splitting {
+    fn markers(&self) -> &'static [&'static str] {
+        match self {
+            Splitting::Table(m) => m.markers(),
+            Splitting::Harmony(m) => m.markers(),
+        }
+    }
+
+    fn text(&mut self, text: &str, sink: &mut dyn Sink) {
+        match self {
+            Splitting::Table(m) => m.text(text, sink),
+            Splitting::Harmony(m) => m.text(text, sink),
+        }
+    }
+
+    fn marker(&mut self, which: usize, sink: &mut dyn Sink) -> Step {
+        match self {
+            Splitting::Table(m) => m.marker(which, sink),
+            Splitting::Harmony(m) => m.marker(which, sink),
+        }
+    }
 }
 
 impl ReasoningSplitter {
@@ -374,39 +417,51 @@ impl ReasoningSplitter {
                 StartState::Undecided => Mode::Undecided,
             }
         };
-        ReasoningSplitter {
-            feeder: Feeder::default(),
-            split: Split {
+        let machine = match format.machine {
+            Machine::Harmony => Splitting::Harmony(harmony::Harmony::default()),
+            Machine::Markers => Splitting::Table(Split {
                 format,
                 mode,
                 open_written: false,
                 pending: String::new(),
                 lead: String::new(),
                 begun: false,
-            },
+            }),
+        };
+        ReasoningSplitter {
+            feeder: Feeder::default(),
+            machine,
         }
     }
 
     /// Whether the splitter is inside reasoning now (structured output waits for this to
     /// turn false).
     pub fn in_reasoning(&self) -> bool {
-        self.split.mode == Mode::Reasoning
+        match &self.machine {
+            Splitting::Table(split) => split.mode == Mode::Reasoning,
+            Splitting::Harmony(harmony) => harmony.in_reasoning(),
+        }
     }
 }
 
 impl StreamParser for ReasoningSplitter {
     fn push(&mut self, text: &str, sink: &mut dyn Sink) {
-        self.feeder.push(&mut self.split, text, sink);
+        self.feeder.push(&mut self.machine, text, sink);
     }
 
     fn finish(&mut self, sink: &mut dyn Sink) {
-        self.feeder.flush(&mut self.split, sink);
-        if !self.split.begun {
-            self.split.begin(sink);
-        }
-        if self.split.mode == Mode::Undecided && !self.split.pending.is_empty() {
-            let pending = std::mem::take(&mut self.split.pending);
-            sink.event(Event::Content(&pending));
+        self.feeder.flush(&mut self.machine, sink);
+        match &mut self.machine {
+            Splitting::Harmony(harmony) => harmony.finish(sink),
+            Splitting::Table(split) => {
+                if !split.begun {
+                    split.begin(sink);
+                }
+                if split.mode == Mode::Undecided && !split.pending.is_empty() {
+                    let pending = std::mem::take(&mut split.pending);
+                    sink.event(Event::Content(&pending));
+                }
+            }
         }
     }
 }

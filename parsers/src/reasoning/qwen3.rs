@@ -8,7 +8,7 @@
 //! `<tool_call>` inside an unclosed think block ends reasoning (vLLM
 //! `reasoning/qwen3_reasoning_parser.py`, `test_qwen3_reasoning_parser.py`).
 
-use super::{ReasoningFormat, ReasoningPlacement, StartState, StrayClose, ThinkingSwitch};
+use super::{Machine, ReasoningFormat, ReasoningPlacement, StartState, StrayClose, ThinkingSwitch};
 
 const OPEN: &str = "<think>";
 const CLOSE: &str = "</think>";
@@ -34,4 +34,5 @@ pub const FORMAT: ReasoningFormat = ReasoningFormat {
     }),
     placement: ReasoningPlacement::Separate,
     clear_thinking: None,
+    machine: Machine::Markers,
 };

@@ -30,6 +30,7 @@ pub mod kimi_k3;
 pub mod markup;
 pub mod minimax_m2;
 pub mod minimax_m3;
+pub mod openai;
 pub mod qwen3_coder;
 pub mod tag_tree;
 pub mod xml_params;
@@ -140,6 +141,7 @@ pub const FORMATS: &[&ToolFormat] = &[
     &glm47::FORMAT,
     &granite::FORMAT,
     &hunyuan_a13b::FORMAT,
+    &openai::FORMAT,
 ];
 
 /// The call being read.
