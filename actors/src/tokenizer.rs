@@ -54,7 +54,8 @@ fn bad(message: impl Into<String>) -> Failure {
     Failure::new(FailureKind::BadRequest, Stage::Tokenizer, message)
 }
 
-/// A message as chat templates read it (OpenAI's shape, reasoning under both names).
+/// A message as chat templates read it (OpenAI's shape, reasoning under every name
+/// templates read: `reasoning_content`, `reasoning`, and gpt-oss's `thinking`).
 fn message_view(m: &ChatMessage, arguments_as: ArgumentsAs) -> Value {
     let mut obj = Map::new();
     obj.insert("role".into(), json!(m.role.as_str()));
@@ -65,6 +66,7 @@ fn message_view(m: &ChatMessage, arguments_as: ArgumentsAs) -> Value {
     if let Some(r) = &m.reasoning {
         obj.insert("reasoning_content".into(), json!(r));
         obj.insert("reasoning".into(), json!(r));
+        obj.insert("thinking".into(), json!(r));
     }
     if let Some(calls) = &m.tool_calls {
         let calls: Vec<Value> = calls

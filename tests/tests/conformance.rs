@@ -1,6 +1,8 @@
-//! The public conformance cases in `../shared/conformance`, run by their own runner
+//! The public conformance cases in `../shared/conformance` (and the newer families' in
+//! `../shared/next/conformance`), run by their own runner
 //! through `braid parse` — whole, at every split point, and in random chunks.
 
+use std::path::Path;
 use std::process::Command;
 
 use braid_tests::{braid_bin, shared_dir};
@@ -10,11 +12,28 @@ fn run_cases(extra: &[&str]) {
         eprintln!("skipping: ../shared/conformance is absent");
         return;
     };
+    run_folder(&shared, None, extra, 100);
+    // The newer families (`../shared/next`), through the same runner.
+    match shared.join("next/conformance") {
+        next if next.is_dir() => run_folder(&shared, Some(&next), extra, 80),
+        _ => eprintln!("skipping the newer families: ../shared/next/conformance is absent"),
+    }
+}
+
+/// Runs the cases in `cases` (the runner's own folder if `None`) and asserts that none
+/// fails and at least `min` ran.
+fn run_folder(shared: &Path, cases: Option<&Path>, extra: &[&str], min: usize) {
     let runner = shared.join("conformance/run_cases.py");
     let out = Command::new("python3")
         .arg(&runner)
         .arg("--braid")
         .arg(braid_bin())
+        .args(
+            cases
+                .map(|c| [std::ffi::OsStr::new("--cases"), c.as_os_str()])
+                .into_iter()
+                .flatten(),
+        )
         .args(extra)
         .output()
         .unwrap_or_else(|e| panic!("cannot run python3 {}: {e}", runner.display()));
@@ -22,10 +41,10 @@ fn run_cases(extra: &[&str]) {
     let last = stdout.lines().last().unwrap_or_default().to_owned();
     assert!(
         out.status.success() && last.ends_with(" 0 failed"),
-        "conformance {extra:?}: {stdout}"
+        "conformance {cases:?} {extra:?}: {stdout}"
     );
     let passed: usize = last.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
-    assert!(passed > 100, "too few cases ran: {last}");
+    assert!(passed >= min, "too few cases ran: {last}");
 }
 
 #[test]

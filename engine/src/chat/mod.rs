@@ -216,10 +216,22 @@ fn raise_exception(message: String) -> std::result::Result<JValue, minijinja::Er
 }
 
 /// `strftime_now(format)`: the current UTC time, for the directives templates use.
+/// `SOURCE_DATE_EPOCH` (seconds), the reproducible-builds convention, pins it, so that a
+/// template's dated prompt can be compared byte for byte.
 fn strftime_now(format: &str) -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let secs = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        });
+    strftime(secs, format)
+}
+
+/// Formats `secs` since the Unix epoch (UTC) with the `strftime` directives templates use.
+fn strftime(secs: i64, format: &str) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -247,6 +259,17 @@ fn strftime_now(format: &str) -> String {
         "December",
     ];
     let name = MONTHS[(month - 1) as usize];
+    const WEEKDAYS: [&str; 7] = [
+        "Sunday",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+    ];
+    // 1970-01-01 was a Thursday.
+    let weekday = WEEKDAYS[(days + 4).rem_euclid(7) as usize];
     let mut out = String::new();
     let mut chars = format.chars();
     while let Some(c) = chars.next() {
@@ -260,6 +283,8 @@ fn strftime_now(format: &str) -> String {
             Some('d') => out.push_str(&format!("{day:02}")),
             Some('B') => out.push_str(name),
             Some('b') => out.push_str(&name[..3]),
+            Some('A') => out.push_str(weekday),
+            Some('a') => out.push_str(&weekday[..3]),
             Some('H') => out.push_str(&format!("{:02}", rem / 3600)),
             Some('M') => out.push_str(&format!("{:02}", rem / 60 % 60)),
             Some('S') => out.push_str(&format!("{:02}", rem % 60)),
@@ -396,6 +421,16 @@ fn prepare_with(messages: &Value, arguments_as: ArgumentsAs, null_as_empty: bool
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn strftime_writes_dates_weekdays_and_times() {
+        // 2026-11-30 12:00:00 UTC, a Monday; and the epoch, a Thursday.
+        assert_eq!(
+            strftime(1_796_040_000, "%Y-%m-%d %H:%M:%S %A %a %B %b %%"),
+            "2026-11-30 12:00:00 Monday Mon November Nov %"
+        );
+        assert_eq!(strftime(0, "%A %d %b %Y"), "Thursday 01 Jan 1970");
+    }
 
     #[test]
     fn objects_are_dumped_only_for_templates_that_concatenate_arguments() {
