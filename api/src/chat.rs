@@ -250,7 +250,7 @@ pub(crate) async fn chat(
         &req.messages,
         req.tools.as_ref(),
         req.chat_template_kwargs.as_ref(),
-        effort,
+        effort.map(|on| (on, req.reasoning_effort.as_deref().unwrap_or_default())),
         true,
     )
     .await?;
@@ -318,7 +318,7 @@ pub(crate) async fn decode_conversation(
     messages: &Value,
     tools: Option<&Value>,
     kwargs: Option<&Value>,
-    thinking: Option<bool>,
+    effort: Option<(bool, &str)>,
     add_generation_prompt: bool,
 ) -> Result<Conversation, ApiError> {
     let messages = conversation::messages(messages)?;
@@ -326,7 +326,8 @@ pub(crate) async fn decode_conversation(
         Some(t) => conversation::tools(t)?,
         None => Vec::new(),
     };
-    let kwargs = prompt::kwargs(state, kwargs, "chat_template_kwargs", thinking)?;
+    let (thinking, level) = (effort.map(|e| e.0), effort.map(|e| e.1));
+    let kwargs = prompt::kwargs(state, kwargs, "chat_template_kwargs", thinking, level)?;
     Ok(prompt::conversation(state, messages, tools, kwargs, add_generation_prompt).await)
 }
 

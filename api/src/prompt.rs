@@ -14,13 +14,15 @@ use crate::structured::ToolChoice;
 use crate::AppState;
 
 /// The template kwargs of a request: the server's defaults, then the thinking switch
-/// (`thinking`, when the family has one), then the request's own (`request`, the field
-/// `param`), which win.
+/// (`thinking`, when the family has one) and the effort level the request named (as
+/// `reasoning_effort`, which gpt-oss's template and DeepSeek-V4's encoder read), then the
+/// request's own (`request`, the field `param`), which win.
 pub(crate) fn kwargs(
     state: &AppState,
     request: Option<&Value>,
     param: &'static str,
     thinking: Option<bool>,
+    effort: Option<&str>,
 ) -> Result<Map<String, Value>, ApiError> {
     let mut merged = state.chat.default_kwargs.clone().unwrap_or_default();
     if let (Some(on), Some(switch)) = (
@@ -28,6 +30,9 @@ pub(crate) fn kwargs(
         state.chat.reasoning_parser.and_then(|r| r.format().switch),
     ) {
         merged.insert(switch.key.to_owned(), Value::Bool(on));
+    }
+    if let Some(level) = effort {
+        merged.insert("reasoning_effort".to_owned(), Value::from(level));
     }
     match request {
         None | Some(Value::Null) => {}
@@ -39,16 +44,17 @@ pub(crate) fn kwargs(
 
 /// A reasoning effort (`reasoning_effort`, Responses' `reasoning.effort`, the field
 /// `param`) as the family's thinking switch: `none` and `minimal` turn thinking off,
-/// `low` to `xhigh` leave it on. braid has no per-level budget (`thinking_token_budget`
-/// sets one), and explicit template kwargs win.
+/// `low` to `xhigh` and `max` (DeepSeek-V4's top level) leave it on. The level itself
+/// reaches the template as `reasoning_effort`; braid has no per-level token budget
+/// (`thinking_token_budget` sets one), and explicit template kwargs win.
 pub(crate) fn effort_thinking(effort: Option<&str>, param: &'static str) -> Result<Option<bool>, ApiError> {
     match effort {
         None => Ok(None),
         Some("none" | "minimal") => Ok(Some(false)),
-        Some("low" | "medium" | "high" | "xhigh") => Ok(Some(true)),
+        Some("low" | "medium" | "high" | "xhigh" | "max") => Ok(Some(true)),
         Some(other) => Err(ApiError::invalid(
             param,
-            format!("{param} {other:?} is not none, minimal, low, medium, high or xhigh"),
+            format!("{param} {other:?} is not none, minimal, low, medium, high, xhigh or max"),
         )),
     }
 }

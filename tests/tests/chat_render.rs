@@ -110,7 +110,7 @@ fn every_golden_render_is_reproduced_byte_for_byte() {
 
 /// The newer families' renders (`../shared/next/fixtures`): their templates through the
 /// same renderer, with gpt-oss reading replayed reasoning as `thinking` and Hunyuan
-/// writing the date and weekday.
+/// writing the date and weekday; DeepSeek-V4 and V4.1 through their native encoder.
 #[test]
 fn newer_families_golden_renders_are_reproduced_byte_for_byte() {
     let Some(shared) = shared_dir() else {
@@ -122,9 +122,16 @@ fn newer_families_golden_renders_are_reproduced_byte_for_byte() {
         eprintln!("skipped: ../shared/next/fixtures is absent");
         return;
     }
-    let families = ["granite", "hunyuan_a13b", "minimax_m3", "kimi_k3", "gpt_oss"];
+    let families = [
+        "granite",
+        "hunyuan_a13b",
+        "minimax_m3",
+        "kimi_k3",
+        "gpt_oss",
+        "deepseek_v4",
+    ];
     let (cases, failures) = check_renders(&next, Some(&families));
-    assert!(cases >= 60, "only {cases} golden renders found");
+    assert!(cases >= 95, "only {cases} golden renders found");
     assert!(
         failures.is_empty(),
         "{} of {cases} renders differ:\n{}",

@@ -194,7 +194,7 @@ pub(crate) async fn messages(
         parallel,
     })?;
     let kept = keep_thinking(&state, req.context_management.as_ref());
-    let kwargs = prompt::kwargs(&state, kept.as_ref(), "context_management", thinking.on)?;
+    let kwargs = prompt::kwargs(&state, kept.as_ref(), "context_management", thinking.on, None)?;
     let conversation = prompt::conversation(&state, messages, tools, kwargs, true).await;
     let setup = prompt::setup(&state, &conversation, &choice);
     let stop = req.stop_sequences.clone().unwrap_or_default();
@@ -258,7 +258,7 @@ pub(crate) async fn count_tokens(
     let (tools, _) = decode::tools(req.tools.as_deref().unwrap_or_default())?;
     let thinking = decode::thinking(req.thinking.as_ref())?;
     let kept = keep_thinking(&state, req.context_management.as_ref());
-    let kwargs = prompt::kwargs(&state, kept.as_ref(), "context_management", thinking.on)?;
+    let kwargs = prompt::kwargs(&state, kept.as_ref(), "context_management", thinking.on, None)?;
     let conversation = prompt::conversation(&state, messages, tools, kwargs, true).await;
     match state
         .pipeline

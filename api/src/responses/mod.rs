@@ -225,7 +225,8 @@ pub(crate) async fn responses(
         choice: &choice,
         parallel,
     })?;
-    let kwargs = prompt::kwargs(&state, None, "reasoning", effort)?;
+    let level = reasoning.and_then(|r| r.effort.as_deref());
+    let kwargs = prompt::kwargs(&state, None, "reasoning", effort, level)?;
     let conversation = prompt::conversation(&state, messages, tools, kwargs, true).await;
     let setup = prompt::setup(&state, &conversation, &choice);
     let max_tokens = req.max_output_tokens.unwrap_or(0);

@@ -572,6 +572,11 @@ async fn real_clients_fields_are_accepted_and_the_ignored_ones_named() {
         json!(false),
         "reasoning_effort none turns thinking off"
     );
+    assert_eq!(
+        conv.kwargs["reasoning_effort"],
+        json!("none"),
+        "the level reaches templates that read it (gpt-oss, DeepSeek-V4)"
+    );
     assert!(!submitted.setup.thinking);
     assert_eq!(submitted.sampling.max_tokens, 5);
 
@@ -636,7 +641,7 @@ async fn real_clients_fields_are_accepted_and_the_ignored_ones_named() {
     let (status, json, _) = send(
         state(stub),
         "/v1/chat/completions",
-        r#"{"messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "max"}"#,
+        r#"{"messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "extreme"}"#,
         &[],
     )
     .await;

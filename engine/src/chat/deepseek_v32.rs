@@ -9,12 +9,14 @@ use serde_json::Value;
 use super::pyjson::PyJson;
 use crate::error::{Error, Result};
 
-const BOS: &str = "<｜begin▁of▁sentence｜>";
+/// The begin-of-sentence token every DeepSeek prompt starts with.
+pub(super) const BOS: &str = "<｜begin▁of▁sentence｜>";
 const THINK_START: &str = "<think>";
 const THINK_END: &str = "</think>";
 const DSML: &str = "｜DSML｜";
 
-fn to_json(v: &Value) -> String {
+/// JSON as Python's `json.dumps(ensure_ascii=False)` writes it.
+pub(super) fn to_json(v: &Value) -> String {
     PyJson::default().dumps(v)
 }
 
@@ -39,12 +41,13 @@ Here are the functions available in JSONSchema format:\n<functions>\n{}\n</funct
     )
 }
 
-fn text<'a>(msg: &'a Value, key: &str) -> Option<&'a str> {
+/// A string field of a message.
+pub(super) fn text<'a>(msg: &'a Value, key: &str) -> Option<&'a str> {
     msg.get(key).and_then(Value::as_str)
 }
 
 /// Python's `str.format` of an optional string: `None` prints as "None".
-fn py_str(v: Option<&Value>) -> String {
+pub(super) fn py_str(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => "None".into(),
         Some(Value::String(s)) => s.clone(),

@@ -15,6 +15,7 @@
 //! where the template needs it, and objects dumped for templates that want strings.
 
 pub mod deepseek_v32;
+pub mod deepseek_v4;
 pub mod pyjson;
 
 use std::path::{Path, PathBuf};
@@ -56,6 +57,8 @@ pub enum ChatRenderer {
     Jinja(Box<JinjaTemplate>),
     /// DeepSeek-V3.2's encoder.
     DeepseekV32,
+    /// DeepSeek-V4 or V4.1's encoder.
+    DeepseekV4(deepseek_v4::Release),
 }
 
 /// A compiled Jinja chat template and the special-token variables it may read.
@@ -111,8 +114,8 @@ fn arguments_as(source: &str) -> ArgumentsAs {
 
 impl ChatRenderer {
     /// The renderer of a model folder: `template` if given, else `chat_template.jinja`,
-    /// else `tokenizer_config.json`'s `chat_template`, else DeepSeek-V3.2's encoder when
-    /// `config.json` says `model_type: deepseek_v32`.
+    /// else `tokenizer_config.json`'s `chat_template`, else DeepSeek's own encoder when
+    /// `config.json` says `model_type` `deepseek_v32`, `deepseek_v4` or `deepseek_v41`.
     pub fn from_dir(dir: &Path, template: Option<&Path>) -> Result<ChatRenderer> {
         let tc_path = dir.join("tokenizer_config.json");
         let tc = if tc_path.exists() {
@@ -147,10 +150,13 @@ impl ChatRenderer {
                 .map(|t| ChatRenderer::Jinja(Box::new(t)));
         }
         let config = dir.join("config.json");
-        if config.exists()
-            && read_json(&config)?.get("model_type").and_then(Value::as_str) == Some("deepseek_v32")
-        {
-            return Ok(ChatRenderer::DeepseekV32);
+        if config.exists() {
+            match read_json(&config)?.get("model_type").and_then(Value::as_str) {
+                Some("deepseek_v32") => return Ok(ChatRenderer::DeepseekV32),
+                Some("deepseek_v4") => return Ok(ChatRenderer::DeepseekV4(deepseek_v4::Release::V4)),
+                Some("deepseek_v41") => return Ok(ChatRenderer::DeepseekV4(deepseek_v4::Release::V41)),
+                _ => {}
+            }
         }
         Err(Error::Template {
             source_name: dir.display().to_string(),
@@ -158,12 +164,12 @@ impl ChatRenderer {
         })
     }
 
-    /// How this renderer wants tool-call arguments (DeepSeek-V3.2's encoder takes them
-    /// as objects).
+    /// How this renderer wants tool-call arguments (DeepSeek's encoders take them as
+    /// objects).
     pub fn arguments_as(&self) -> ArgumentsAs {
         match self {
             ChatRenderer::Jinja(t) => t.arguments_as(),
-            ChatRenderer::DeepseekV32 => ArgumentsAs::Object,
+            ChatRenderer::DeepseekV32 | ChatRenderer::DeepseekV4(_) => ArgumentsAs::Object,
         }
     }
 
@@ -182,6 +188,15 @@ impl ChatRenderer {
                     messages.as_array().map_or(&[], Vec::as_slice),
                     conv.tools,
                     thinking,
+                )
+            }
+            ChatRenderer::DeepseekV4(release) => {
+                let messages = prepare(conv.messages, ArgumentsAs::Object)?;
+                deepseek_v4::encode(
+                    messages.as_array().map_or(&[], Vec::as_slice),
+                    conv.tools,
+                    conv.kwargs.and_then(Value::as_object),
+                    *release,
                 )
             }
         }
