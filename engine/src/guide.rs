@@ -225,6 +225,56 @@ mod tests {
         assert_eq!(explain("at 1(8): unknown name: foo"), "unknown name: foo");
     }
 
+    /// Every family's calls, written in its own markup, are what its `tool_choice:
+    /// required` grammar allows, token by token through the real Qwen3 tokenizer, ending
+    /// where the grammar lets the output stop (the parser reading them back is
+    /// `tools::markup`'s test).
+    #[test]
+    fn each_familys_calls_are_what_its_required_grammar_allows() {
+        use braid_parsers::grammar::Specials;
+        use braid_parsers::tools::grammar::{calls_grammar, Pick, ToolSpec};
+        use serde_json::json;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.fixtures/tokenizer-qwen3");
+        assert!(
+            dir.join("tokenizer.json").exists(),
+            "the Qwen3 tokenizer is missing: run scripts/setup"
+        );
+        let tokenizer = Tokenizer::from_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let guides = Guides::new(&tokenizer).unwrap_or_else(|e| panic!("{e}"));
+        let specials = Specials::new(tokenizer.special_tokens());
+        let eos = tokenizer.eos_token_ids()[0];
+        let tools = ToolSpec::list(&json!([{"type": "function", "function": {"name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"},
+            "days": {"type": "integer"}, "opts": {"type": "object", "properties": {"unit": {"type": "string"}}}},
+            "required": ["city"]}}}]));
+        let (a, b) = (
+            json!({"city": "Paris", "days": 3, "opts": {"unit": "C"}}),
+            json!({"city": "Oslo"}),
+        );
+        for f in braid_parsers::tools::FORMATS {
+            let lark = calls_grammar(f, &tools, &Pick::Required { parallel: true }, &specials)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut guide = guides
+                .compile(&lark)
+                .unwrap_or_else(|e| panic!("{}: {e}\n{lark}", f.name));
+            let text = f.markup.write(&[("get_weather", &a), ("get_weather", &b)]);
+            let tokens = tokenizer.encode(&text).unwrap_or_else(|e| panic!("{e}"));
+            for (i, &token) in tokens.iter().enumerate() {
+                let mask = guide.mask().unwrap_or_else(|e| panic!("{e}"));
+                let so_far = tokenizer.decode(&tokens[..i]).unwrap_or_default();
+                let next = tokenizer.decode(&[token]).unwrap_or_default();
+                assert!(
+                    mask.is_allowed(token),
+                    "{}: {next:?} refused after {so_far:?}\n{lark}",
+                    f.name
+                );
+                guide.advance(token).unwrap_or_else(|e| panic!("{e}"));
+            }
+            let end = guide.is_done() || guide.mask().is_ok_and(|m| m.is_allowed(eos));
+            assert!(end, "{}: the grammar wants more after {text:?}", f.name);
+        }
+    }
+
     #[test]
     fn a_mask_keeps_only_allowed_logits() {
         let mut mask = SimpleVob::alloc(70);

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use crate::grammar::{json_lexeme, literal, regex_literal, Specials};
 
 use super::markup::{Args, Markup, Name};
+use super::tag_tree::TagTree;
 use super::ToolFormat;
 
 /// A declared tool: what the chat template, the tool extractor and the grammar writer
@@ -182,7 +183,7 @@ fn call_rule(
             json_lexeme(params)
         )),
         (Name::Plain, Args::Tags(tags)) => {
-            let (body, rules) = tagged_params(i, params, tags.close, &mut |key, schema, is_text| {
+            let (body, rules) = tagged_params(i, params, specials, &mut |key, schema, is_text| {
                 let key_end = match (is_text, tags.key_end_typed) {
                     (false, Some(typed)) => typed.replace("{type}", declared_type(schema)),
                     _ => tags.key_end.to_owned(),
@@ -193,22 +194,15 @@ fn call_rule(
                     literal(key),
                     specials.expr(&key_end)
                 );
-                (open, specials.expr(tags.close))
+                (open, tags.close.to_owned())
             });
             Ok(format!(
                 "call_{i}: {open} {name} {name_end} {body} {close}\n{rules}"
             ))
         }
         (Name::Plain, Args::Elements(tree)) => {
-            // Each parameter is one element; values that are not strings are written as
-            // JSON inside it, which the reader types by the schema.
-            let prefix = specials.expr(tree.prefix);
-            let (body, rules) = tagged_params(i, params, tree.prefix, &mut |key, _, _| {
-                (
-                    format!("{prefix} {}", literal(&format!("<{key}>"))),
-                    format!("{prefix} {}", literal(&format!("</{key}>"))),
-                )
-            });
+            let mut rules = String::new();
+            let body = elements(&format!("{i}"), params, tree, specials, &mut rules);
             Ok(format!(
                 "call_{i}: {open} {name} {name_end} {body} {close}\n{rules}"
             ))
@@ -216,23 +210,86 @@ fn call_rule(
     }
 }
 
-/// The JSON type a parameter schema declares, for markup that names it (`object` where
-/// it names none or several).
+/// The members of an object schema as nested elements (see [`super::tag_tree`]): each
+/// declared property one element, required ones required. Rules the values need are
+/// appended to `rules`, named after `path`.
+fn elements(path: &str, schema: &Value, tree: &TagTree, specials: &Specials, rules: &mut String) -> String {
+    let props = schema.get("properties").and_then(Value::as_object);
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut seq = Vec::new();
+    for (j, (key, sub)) in props.into_iter().flatten().enumerate() {
+        let rule = format!("e_{path}_{j}");
+        let value = element(&format!("{path}_{j}"), key, sub, tree, specials, rules);
+        rules.push_str(&format!("{rule}: {value}\n"));
+        seq.push(if required.contains(&key.as_str()) {
+            rule
+        } else {
+            format!("{rule}?")
+        });
+    }
+    if seq.is_empty() {
+        "\"\"".to_owned()
+    } else {
+        seq.join(" ")
+    }
+}
+
+/// One element `key` holding a value of `schema`: text and fixed values as such, objects
+/// with declared properties as child elements, lists of them as `item`s, anything else
+/// as JSON (which the reader types by the schema).
+fn element(
+    path: &str,
+    key: &str,
+    schema: &Value,
+    tree: &TagTree,
+    specials: &Specials,
+    rules: &mut String,
+) -> String {
+    let open = specials.expr(&format!("{}<{key}>", tree.prefix));
+    let after = format!("{}</{key}>", tree.prefix);
+    let ty = schema.get("type").and_then(Value::as_str);
+    let value = if let Some(fixed) = tag_value(schema) {
+        format!("{fixed} {}", specials.expr(&after))
+    } else if is_text(schema) {
+        free_text(&format!("V_{path}"), schema, &after, specials, rules)
+    } else if ty == Some("object") && schema.get("properties").is_some_and(Value::is_object) {
+        format!(
+            "{} {}",
+            elements(path, schema, tree, specials, rules),
+            specials.expr(&after)
+        )
+    } else if let (Some("array"), Some(items)) = (ty, schema.get("items")) {
+        let item = element(&format!("{path}_i"), tree.item, items, tree, specials, rules);
+        rules.push_str(&format!("i_{path}: {item}\n"));
+        format!("i_{path}* {}", specials.expr(&after))
+    } else {
+        format!("{} {}", json_lexeme(schema), specials.expr(&after))
+    };
+    format!("{open} {value}")
+}
+
+/// The JSON value type a parameter schema declares, for markup that names it (as
+/// [`super::markup`] names a value's: an integer is a `number`; `object` where the schema
+/// names none or several).
 fn declared_type(schema: &Value) -> &str {
-    match schema.get("type") {
-        Some(Value::String(t)) => t,
-        _ => "object",
+    match schema.get("type").and_then(Value::as_str) {
+        Some("integer") => "number",
+        Some(t) => t,
+        None => "object",
     }
 }
 
 /// The arguments of call `i` as a sequence of tagged parameters (required ones
-/// required), and the rules the values need. `tag` gives, for
-/// a key and whether its value is text, the expressions before and after the value;
-/// text values may not contain `stop`.
+/// required), and the rules the values need. `tag` gives, for a key, its schema and
+/// whether its value is text, the expression before the value and the text after it.
 fn tagged_params(
     i: usize,
     params: &Value,
-    stop: &str,
+    specials: &Specials,
     tag: &mut dyn FnMut(&str, &Value, bool) -> (String, String),
 ) -> (String, String) {
     let mut rules = String::new();
@@ -245,9 +302,14 @@ fn tagged_params(
         .unwrap_or_default();
     for (j, (key, schema)) in props.into_iter().flatten().enumerate() {
         let rule = format!("p_{i}_{j}");
-        let (value, is_text) = tag_value(&format!("V_{i}_{j}"), schema, stop, &mut rules);
+        let is_text = is_text(schema);
         let (before, after) = tag(key, schema, is_text);
-        rules.push_str(&format!("{rule}: {before} {value} {after}\n"));
+        let value = match (tag_value(schema), is_text) {
+            (Some(fixed), _) => format!("{fixed} {}", specials.expr(&after)),
+            (None, false) => format!("{} {}", json_lexeme(schema), specials.expr(&after)),
+            (None, true) => free_text(&format!("V_{i}_{j}"), schema, &after, specials, &mut rules),
+        };
+        rules.push_str(&format!("{rule}: {before} {value}\n"));
         seq.push(if required.contains(&key.as_str()) {
             rule
         } else {
@@ -262,9 +324,17 @@ fn tagged_params(
     (body, rules)
 }
 
-/// The expression for one tagged value, and whether it is free text (a string). Text
-/// rules it needs are appended to `rules`.
-fn tag_value(terminal: &str, schema: &Value, stop: &str, rules: &mut String) -> (String, bool) {
+/// Whether a tagged value is written as text (a string, or an enum of strings).
+fn is_text(schema: &Value) -> bool {
+    if let Some(options) = schema.get("enum").and_then(Value::as_array) {
+        return options.iter().all(Value::is_string);
+    }
+    schema.get("const").is_some_and(Value::is_string)
+        || matches!(schema.get("type"), Some(Value::String(t)) if t == "string")
+}
+
+/// The expression of a value with a fixed set of spellings (an enum, a string const).
+fn tag_value(schema: &Value) -> Option<String> {
     if let Some(options) = schema.get("enum").and_then(Value::as_array) {
         let alts: Vec<String> = options
             .iter()
@@ -273,32 +343,55 @@ fn tag_value(terminal: &str, schema: &Value, stop: &str, rules: &mut String) -> 
                 other => literal(&other.to_string()),
             })
             .collect();
-        let all_strings = options.iter().all(Value::is_string);
-        return (format!("({})", alts.join(" | ")), all_strings);
+        return Some(format!("({})", alts.join(" | ")));
     }
-    if let Some(Value::String(s)) = schema.get("const") {
-        return (literal(s), true);
+    match schema.get("const") {
+        Some(Value::String(s)) => Some(literal(s)),
+        _ => None,
     }
-    let is_string = match schema.get("type") {
-        Some(Value::String(t)) => t == "string",
-        _ => false,
-    };
-    if !is_string {
-        return (json_lexeme(schema), false);
-    }
+}
+
+/// A free-text value (bounded by `minLength`/`maxLength`) and the text `after` it, as the
+/// terminal `terminal` appended to `rules`. Where `after` is plain text the terminal
+/// takes it in, ending at its first occurrence: a text lexeme followed by a separate
+/// close would otherwise swallow the close's first bytes (llguidance's lexer is greedy)
+/// and leave no way to finish it. A close that holds a special token ends the text by
+/// itself.
+fn free_text(terminal: &str, schema: &Value, after: &str, specials: &Specials, rules: &mut String) -> String {
     let min = schema.get("minLength").and_then(Value::as_u64).unwrap_or(0);
-    let len = match schema.get("maxLength").and_then(Value::as_u64) {
-        Some(max) => format!(" & /(?s:.{{{min},{max}}})/"),
-        None if min > 0 => format!(" & /(?s:.{{{min},}})/"),
+    let max = schema.get("maxLength").and_then(Value::as_u64);
+    let bound = match max {
+        Some(max) => format!("(?s:.{{{min},{max}}})"),
+        None if min > 0 => format!("(?s:.{{{min},}})"),
         None => String::new(),
     };
-    let close = stop.trim_start_matches('\n');
-    let close: String = close.chars().take_while(|c| *c != '\n').collect();
+    if specials.any_in(after) {
+        let close: String = after
+            .trim_start_matches('\n')
+            .chars()
+            .take_while(|c| *c != '\n')
+            .collect();
+        let len = if bound.is_empty() {
+            String::new()
+        } else {
+            format!(" & /{bound}/")
+        };
+        rules.push_str(&format!(
+            "{terminal}: /(?s:.*)/ & ~/(?s:.*){}(?s:.*)/{len}\n",
+            regex_literal(&close)
+        ));
+        return format!("{terminal} {}", specials.expr(after));
+    }
+    let stop = regex_literal(after);
+    let len = if bound.is_empty() {
+        String::new()
+    } else {
+        format!(" & /{bound}{stop}/")
+    };
     rules.push_str(&format!(
-        "{terminal}: /(?s:.*)/ & ~/(?s:.*){}(?s:.*)/{len}\n",
-        regex_literal(&close)
+        "{terminal}: /(?s:.*){stop}/ & ~/(?s:.*){stop}(?s:.+)/{len}\n"
     ));
-    (terminal.to_owned(), true)
+    terminal.to_owned()
 }
 
 #[cfg(test)]
@@ -353,8 +446,9 @@ mod tests {
         assert!(!g.contains("noop"), "{g}");
         // city is required text bounded by maxLength; days is optional JSON.
         assert!(g.contains("p_0_0 p_0_1?"), "{g}");
+        // The text ends at its close tag, which it takes in.
         assert!(
-            g.contains(r"& ~/(?s:.*)<\/parameter>(?s:.*)/ & /(?s:.{0,12})/"),
+            g.contains(r"V_0_0: /(?s:.*)\n<\/parameter>\n/ & ~/(?s:.*)\n<\/parameter>\n(?s:.+)/ & /(?s:.{0,12})\n<\/parameter>\n/"),
             "{g}"
         );
         assert!(g.contains(r#"%json {"type":"integer""#), "{g}");

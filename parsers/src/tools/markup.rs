@@ -102,7 +102,7 @@ impl Markup {
         out.push_str(self.call_open);
         match self.name {
             Name::InJson => {
-                out.push_str(&json!({"name": name, "arguments": args}).to_string());
+                out.push_str(&python_json(&json!({"name": name, "arguments": args})));
                 out.push_str(self.call_close);
                 return;
             }
@@ -111,13 +111,13 @@ impl Markup {
         }
         out.push_str(self.name_end);
         match self.args {
-            Args::Json => out.push_str(&args.to_string()),
+            Args::Json => out.push_str(&python_json(args)),
             Args::Tags(t) => {
                 for (k, v) in args.as_object().into_iter().flatten() {
                     let (text, key_end) = match v {
                         Value::String(s) => (s.clone(), t.key_end.to_owned()),
                         other => (
-                            other.to_string(),
+                            python_json(other),
                             t.key_end_typed
                                 .unwrap_or(t.key_end)
                                 .replace("{type}", json_type(other)),
@@ -133,6 +133,50 @@ impl Markup {
             }
         }
         out.push_str(self.call_close);
+    }
+}
+
+/// JSON as models write it (Python's `json.dumps`: `", "` and `": "`), which is also the
+/// layout the call grammars hold JSON to.
+pub(crate) fn python_json(value: &Value) -> String {
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
+    match serde::Serialize::serialize(value, &mut ser) {
+        Ok(()) => String::from_utf8(out).unwrap_or_default(),
+        Err(_) => value.to_string(),
+    }
+}
+
+/// serde_json's compact layout with Python's separators.
+struct PythonFormatter;
+
+impl serde_json::ser::Formatter for PythonFormatter {
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
     }
 }
 
@@ -163,7 +207,7 @@ fn write_element(out: &mut String, tree: &super::tag_tree::TagTree, key: &str, v
             }
         }
         Value::String(s) => out.push_str(s),
-        other => out.push_str(&other.to_string()),
+        other => out.push_str(&python_json(other)),
     }
     out.push_str(&format!("{}</{key}>", tree.prefix));
 }
