@@ -14,6 +14,7 @@
 
 pub mod assemble;
 pub mod event;
+pub mod family;
 pub mod grammar;
 mod named;
 pub mod output;

@@ -113,13 +113,17 @@ fn drive<M: MarkerMachine>(machine: &mut M, input: &str, at_end: bool, sink: &mu
         let markers = machine.markers();
         let rest = &input[pos..];
         match find_first(rest, markers) {
-            // A marker that ends the input may be the start of a longer one
-            // (`<think>` of `<think>\n`): wait for the next bytes to say which.
-            Some((at, _)) if !at_end && could_grow(&rest[at..], markers) => {
-                machine.text(&rest[..at], sink);
-                return pos + at;
-            }
             Some((at, which)) => {
+                // A longer marker that starts at or before this one may still be completed
+                // by the next bytes (`\n<answer>\n` around `<answer>`, `<think>\n` of
+                // `<think>`): wait for them to say which.
+                if !at_end {
+                    let hold = rest.len() - partial_suffix(rest, markers);
+                    if hold <= at {
+                        machine.text(&rest[..hold], sink);
+                        return pos + hold;
+                    }
+                }
                 machine.text(&rest[..at], sink);
                 match machine.marker(which, sink) {
                     Step::Consume => pos += at + markers[which].len(),
@@ -134,14 +138,6 @@ fn drive<M: MarkerMachine>(machine: &mut M, input: &str, at_end: bool, sink: &mu
             }
         }
     }
-}
-
-/// Whether `tail` (the input from a found marker on) is a proper prefix of a longer
-/// marker, which the next bytes could still complete. Most formats have no such pair.
-fn could_grow(tail: &str, markers: &[&str]) -> bool {
-    markers
-        .iter()
-        .any(|m| m.len() > tail.len() && m.starts_with(tail))
 }
 
 /// Feeds chunks to a [`MarkerMachine`], holding back only a possible partial marker.

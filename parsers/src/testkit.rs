@@ -231,21 +231,21 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// (reasoning, tools) pairs as families run them, plus each side alone.
-    const PAIRS: &[(Option<&str>, Option<&str>)] = &[
-        (Some("qwen3"), Some("hermes")),
-        (Some("qwen3"), Some("qwen3_coder")),
-        (Some("deepseek_r1"), Some("deepseek_v3")),
-        (Some("deepseek_v3"), Some("deepseek_v31")),
-        (Some("deepseek_v3"), Some("deepseek_v32")),
-        (Some("kimi_k2"), Some("kimi_k2")),
-        (Some("minimax_m2"), Some("minimax_m2")),
-        (Some("minimax_m2_append_think"), Some("minimax_m2")),
-        (Some("glm45"), Some("glm45")),
-        (Some("glm45"), Some("glm47")),
-        (None, Some("hermes")),
-        (Some("kimi_k2"), None),
-    ];
+    /// (reasoning, tools) pairs as families run them ([`crate::family::FAMILIES`]), plus
+    /// each side alone and the MiniMax inline-tags variant.
+    fn pairs() -> Vec<(Option<&'static str>, Option<&'static str>)> {
+        let mut pairs: Vec<_> = crate::family::FAMILIES
+            .iter()
+            .map(|f| (Some(f.reasoning), Some(f.tools)))
+            .collect();
+        pairs.extend([
+            (Some("minimax_m2_append_think"), Some("minimax_m2")),
+            (None, Some("hermes")),
+            (Some("kimi_k2"), None),
+            (Some("granite"), None),
+        ]);
+        pairs
+    }
 
     /// Well-formed pieces per tool format, so generated outputs reach deep states.
     fn samples(tools: Option<&str>) -> Vec<&'static str> {
@@ -258,6 +258,13 @@ mod tests {
             Some("kimi_k2") => vec!["<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0 <|tool_call_argument_begin|>{\"a\": 1}<|tool_call_end|><|tool_calls_section_end|>"],
             Some("minimax_m2") => vec!["<minimax:tool_call>\n<invoke name=\"f\">\n<parameter name=\"a\"> null </parameter>\n</invoke>\n</minimax:tool_call>"],
             Some("glm45") | Some("glm47") => vec!["<tool_call>f\n<arg_key>a</arg_key>\n<arg_value>x y</arg_value>\n</tool_call>"],
+            Some("deepseek_v4") => vec!["<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n<｜DSML｜parameter name=\"a\" string=\"false\">[1]</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>"],
+            Some("deepseek_v41") => vec!["<｜DSML｜ calls>\n<｜DSML｜ invoke name=\"f\">\n</｜DSML｜ invoke>\n</｜DSML｜ calls>"],
+            Some("kimi_k3") => vec!["<|open|>tools<|sep|><|open|>call tool=\"a&amp;f\" index=\"1\"<|sep|><|open|>argument key=\"a\" type=\"number\"<|sep|>1<|close|>argument<|sep|><|close|>call<|sep|><|close|>tools<|sep|>"],
+            Some("minimax_m3") => vec!["]<]minimax[>[<tool_call>\n]<]minimax[>[<invoke name=\"f\">]<]minimax[>[<a>]<]minimax[>[<item>1]<]minimax[>[</item>]<]minimax[>[</a>]<]minimax[>[</invoke>\n]<]minimax[>[</tool_call>"],
+            Some("granite") => vec!["<|tool_call|>[{\"name\": \"f\", \"arguments\": {\"a\": \"}\"}}, {\"name\": \"g\", \"arguments\": {}}]"],
+            Some("hunyuan_a13b") => vec!["<tool_calls>[{\"name\": \"f\", \"arguments\": {\"a\": [1]}}]</tool_calls>"],
+            Some("openai") => vec!["<|channel|>analysis<|message|>hm<|end|><|start|>assistant<|channel|>commentary to=functions.f <|constrain|>json<|message|>{\"a\": 1}<|call|>", "<|channel|>final<|message|>ok<|return|>"],
             _ => vec![],
         }
     }
@@ -280,8 +287,9 @@ mod tests {
 
     /// A format pairing, a start state, an output made from its vocabulary, and a seed.
     fn case() -> impl Strategy<Value = (OutputConfig, String, u64)> {
-        (0..PAIRS.len(), 0..3usize).prop_flat_map(|(pair, start)| {
-            let mut cfg = config(PAIRS[pair].0, PAIRS[pair].1);
+        let pairs = pairs();
+        (0..pairs.len(), 0..3usize).prop_flat_map(move |(pair, start)| {
+            let mut cfg = config(pairs[pair].0, pairs[pair].1);
             cfg.start = [
                 StartOverride::FormatDefault,
                 StartOverride::InReasoning,

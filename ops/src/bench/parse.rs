@@ -102,23 +102,26 @@ fn calls_markup(format: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The reasoning parser each tool format is served with, and how its reasoning is marked.
-fn pairing(tool: &str) -> (&'static str, Option<Value>) {
-    match tool {
-        "hermes" | "qwen3_coder" => ("qwen3", None),
-        "deepseek_v3" => ("deepseek_r1", None),
-        "deepseek_v31" | "deepseek_v32" => ("deepseek_v3", Some(json!({"thinking": true}))),
-        "kimi_k2" => ("kimi_k2", None),
-        "minimax_m2" => ("minimax_m2", None),
-        _ => ("glm45", None),
-    }
+/// The reasoning parser each tool format is served with (its family's).
+fn pairing(tool: &str) -> &'static str {
+    braid_parsers::family::of_tools(tool).map_or("glm45", |f| f.reasoning)
 }
 
-/// Reasoning text in the format's own shape: an open marker unless the template opens it.
+/// A parser configuration with the format's thinking switch on, so that its reasoning is
+/// read (formats whose switch defaults to off: DeepSeek-V3.x/V4, Granite).
+fn config(reasoning: &str, tools: Option<&str>) -> anyhow::Result<OutputConfig> {
+    let mut config = OutputConfig::from_names(Some(reasoning), tools)?;
+    if let Some(switch) = config.reasoning.and_then(|r| r.switch).filter(|s| !s.default_on) {
+        config.chat_template_kwargs = Some(json!({ switch.key: true }));
+    }
+    Ok(config)
+}
+
+/// Reasoning text in the format's own markers.
 fn reasoning_block(parser: &str, body: &str) -> String {
-    match parser {
-        "deepseek_r1" | "minimax_m2" | "minimax_m2_append_think" | "deepseek_v3" => format!("{body}</think>"),
-        _ => format!("<think>{body}</think>"),
+    match braid_parsers::reasoning_format(parser) {
+        Ok(f) => format!("{}{body}{}", f.open, f.close),
+        Err(_) => body.to_owned(),
     }
 }
 
@@ -134,10 +137,7 @@ fn rows(tokens: usize) -> anyhow::Result<Vec<Row>> {
     let bytes = (tokens as f64 * BYTES_PER_TOKEN) as usize;
     let mut rows = Vec::new();
     for &parser in &braid_parsers::reasoning_names() {
-        let mut config = OutputConfig::from_names(Some(parser), None)?;
-        if parser == "deepseek_v3" {
-            config.chat_template_kwargs = Some(json!({"thinking": true}));
-        }
+        let config = config(parser, None)?;
         let text = reasoning_block(parser, &words(bytes.saturating_sub(40), 1)) + "\n\nThe answer is 42.";
         rows.push(Row {
             parser,
@@ -148,9 +148,8 @@ fn rows(tokens: usize) -> anyhow::Result<Vec<Row>> {
         });
     }
     for &tool in &braid_parsers::tool_names() {
-        let (reasoning, kwargs) = pairing(tool);
-        let mut config = OutputConfig::from_names(Some(reasoning), Some(tool))?;
-        config.chat_template_kwargs = kwargs;
+        let reasoning = pairing(tool);
+        let mut config = config(reasoning, Some(tool))?;
         config.schemas = schema();
         let calls = calls_markup(tool);
         let mut text = reasoning_block(reasoning, &words(bytes.saturating_sub(calls.len()), 2));
