@@ -5,6 +5,7 @@
 mod alloc;
 mod bench;
 mod config;
+mod detect;
 mod fixture;
 mod metrics;
 mod parse;
@@ -36,6 +37,9 @@ enum Command {
     Fixture(fixture::FixtureCommand),
     /// Print the prompt a conversation renders to through a chat template.
     Render(render::RenderArgs),
+    /// Print the reasoning and tool parsers braid chooses for a model folder (proved
+    /// against its chat template), as JSON.
+    Parsers(detect::ParsersArgs),
     /// Serve a model over the OpenAI API: every stage in this process.
     Serve(serve::ServeArgs),
     /// Run some stages as their own process on a shared NATS bus.
@@ -68,6 +72,7 @@ fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Parse(args) => parse::run(&args),
         Command::Bench(cmd) => bench::run(&cmd),
+        Command::Parsers(args) => detect::run(&args),
         Command::Fixture(cmd) => fixture::run(&cmd),
         Command::Serve(args) => serve::serve(&args),
         Command::Render(args) => render::run(&args),

@@ -12,7 +12,7 @@ use braid_actors::{
     ReplayExecutor, Routing, UpstreamExecutor, UpstreamSpec,
 };
 use braid_api::ReasoningField;
-use braid_bus::{Bus, ChatMessage, NatsOptions, Role, SharedMap, Stage, ToolCall};
+use braid_bus::{Bus, NatsOptions, SharedMap, Stage};
 use braid_engine::{load_model, ChatRenderer, Engine, EngineConfig, Guides, KvCache, ModelConfig, Tokenizer};
 use braid_parsers::{ReasoningParser, ToolParser};
 use candle_core::{DType, Device};
@@ -458,57 +458,6 @@ fn chat_settings(p: &PipelineArgs) -> braid_api::ChatSettings {
     }
 }
 
-/// Renders a probe conversation with one tool call through the template and checks the
-/// configured tool parser reads the call back; a template and parser that disagree would
-/// make every replayed tool call unreadable to the model's own format.
-fn self_test(renderer: &ChatRenderer, tool_parser: ToolParser) -> Result<(), String> {
-    // Templates differ on an empty tool-call turn's content: some render the calls only
-    // for `null` (DeepSeek-R1), some cannot read `null` (Qwen3). Either may pass.
-    let empty = probe(renderer, tool_parser, Some(""));
-    empty.or_else(|first| probe(renderer, tool_parser, None).map_err(|_| first))
-}
-
-fn probe(renderer: &ChatRenderer, tool_parser: ToolParser, content: Option<&str>) -> Result<(), String> {
-    let args = serde_json::json!({"x": 1});
-    let call = ToolCall {
-        id: "functions.braid_probe:0".into(),
-        name: "braid_probe".into(),
-        arguments: args.to_string(),
-        parsed: Some(args),
-    };
-    let turn = ChatMessage {
-        content: content.map(str::to_owned),
-        tool_calls: Some(vec![call]),
-        ..ChatMessage::text(Role::Assistant, "")
-    };
-    let tools = serde_json::json!([{"type": "function", "function": {"name": "braid_probe",
-        "parameters": {"type": "object", "properties": {"x": {"type": "integer"}}}}}]);
-    let conversation = braid_bus::Conversation {
-        messages: vec![ChatMessage::text(Role::User, "BRAID-PROBE-TURN"), turn],
-        tools: braid_parsers::tools::grammar::ToolSpec::list(&tools),
-        kwargs: serde_json::Map::new(),
-        add_generation_prompt: false,
-    };
-    let text = braid_actors::tokenizer::render(renderer, &conversation).map_err(|e| e.to_string())?;
-    let after = text.rsplit("BRAID-PROBE-TURN").next().unwrap_or_default();
-    let mut config =
-        braid_parsers::OutputConfig::from_names(None, Some(tool_parser.name())).map_err(|e| e.to_string())?;
-    config.schemas = Arc::new(braid_parsers::ToolSchemas::from_tools(&tools));
-    let parsed = braid_parsers::testkit::parse(&config, after, braid_parsers::testkit::Chunking::Whole);
-    let ok = parsed.tool_calls.iter().any(|c| {
-        c.name == "braid_probe"
-            && serde_json::from_str::<serde_json::Value>(&c.arguments).ok()
-                == Some(serde_json::json!({"x": 1}))
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "the {tool_parser} parser finds no braid_probe(x=1) call in the template's rendering of one"
-        ))
-    }
-}
-
 fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs) -> anyhow::Result<ExitCode> {
     crate::init_logging();
     let needs = |s: Stage| stages.iter().any(|(x, _)| *x == s);
@@ -562,7 +511,7 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
         (None, None)
     };
     let max_model_len = engine_len.or(p.max_model_len.map(|m| m as u32));
-    let chat = chat_settings(p);
+    let mut chat = chat_settings(p);
     let renderer = if needs(Stage::Tokenizer) {
         match (tok_dir, &p.chat_template) {
             (Some(dir), template) => match ChatRenderer::from_dir(dir, template.as_deref()) {
@@ -579,8 +528,24 @@ fn run_node(model: Option<&Path>, stages: Vec<(Stage, usize)>, p: &PipelineArgs)
     } else {
         None
     };
+    // No parser flags: choose a family the template proves (explicit flags always win).
+    if let (Some(r), None, None, Some(dir)) = (&renderer, chat.reasoning_parser, chat.tool_parser, tok_dir) {
+        match crate::detect::choose(dir, r) {
+            Ok(c) => {
+                tracing::info!(
+                    "parsers: {} (reasoning {}, tools {}), chosen from the model folder and proved against its chat template",
+                    c.family.name,
+                    c.reasoning.map_or("none", |r| r.name()),
+                    c.tools
+                );
+                chat.reasoning_parser = c.reasoning;
+                chat.tool_parser = Some(c.tools);
+            }
+            Err(e) => tracing::warn!("{e}; serving without reasoning or tool-call parsing"),
+        }
+    }
     if let (Some(r), Some(t)) = (&renderer, chat.tool_parser) {
-        let ok = match self_test(r, t) {
+        let ok = match crate::detect::self_test(r, t) {
             Ok(()) => {
                 tracing::info!("self-test: the chat template's tool calls read back with the {t} parser");
                 1.0

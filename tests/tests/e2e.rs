@@ -13,6 +13,7 @@ mod llama_cpp;
 mod observability;
 mod one_door;
 mod openai_client;
+mod parser_choice;
 mod pipeline;
 mod responses_client;
 mod scale_out;
