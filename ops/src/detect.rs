@@ -204,7 +204,7 @@ fn reasoning_shows(renderer: &ChatRenderer, reasoning: ReasoningParser) -> Resul
     if markers.iter().any(|m| after_turn.contains(m)) {
         return Ok(true);
     }
-    let mut kwargs = vec![history.kwargs.clone()];
+    let mut kwargs = vec![history.kwargs];
     if let Some(switch) = f.switch {
         kwargs.push(Map::from_iter([(switch.key.to_owned(), Value::Bool(false))]));
     }
