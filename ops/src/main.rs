@@ -7,6 +7,7 @@ mod bench;
 mod config;
 mod detect;
 mod fixture;
+mod formats;
 mod metrics;
 mod parse;
 mod render;

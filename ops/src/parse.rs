@@ -13,12 +13,14 @@ use serde_json::{json, Value};
 /// Options of `braid parse`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ParseArgs {
-    /// Reasoning parser (vLLM's names); none means no reasoning split.
-    #[arg(long)]
-    reasoning_parser: Option<String>,
-    /// Tool-call parser (vLLM's names); none means no tool extraction.
-    #[arg(long)]
-    tool_parser: Option<String>,
+    /// Reasoning parser (vLLM's names, or a format file `FILE.toml`); none means no
+    /// reasoning split.
+    #[arg(long, value_parser = crate::formats::reasoning)]
+    reasoning_parser: Option<braid_parsers::ReasoningParser>,
+    /// Tool-call parser (vLLM's names, or a format file `FILE.toml`); none means no tool
+    /// extraction.
+    #[arg(long, value_parser = crate::formats::tools)]
+    tool_parser: Option<braid_parsers::ToolParser>,
     /// A JSON file holding the request's `tools` array (types XML argument values).
     #[arg(long, value_name = "FILE.json")]
     tools: Option<std::path::PathBuf>,
@@ -56,7 +58,10 @@ fn chunk_plan(spec: &str) -> anyhow::Result<ChunkPlan> {
 }
 
 fn config(args: &ParseArgs) -> anyhow::Result<OutputConfig> {
-    let mut config = OutputConfig::from_names(args.reasoning_parser.as_deref(), args.tool_parser.as_deref())?;
+    let mut config = OutputConfig::from_names(
+        args.reasoning_parser.map(|r| r.name()),
+        args.tool_parser.map(|t| t.name()),
+    )?;
     if let Some(path) = &args.tools {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading --tools {}", path.display()))?;

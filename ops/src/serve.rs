@@ -81,13 +81,14 @@ pub(crate) struct PipelineArgs {
     /// The model name clients use (default: the model folder's name).
     #[arg(long)]
     served_model_name: Option<String>,
-    /// Reasoning parser (vLLM's names: deepseek_r1, qwen3, kimi_k2, minimax_m2, glm45,
-    /// deepseek_v3, …).
-    #[arg(long)]
+    /// Reasoning parser: vLLM's names (deepseek_r1, qwen3, kimi_k2, minimax_m2, glm45,
+    /// deepseek_v3, …) or a format file (`FILE.toml`, see ops/examples/formats). Without
+    /// either parser flag braid chooses both from the model folder.
+    #[arg(long, value_parser = crate::formats::reasoning)]
     reasoning_parser: Option<ReasoningParser>,
-    /// Tool-call parser (hermes, qwen3_coder, kimi_k2, deepseek_v31, deepseek_v32,
-    /// minimax_m2, glm45, glm47, …).
-    #[arg(long, alias = "tool-parser")]
+    /// Tool-call parser: vLLM's names (hermes, qwen3_coder, kimi_k2, deepseek_v31,
+    /// deepseek_v32, minimax_m2, glm45, glm47, …) or a format file (`FILE.toml`).
+    #[arg(long, alias = "tool-parser", value_parser = crate::formats::tools)]
     tool_call_parser: Option<ToolParser>,
     /// A Jinja chat template file, instead of the model folder's.
     #[arg(long)]

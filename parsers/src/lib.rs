@@ -15,6 +15,7 @@
 pub mod assemble;
 pub mod event;
 pub mod family;
+pub mod format_file;
 pub mod grammar;
 mod named;
 pub mod output;
@@ -60,6 +61,7 @@ pub fn reasoning_format(name: &str) -> Result<&'static ReasoningFormat, ConfigEr
         .iter()
         .copied()
         .find(|f| f.name == name)
+        .or_else(|| format_file::reasoning(name))
         .ok_or_else(|| ConfigError::UnknownReasoningParser {
             name: name.to_owned(),
             known: reasoning_names().join(", "),
@@ -72,6 +74,7 @@ pub fn tool_format(name: &str) -> Result<&'static ToolFormat, ConfigError> {
         .iter()
         .copied()
         .find(|f| f.name == name)
+        .or_else(|| format_file::tools(name))
         .ok_or_else(|| ConfigError::UnknownToolParser {
             name: name.to_owned(),
             known: tool_names().join(", "),

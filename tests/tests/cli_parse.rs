@@ -100,8 +100,8 @@ fn bench_parse_prints_a_row_per_parser_and_size() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     let rows = json["results"].as_array().cloned().unwrap_or_default();
-    // 7 reasoning + 9 tool parsers, at two sizes.
-    assert_eq!(rows.len(), 32, "{json}");
+    // 13 reasoning + 16 tool parsers, at two sizes.
+    assert_eq!(rows.len(), 58, "{json}");
     for row in &rows {
         for key in [
             "parser",
@@ -116,9 +116,18 @@ fn bench_parse_prints_a_row_per_parser_and_size() {
         }
         assert!(row["chunks"].as_u64() > Some(10));
     }
-    assert!(rows
-        .iter()
-        .any(|r| r["kind"] == "tool" && r["parser"] == "kimi_k2" && r["tokens"] == 256));
+    for (kind, parser) in [
+        ("tool", "kimi_k2"),
+        ("tool", "openai"),
+        ("reasoning", "openai_gptoss"),
+        ("tool", "minimax_m3"),
+    ] {
+        assert!(
+            rows.iter()
+                .any(|r| r["kind"] == kind && r["parser"] == parser && r["tokens"] == 256),
+            "no {kind} row for {parser}"
+        );
+    }
 }
 
 #[test]
