@@ -488,7 +488,12 @@ mod tests {
     #[test]
     fn the_example_files_are_the_built_in_tables() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../ops/examples/formats/");
-        for (file, builtin) in [("qwen3_think", "qwen3"), ("minimax_m2_think", "minimax_m2")] {
+        for (file, builtin) in [
+            ("qwen3_think", "qwen3"),
+            ("minimax_m2_think", "minimax_m2"),
+            ("granite_think", "granite"),
+            ("hunyuan_think", "hunyuan_a13b"),
+        ] {
             let text = std::fs::read_to_string(format!("{dir}{file}.toml")).unwrap_or_default();
             let read = register_reasoning(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
             let want = crate::reasoning_format(builtin).unwrap_or_else(|e| panic!("{e}"));
@@ -496,7 +501,12 @@ mod tests {
             assert_eq!(got, format!("{want:?}"), "{file}");
             assert!(crate::reasoning_format(file).is_ok_and(|f| std::ptr::eq(f, read)));
         }
-        for (file, builtin) in [("hermes_calls", "hermes"), ("minimax_m2_calls", "minimax_m2")] {
+        for (file, builtin) in [
+            ("hermes_calls", "hermes"),
+            ("minimax_m2_calls", "minimax_m2"),
+            ("granite_calls", "granite"),
+            ("hunyuan_calls", "hunyuan_a13b"),
+        ] {
             let text = std::fs::read_to_string(format!("{dir}{file}.toml")).unwrap_or_default();
             let read = register_tools(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
             let want = crate::tool_format(builtin).unwrap_or_else(|e| panic!("{e}"));

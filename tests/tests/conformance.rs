@@ -76,8 +76,12 @@ fn file_defined_formats_pass_the_built_in_formats_cases() {
         let file = match (kind, name) {
             ("reasoning", "qwen3") => "qwen3_think",
             ("reasoning", "minimax_m2") => "minimax_m2_think",
+            ("reasoning", "granite") => "granite_think",
+            ("reasoning", "hunyuan_a13b") => "hunyuan_think",
             ("tool", "hermes") => "hermes_calls",
             ("tool", "minimax_m2") => "minimax_m2_calls",
+            ("tool", "granite") => "granite_calls",
+            ("tool", "hunyuan_a13b") => "hunyuan_calls",
             _ => return None,
         };
         Some(formats.join(format!("{file}.toml")).display().to_string())
