@@ -267,6 +267,9 @@ enum HeaderFile {
     KimiId {
         ends: Vec<String>,
     },
+    FirstWord {
+        ends: Vec<String>,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -386,6 +389,7 @@ pub fn register_tools(text: &str) -> Result<&'static ToolFormat, FormatFileError
             ends: leak_all(ends),
         },
         HeaderFile::KimiId { ends } => Header::KimiId { ends: leak_all(ends) },
+        HeaderFile::FirstWord { ends } => Header::FirstWord { ends: leak_all(ends) },
     };
     let mut tree: Option<&'static TagTree> = None;
     let body = match f.body {

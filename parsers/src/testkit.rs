@@ -173,9 +173,10 @@ pub fn markers(config: &OutputConfig) -> Vec<&'static str> {
         out.extend(t.call_close);
         match t.header {
             Header::InBody => {}
-            Header::Name { ends, .. } | Header::Attribute { ends, .. } | Header::KimiId { ends } => {
-                out.extend(ends)
-            }
+            Header::Name { ends, .. }
+            | Header::Attribute { ends, .. }
+            | Header::FirstWord { ends }
+            | Header::KimiId { ends } => out.extend(ends),
             Header::TypedName { sep, ends } => {
                 out.push(sep);
                 out.extend(ends);

@@ -181,6 +181,24 @@ mod tests {
     }
 
     #[test]
+    fn arguments_that_are_not_json_are_kept_raw_and_reported() {
+        let text = "<|channel|>commentary to=functions.f <|constrain|>json<|message|>foo<|call|><|start|>assistant<|channel|>commentary to=functions.g<|message|><|call|>";
+        let out = checked(Some("openai_gptoss"), Some("openai"), text);
+        let calls: Vec<_> = out
+            .tool_calls
+            .iter()
+            .map(|c| (c.name.as_str(), c.arguments.as_str(), c.outcome))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                ("f", "foo", Some(crate::CallOutcome::InvalidArguments)),
+                ("g", "{}", Some(crate::CallOutcome::Parsed))
+            ]
+        );
+    }
+
+    #[test]
     fn a_headerless_message_is_answer_and_a_cut_header_is_dropped() {
         let out = checked(
             Some("openai_gptoss"),

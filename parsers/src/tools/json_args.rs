@@ -51,6 +51,9 @@ pub(crate) struct JsonBody {
     scan: JsonScan,
     began: bool,
     done: bool,
+    /// Text before any bracket: markup if a value follows, else the arguments as the
+    /// model wrote them (kept, not dropped).
+    lead: String,
 }
 
 impl JsonBody {
@@ -72,9 +75,13 @@ impl JsonBody {
             match bytes.iter().position(|&b| b == b'{' || b == b'[') {
                 Some(p) => {
                     self.began = true;
+                    self.lead.clear();
                     p
                 }
-                None => return,
+                None => {
+                    self.lead.push_str(text);
+                    return;
+                }
             }
         };
         match self.scan.feed(&bytes[from..]) {
@@ -91,10 +98,14 @@ impl JsonBody {
         self.done
     }
 
-    /// Closes the body; an empty body means no arguments.
+    /// Closes the body: an empty body means no arguments; text that never became a JSON
+    /// value is kept as the arguments, raw (the call is then reported as invalid).
     pub(crate) fn close(&mut self, call: &mut Call, sink: &mut dyn Sink) {
         if !self.began {
-            call.arguments("{}", sink);
+            match self.lead.trim() {
+                "" => call.arguments("{}", sink),
+                raw => call.arguments(raw, sink),
+            }
         }
     }
 }

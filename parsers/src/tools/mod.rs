@@ -64,6 +64,12 @@ pub enum Header {
         /// Markers that end the header.
         ends: &'static [&'static str],
     },
+    /// The header's first word, up to whitespace or a special token, all up to the first
+    /// of `ends` (gpt-oss's `get_weather <|constrain|>json`).
+    FirstWord {
+        /// Markers that end the header.
+        ends: &'static [&'static str],
+    },
     /// Attributes up to the first of `ends`; the name is attribute `attr`'s value
     /// (Kimi-K3's ` tool="NAME" index="1"`), with `&amp;` and `&quot;` unescaped.
     Attribute {
@@ -304,6 +310,7 @@ impl Extract {
             Header::Name { .. } => Some(text.trim_matches('"')),
             Header::TypedName { sep, .. } => Some(text.rsplit(sep).next().unwrap_or(text).trim()),
             Header::Attribute { .. } => named.as_deref(),
+            Header::FirstWord { .. } => text.split(|c: char| c.is_whitespace() || c == '<').next(),
             Header::KimiId { .. } => {
                 self.call.id = text.to_owned();
                 kimi_k2::name_from_id(text)
@@ -486,6 +493,7 @@ impl MarkerMachine for Extract {
                 Header::Name { ends, .. }
                 | Header::TypedName { ends, .. }
                 | Header::Attribute { ends, .. }
+                | Header::FirstWord { ends }
                 | Header::KimiId { ends } => ends,
             },
             Phase::Body => match &self.body {

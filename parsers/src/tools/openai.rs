@@ -8,7 +8,7 @@
 //! (` to=functions.get_weather<|channel|>commentary …`). The `openai_gptoss` reasoning
 //! splitter hands calls on as `to=functions.NAME<|message|>{…}<|call|>`; this reads both
 //! that and the raw message. The name ends at the first space or special token; the body
-//! is one JSON value. Source: OpenAI's `openai-harmony`, vLLM
+//! after `<|message|>` is one JSON value (other text is kept as the arguments, raw). Source: OpenAI's `openai-harmony`, vLLM
 //! `tool_parsers/openai_tool_parser.py`.
 
 use super::markup::{Args, Markup, Name};
@@ -27,9 +27,8 @@ pub const FORMAT: ToolFormat = ToolFormat {
     in_section: &[],
     section_close: &[],
     separators: &[],
-    header: Header::Name {
-        ends: &["<|channel|>", " ", "<|constrain|>", "<|message|>"],
-        kept: &[],
+    header: Header::FirstWord {
+        ends: &["<|message|>"],
     },
     body: Body::Json,
     call_close: &[CALL],
