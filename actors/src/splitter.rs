@@ -37,6 +37,35 @@ impl ReasoningSetup {
 pub(crate) struct SplitState {
     splitter: Option<ReasoningSplitter>,
     inline: bool,
+    /// Tokens whose text the splitter still holds (undecided, or a marker cut in two):
+    /// counted with the text when it comes out.
+    unsettled: u32,
+}
+
+/// How many of a step's `tokens` (with those held from before) were reasoning: all of
+/// them while the text out is reasoning only (or nothing, inside reasoning: a marker);
+/// none for answer only; else in proportion to the bytes out. Tokens whose text is still
+/// held (an undecided start) are carried in `unsettled` to the step that lets it out.
+fn reasoning_share(segments: &[Segment], was_reasoning: bool, tokens: u32, unsettled: &mut u32) -> u32 {
+    let tokens = tokens + std::mem::take(unsettled);
+    let bytes = |kinds: &[SegmentKind]| -> u64 {
+        segments
+            .iter()
+            .filter(|s| kinds.contains(&s.kind))
+            .map(|s| s.text.len() as u64)
+            .sum()
+    };
+    let reasoning = bytes(&[SegmentKind::Reasoning, SegmentKind::InlineReasoning]);
+    let content = bytes(&[SegmentKind::Content]);
+    match (reasoning, content) {
+        (0, 0) if !was_reasoning => {
+            *unsettled = tokens;
+            0
+        }
+        (_, 0) => tokens,
+        (0, _) => 0,
+        (r, c) => u32::try_from(u64::from(tokens) * r / (r + c)).unwrap_or(tokens),
+    }
 }
 
 /// Collects events as segments, merging neighbours of the same kind.
@@ -85,10 +114,12 @@ impl Stateful for Splitter {
             Some(r) => SplitState {
                 splitter: Some(ReasoningSplitter::new(r.format, r.thinking, r.start)),
                 inline: r.format.placement == ReasoningPlacement::InlineTags,
+                unsettled: 0,
             },
             None => SplitState {
                 splitter: None,
                 inline: false,
+                unsettled: 0,
             },
         }
     }
@@ -105,9 +136,7 @@ impl Stateful for Splitter {
         let mut reasoning_tokens = 0;
         match &mut st.splitter {
             Some(splitter) => {
-                if splitter.in_reasoning() {
-                    reasoning_tokens = text.tokens;
-                }
+                let was_reasoning = splitter.in_reasoning();
                 let mut sink = Segments {
                     out: &mut segments,
                     inline: st.inline,
@@ -116,6 +145,7 @@ impl Stateful for Splitter {
                 if text.finish.is_some() {
                     splitter.finish(&mut sink);
                 }
+                reasoning_tokens = reasoning_share(&segments, was_reasoning, text.tokens, &mut st.unsettled);
             }
             None if !text.text.is_empty() => segments.push(Segment {
                 kind: SegmentKind::Content,
@@ -142,5 +172,35 @@ impl Stateful for Splitter {
             },
             false,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(kind: SegmentKind, text: &str) -> Segment {
+        Segment {
+            kind,
+            text: text.to_owned(),
+        }
+    }
+
+    #[test]
+    fn reasoning_tokens_follow_the_text_that_comes_out() {
+        let mut held = 0;
+        // Inside reasoning: all of the step, markers too.
+        assert_eq!(reasoning_share(&[], true, 2, &mut held), 2);
+        // An undecided start holds its text: its tokens wait for it.
+        assert_eq!(reasoning_share(&[], false, 5, &mut held), 0);
+        assert_eq!(held, 5);
+        // It comes out as 30 bytes of reasoning and 10 of answer: 3/4 of 5 + 3 tokens.
+        let out = [
+            seg(SegmentKind::Reasoning, &"r".repeat(30)),
+            seg(SegmentKind::Content, &"c".repeat(10)),
+        ];
+        assert_eq!(reasoning_share(&out, false, 3, &mut held), 6);
+        assert_eq!(held, 0);
+        assert_eq!(reasoning_share(&out[1..], true, 4, &mut held), 0);
     }
 }

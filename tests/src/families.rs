@@ -88,6 +88,60 @@ pub const FAMILIES: &[Family] = &[
         round2: "It is sunny.</think>{A}: 21 °C and sunny.",
         keeps: true,
     },
+    Family {
+        name: "deepseek_v4",
+        reasoning: "deepseek_v4",
+        tools: "deepseek_v4",
+        kwargs: "{\"thinking\": true}",
+        round1: "{R}\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"get_weather\">\n<｜DSML｜parameter name=\"city\" string=\"true\">Paris</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>",
+        round2: "It is sunny.</think>{A}: 21 °C and sunny.",
+        keeps: true,
+    },
+    Family {
+        name: "kimi_k3",
+        reasoning: "kimi_k3",
+        tools: "kimi_k3",
+        kwargs: "{\"thinking\": true}",
+        round1: "{R}<|close|>think<|sep|><|open|>tools<|sep|><|open|>call tool=\"get_weather\" index=\"1\"<|sep|><|open|>argument key=\"city\" type=\"string\"<|sep|>Paris<|close|>argument<|sep|><|close|>call<|sep|><|close|>tools<|sep|>",
+        round2: "It is sunny.<|close|>think<|sep|><|open|>response<|sep|>{A}: 21 °C and sunny.<|close|>response<|sep|>",
+        keeps: true,
+    },
+    Family {
+        name: "minimax_m3",
+        reasoning: "minimax_m3",
+        tools: "minimax_m3",
+        kwargs: "{}",
+        round1: "<mm:think>{R}</mm:think>]<]minimax[>[<tool_call>\n]<]minimax[>[<invoke name=\"get_weather\">]<]minimax[>[<city>Paris]<]minimax[>[</city>]<]minimax[>[</invoke>\n]<]minimax[>[</tool_call>",
+        round2: "<mm:think>It is sunny.</mm:think>{A}: 21 °C and sunny.",
+        keeps: true,
+    },
+    Family {
+        name: "gpt_oss",
+        reasoning: "openai_gptoss",
+        tools: "openai",
+        kwargs: "{}",
+        round1: "<|channel|>analysis<|message|>{R}<|end|><|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{\"city\": \"Paris\"}<|call|>",
+        round2: "<|channel|>analysis<|message|>It is sunny.<|end|><|start|>assistant<|channel|>final<|message|>{A}: 21 °C and sunny.<|return|>",
+        keeps: true,
+    },
+    Family {
+        name: "hunyuan_a13b",
+        reasoning: "hunyuan_a13b",
+        tools: "hunyuan_a13b",
+        kwargs: "{}",
+        round1: "<think>\n{R}\n</think>\n<answer>\n<tool_calls>[{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}]</tool_calls>\n</answer>",
+        round2: "<think>\nIt is sunny.\n</think>\n<answer>\n{A}: 21 °C and sunny.\n</answer>",
+        keeps: false,
+    },
+    Family {
+        name: "granite",
+        reasoning: "granite",
+        tools: "granite",
+        kwargs: "{\"thinking\": true}",
+        round1: "Here is my thought process:{R}Here is my response:<|tool_call|>[{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}]",
+        round2: "Here is my thought process:It is sunny.Here is my response:{A}: 21 °C and sunny.",
+        keeps: false,
+    },
 ];
 
 /// A model folder for a family: the real Qwen3 tokenizer (the replay executor tokenizes
@@ -110,12 +164,17 @@ pub fn family_folder(f: &Family, shared: Option<&Path>, user: &str) -> Option<Pa
             )
             .unwrap_or_else(|e| panic!("{e}"));
         }
-        "deepseek_v32" => {
-            write("config.json", json!({"model_type": "deepseek_v32"}).to_string());
+        name @ ("deepseek_v32" | "deepseek_v4") => {
+            write("config.json", json!({"model_type": name}).to_string());
             write("tokenizer_config.json", "{}".into());
         }
         name => {
-            let template = shared?.join("fixtures").join(name).join("chat_template.jinja");
+            // The seed families' fixtures, else the newer families' (`../shared/next`).
+            let shared = shared?;
+            let template = ["fixtures", "next/fixtures"]
+                .iter()
+                .map(|root| shared.join(root).join(name).join("chat_template.jinja"))
+                .find(|t| t.exists())?;
             std::fs::copy(&template, dir.join("chat_template.jinja")).unwrap_or_else(|e| panic!("{e}"));
             let specials = if name.starts_with("deepseek") {
                 json!({"bos_token": "<｜begin▁of▁sentence｜>", "eos_token": "<｜end▁of▁sentence｜>"})
@@ -138,7 +197,9 @@ pub fn family_folder(f: &Family, shared: Option<&Path>, user: &str) -> Option<Pa
 
 /// What the golden renders say: does this family's template keep round 1's reasoning?
 pub fn golden_keeps(shared: &Path, family: &str) -> Option<bool> {
-    let text = std::fs::read_to_string(shared.join("fixtures").join(family).join("renders.jsonl")).ok()?;
+    let text = ["fixtures", "next/fixtures"].iter().find_map(|root| {
+        std::fs::read_to_string(shared.join(root).join(family).join("renders.jsonl")).ok()
+    })?;
     text.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find_map(|case| {
