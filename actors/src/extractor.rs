@@ -134,6 +134,10 @@ impl Stateful for Extractor {
                     reason: braid_parsers::FallbackReason::StrayEndMarker,
                     text: &seg.text,
                 }),
+                (SegmentKind::UnfinishedHeader, _) => sink.event(Event::Fallback {
+                    reason: braid_parsers::FallbackReason::UnfinishedHeader,
+                    text: &seg.text,
+                }),
                 (SegmentKind::InlineReasoning, tools) => {
                     if let Some(tools) = tools {
                         tools.break_text(&mut sink);

@@ -92,12 +92,15 @@ impl Sink for Segments<'_> {
             Event::Reasoning(t) if self.inline => self.add(SegmentKind::InlineReasoning, t),
             Event::Reasoning(t) => self.add(SegmentKind::Reasoning, t),
             Event::Content(t) => self.add(SegmentKind::Content, t),
-            Event::Fallback { text, .. } => self.out.push(Segment {
-                kind: SegmentKind::StrayEndMarker,
+            Event::Fallback { reason, text } => self.out.push(Segment {
+                kind: match reason {
+                    braid_parsers::FallbackReason::UnfinishedHeader => SegmentKind::UnfinishedHeader,
+                    _ => SegmentKind::StrayEndMarker,
+                },
                 text: text.to_owned(),
             }),
-            // The splitter emits only text and its one fallback; tool events are the
-            // extractor's.
+            // The splitter emits only text and its fallbacks (a stray end marker, a cut
+            // Harmony header); tool events are the extractor's.
             _ => {}
         }
     }

@@ -61,12 +61,17 @@ pub(crate) fn effort_thinking(effort: Option<&str>, param: &'static str) -> Resu
 
 /// The `Setup` of a chat-shaped request: the server's parsers, the thinking switch as
 /// the conversation's kwargs set it, and its tools parsed when `choice` lets the model
-/// call them (then special tokens are kept, since a family's call markup may be special
-/// tokens, as vLLM's tool parsers keep them). Protocols set their stop rules over it.
+/// call them. Special tokens are kept when tools are parsed (a family's call markup may be
+/// special tokens, as vLLM's tool parsers keep them) and when the reasoning format's
+/// markers are special tokens (gpt-oss's channels, Kimi-K3's XTML). Protocols set their stop rules over it.
 pub(crate) fn setup(state: &AppState, conversation: &Conversation, choice: &ToolChoice) -> Setup {
     let parse_tools = !conversation.tools.is_empty() && *choice != ToolChoice::None;
+    let special_reasoning = state
+        .chat
+        .reasoning_parser
+        .is_some_and(|r| r.format().markers_are_special());
     Setup {
-        skip_special_tokens: !parse_tools,
+        skip_special_tokens: !parse_tools && !special_reasoning,
         reasoning_parser: state.chat.reasoning_parser,
         thinking: thinking(state, &conversation.kwargs),
         tool_parser: state.chat.tool_parser.filter(|_| parse_tools),

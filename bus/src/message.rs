@@ -19,7 +19,7 @@ use crate::id::{InstanceId, RequestId, Stage};
 
 /// The wire schema version. A message of another version is refused by [`crate::decode`]
 /// with [`crate::Error::Version`], so mixed deployments fail loudly, not subtly.
-pub const SCHEMA_VERSION: u16 = 6;
+pub const SCHEMA_VERSION: u16 = 7;
 
 /// What every message starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -346,6 +346,8 @@ pub enum SegmentKind {
     Content,
     /// A stray end-of-reasoning marker the splitter removed (reported, not content).
     StrayEndMarker,
+    /// A message header the output ended inside (gpt-oss Harmony; reported, not content).
+    UnfinishedHeader,
 }
 
 /// An ordered piece of split text.

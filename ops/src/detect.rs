@@ -183,12 +183,9 @@ fn reasoning_shows(renderer: &ChatRenderer, reasoning: ReasoningParser) -> Resul
         add_generation_prompt: false,
     };
     let text = braid_actors::tokenizer::render(renderer, &history).map_err(|e| e.to_string())?;
-    let closes: Vec<&str> = std::iter::once(f.close)
-        .chain(f.other_closes.iter().copied())
-        .collect();
     if let Some((_, after)) = text.split_once(PROBE_THOUGHT) {
         let between = after.split(PROBE_ANSWER).next().unwrap_or_default();
-        return match closes.iter().any(|c| between.contains(c)) {
+        return match f.all_closes().any(|c| between.contains(c)) {
             true => Ok(true),
             false => Err(format!(
                 "the template does not close reasoning with {:?}",
@@ -196,10 +193,7 @@ fn reasoning_shows(renderer: &ChatRenderer, reasoning: ReasoningParser) -> Resul
             )),
         };
     }
-    let markers: Vec<&str> = std::iter::once(f.open)
-        .chain(f.other_opens.iter().copied())
-        .chain(closes)
-        .collect();
+    let markers: Vec<&str> = f.all_opens().chain(f.all_closes()).collect();
     let after_turn = text.rsplit(PROBE_TURN).next().unwrap_or_default();
     if markers.iter().any(|m| after_turn.contains(m)) {
         return Ok(true);

@@ -81,6 +81,61 @@ fn markers(field: &'static str, v: &[String]) -> Result<(), FormatFileError> {
     }
 }
 
+fn marker(field: &'static str, v: &str) -> Result<(), FormatFileError> {
+    match v.is_empty() {
+        true => Err(FormatFileError::Field {
+            field,
+            problem: "a marker is the empty string",
+        }),
+        false => Ok(()),
+    }
+}
+
+/// Every marker the header and body watch must be text: an empty one would match
+/// everywhere.
+fn check_shapes(header: &HeaderFile, body: &BodyFile) -> Result<(), FormatFileError> {
+    match header {
+        HeaderFile::InBody => {}
+        HeaderFile::Name { ends, kept } => {
+            markers("header.ends", ends)?;
+            markers("header.kept", kept)?;
+        }
+        HeaderFile::TypedName { sep, ends } => {
+            marker("header.sep", sep)?;
+            markers("header.ends", ends)?;
+        }
+        HeaderFile::Attribute { attr, ends } => {
+            marker("header.attr", attr)?;
+            markers("header.ends", ends)?;
+        }
+        HeaderFile::KimiId { ends } | HeaderFile::FirstWord { ends } => markers("header.ends", ends)?,
+    }
+    match body {
+        BodyFile::Json | BodyFile::HermesObject | BodyFile::HermesItem => {}
+        BodyFile::Params {
+            param_open,
+            value_close,
+            between,
+            key_end,
+            value_open,
+            in_value,
+            ..
+        } => {
+            marker("body.param_open", param_open)?;
+            marker("body.value_close", value_close)?;
+            markers("body.between", between)?;
+            markers("body.key_end", key_end)?;
+            markers("body.value_open", value_open.as_deref().unwrap_or_default())?;
+            markers("body.in_value", in_value)?;
+        }
+        BodyFile::TagTree { prefix, item } => {
+            marker("body.prefix", prefix)?;
+            marker("body.item", item)?;
+        }
+    }
+    Ok(())
+}
+
 fn invalid(e: &toml::de::Error) -> FormatFileError {
     FormatFileError::Invalid(e.to_string().trim().to_owned())
 }
@@ -368,6 +423,7 @@ pub fn register_tools(text: &str) -> Result<&'static ToolFormat, FormatFileError
     ] {
         markers(field, list)?;
     }
+    check_shapes(&f.header, &f.body)?;
     if f.section_open.iter().any(|s| !f.opens.contains(s)) {
         return Err(FormatFileError::Field {
             field: "section_open",
@@ -546,6 +602,12 @@ mod tests {
         assert!(
             tools.as_ref().is_err_and(|e| e.contains("missing field `ends`")),
             "{tools:?}"
+        );
+        let empty_end = register_tools("name = \"t\"\nopens = [\"<c>\"]\nheader = { kind = \"name\", ends = [\"\"] }\nbody = { kind = \"json\" }\n[markup]\ncall_open = \"<c>\"\nname = \"plain\"\nargs = { kind = \"json\" }");
+        let empty_end = empty_end.map(|f| f.name).map_err(|e| e.to_string());
+        assert!(
+            empty_end.as_ref().is_err_and(|e| e.starts_with("header.ends:")),
+            "{empty_end:?}"
         );
     }
 }

@@ -73,8 +73,8 @@ impl Release {
     }
 }
 
-/// The kwargs the encoder reads: `thinking` (or `enable_thinking`), `reasoning_effort`,
-/// `drop_thinking`.
+/// The kwargs the encoder reads: `thinking` (the `deepseek_v4` reasoning parser's switch,
+/// so prompt and parser agree), `reasoning_effort`, `drop_thinking`.
 struct Options {
     thinking: bool,
     effort: String,
@@ -84,10 +84,7 @@ struct Options {
 impl Options {
     fn read(kwargs: Option<&Map<String, Value>>) -> Options {
         let get = |k: &str| kwargs.and_then(|m| m.get(k));
-        let thinking = get("thinking")
-            .or_else(|| get("enable_thinking"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let thinking = get("thinking").and_then(Value::as_bool).unwrap_or(false);
         Options {
             thinking,
             effort: get("reasoning_effort")
@@ -254,8 +251,7 @@ the more thorough the reasoning)\n\n<｜User｜>Weather?<｜Assistant｜><think>
 <｜DSML｜ calls>\n<｜DSML｜ invoke name=\"f\">\n\n</｜DSML｜ invoke>\n</｜DSML｜ calls><｜end▁of▁sentence｜>\
 <｜User｜><tool_result>sunny</tool_result>\n\nthanks<｜Assistant｜><think>"
         );
-        // V4 at low effort writes no prefix; chat mode drops earlier reasoning only
-        // without tools in play.
+        // Chat mode (no kwargs): no effort prefix, no reasoning, `</think>` everywhere.
         let v4 = encode(messages, None, None, Release::V4).unwrap_or_default();
         assert!(
             v4.starts_with(

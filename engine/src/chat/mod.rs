@@ -179,9 +179,11 @@ impl ChatRenderer {
             ChatRenderer::Jinja(t) => t.render(conv),
             ChatRenderer::DeepseekV32 => {
                 let messages = prepare(conv.messages, ArgumentsAs::Object)?;
+                // `thinking`, the `deepseek_v3` reasoning parser's switch: prompt and
+                // parser read the same key.
                 let thinking = conv
                     .kwargs
-                    .and_then(|k| k.get("thinking").or_else(|| k.get("enable_thinking")))
+                    .and_then(|k| k.get("thinking"))
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
                 deepseek_v32::encode(

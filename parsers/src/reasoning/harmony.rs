@@ -19,6 +19,7 @@
 use super::{Machine, ReasoningFormat, ReasoningPlacement, StartState, StrayClose};
 use crate::event::{Event, FallbackReason, Sink};
 use crate::scan::{MarkerMachine, Step};
+use crate::tools::first_word;
 
 const MESSAGE: &str = "<|message|>";
 const START: &str = "<|start|>";
@@ -77,8 +78,8 @@ impl Harmony {
     /// Reads the header at `<|message|>` and starts its body.
     fn open_body(&mut self, sink: &mut dyn Sink) {
         let header = std::mem::take(&mut self.header);
-        let channel = header.split_once(CHANNEL).map(|(_, rest)| word(rest));
-        let recipient = header.split_once("to=").map(|(_, rest)| word(rest));
+        let channel = header.split_once(CHANNEL).map(|(_, rest)| first_word(rest));
+        let recipient = header.split_once("to=").map(|(_, rest)| first_word(rest));
         self.body = Some(match (recipient, channel) {
             (Some(to), _) if !to.is_empty() => {
                 sink.event(Event::Content("to="));
@@ -117,14 +118,6 @@ impl Harmony {
             self.end_header(sink);
         }
     }
-}
-
-/// The first word of `text`: up to whitespace or the next special token.
-fn word(text: &str) -> &str {
-    let end = text
-        .find(|c: char| c.is_whitespace() || c == '<')
-        .unwrap_or(text.len());
-    &text[..end]
 }
 
 impl MarkerMachine for Harmony {

@@ -101,8 +101,9 @@ pub struct ReasoningFormat {
     /// Markers watched inside reasoning: the closes, the opens, then `implicit_close`.
     pub reasoning_markers: &'static [&'static str],
     /// Markers watched in the answer and while undecided: the opens, the closes, then
-    /// `answer_wrap` (and, for a format that can start undecided with implicit closes,
-    /// those too).
+    /// `answer_wrap`, and any implicit closes that should end an undecided start (Kimi-K3
+    /// lists its `tools` and `response` openers; Qwen3 leaves `<tool_call>` out, so text
+    /// before it stays undecided).
     pub content_markers: &'static [&'static str],
     /// Where output starts by default.
     pub start: StartState,
@@ -161,6 +162,26 @@ impl ReasoningFormat {
 
     fn closes(&self, marker: &str) -> bool {
         marker == self.close || self.other_closes.contains(&marker)
+    }
+
+    /// Every spelling of the open marker, the main one first.
+    pub fn all_opens(&self) -> impl Iterator<Item = &'static str> + '_ {
+        std::iter::once(self.open).chain(self.other_opens.iter().copied())
+    }
+
+    /// Every spelling of the close marker, the main one first.
+    pub fn all_closes(&self) -> impl Iterator<Item = &'static str> + '_ {
+        std::iter::once(self.close).chain(self.other_closes.iter().copied())
+    }
+
+    /// Whether the format's markers are special tokens (`<|…|>`: Harmony's channels,
+    /// Kimi's sections and XTML), which decoding with `skip_special_tokens` would remove
+    /// before the splitter sees them.
+    pub fn markers_are_special(&self) -> bool {
+        self.all_opens()
+            .chain(self.all_closes())
+            .chain(self.implicit_close.iter().copied())
+            .any(|m| m.contains("<|") && m.contains("|>"))
     }
 
     /// Where output starts, read from the end of the rendered prompt: a prompt that ends
@@ -293,7 +314,10 @@ impl Split {
     fn marker_in_mode(&mut self, which: usize, leading: bool, sink: &mut dyn Sink) -> Step {
         let marker = self.markers()[which];
         let f = self.format;
-        if self.mode != Mode::Reasoning && f.answer_wrap.contains(&marker) {
+        // An implicit close that is also a wrapper (Kimi-K3's `response` opener) ends
+        // reasoning first when the start is undecided; it is removed once rescanned.
+        let ends_reasoning = self.mode == Mode::Undecided && f.implicit_close.contains(&marker);
+        if self.mode != Mode::Reasoning && !ends_reasoning && f.answer_wrap.contains(&marker) {
             // The answer's wrapper: it says the answer has begun, and is not part of it.
             if self.mode == Mode::Undecided {
                 self.settle_pending_as_content(sink);
@@ -575,6 +599,21 @@ mod tests {
             checked_with(&cfg, "hmm</think>ok").reasoning_content(),
             Some("hmm")
         );
+    }
+
+    #[test]
+    fn kimi_k3_settles_a_prompt_opened_think_channel_by_what_comes_next() {
+        let mut cfg = config(Some("kimi_k3"), None);
+        cfg.start = StartOverride::InReasoning;
+        // The response channel opened from reasoning ends it; its opener is removed.
+        let out = checked_with(&cfg, "step<|open|>response<|sep|>answer");
+        assert_eq!(
+            (out.reasoning_content(), out.content()),
+            (Some("step"), Some("answer"))
+        );
+        // Closing the response channel says the text was the answer all along.
+        let out = checked_with(&cfg, "42.<|close|>response<|sep|>");
+        assert_eq!((out.reasoning_content(), out.content()), (None, Some("42.")));
     }
 
     #[test]

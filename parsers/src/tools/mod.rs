@@ -64,8 +64,8 @@ pub enum Header {
         /// Markers that end the header.
         ends: &'static [&'static str],
     },
-    /// The header's first word, up to whitespace or a special token, all up to the first
-    /// of `ends` (gpt-oss's `get_weather <|constrain|>json`).
+    /// The header's first word ([`first_word`]: up to whitespace or `<`), the header
+    /// running to the first of `ends` (gpt-oss's `get_weather <|constrain|>json`).
     FirstWord {
         /// Markers that end the header.
         ends: &'static [&'static str],
@@ -310,7 +310,7 @@ impl Extract {
             Header::Name { .. } => Some(text.trim_matches('"')),
             Header::TypedName { sep, .. } => Some(text.rsplit(sep).next().unwrap_or(text).trim()),
             Header::Attribute { .. } => named.as_deref(),
-            Header::FirstWord { .. } => text.split(|c: char| c.is_whitespace() || c == '<').next(),
+            Header::FirstWord { .. } => Some(first_word(text)),
             Header::KimiId { .. } => {
                 self.call.id = text.to_owned();
                 kimi_k2::name_from_id(text)
@@ -467,6 +467,14 @@ impl Extract {
             text: &self.raw,
         });
     }
+}
+
+/// The first word of `text`: up to whitespace or the next markup (`<`).
+pub(crate) fn first_word(text: &str) -> &str {
+    let end = text
+        .find(|c: char| c.is_whitespace() || c == '<')
+        .unwrap_or(text.len());
+    &text[..end]
 }
 
 /// Whether a header gave a usable function name: not empty, no whitespace or markup.
