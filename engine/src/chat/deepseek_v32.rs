@@ -11,9 +11,18 @@ use crate::error::{Error, Result};
 
 /// The begin-of-sentence token every DeepSeek prompt starts with.
 pub(super) const BOS: &str = "<｜begin▁of▁sentence｜>";
-const THINK_START: &str = "<think>";
-const THINK_END: &str = "</think>";
-const DSML: &str = "｜DSML｜";
+/// Ends each assistant turn.
+pub(super) const EOS: &str = "<｜end▁of▁sentence｜>";
+/// Opens a user turn.
+pub(super) const USER: &str = "<｜User｜>";
+/// Opens an assistant turn.
+pub(super) const ASSISTANT: &str = "<｜Assistant｜>";
+/// Opens reasoning.
+pub(super) const THINK_START: &str = "<think>";
+/// Closes reasoning.
+pub(super) const THINK_END: &str = "</think>";
+/// The marker inside every DSML tag.
+pub(super) const DSML: &str = "｜DSML｜";
 
 /// JSON as Python's `json.dumps(ensure_ascii=False)` writes it.
 pub(super) fn to_json(v: &Value) -> String {
@@ -106,7 +115,7 @@ fn render_message(index: usize, messages: &[Value], thinking: bool) -> Result<St
                 dev.push_str(&tools_block(tools));
             }
             dev.push_str(&format!("\n\n# The user's message is: {}", py_str(content)));
-            prompt.push_str(&format!("<｜User｜>{dev}<｜Assistant｜>"));
+            prompt.push_str(&format!("{USER}{dev}{ASSISTANT}"));
             prompt.push_str(if Some(index) == last_user && thinking {
                 THINK_START
             } else {
@@ -114,7 +123,7 @@ fn render_message(index: usize, messages: &[Value], thinking: bool) -> Result<St
             });
         }
         "user" => {
-            prompt.push_str(&format!("<｜User｜>{}<｜Assistant｜>", py_str(content)));
+            prompt.push_str(&format!("{USER}{}{ASSISTANT}", py_str(content)));
             prompt.push_str(if Some(index) == last_user && thinking {
                 THINK_START
             } else {
@@ -183,7 +192,7 @@ fn render_message(index: usize, messages: &[Value], thinking: bool) -> Result<St
                 thinking_part.push_str(THINK_END);
             }
             prompt.push_str(&format!(
-                "{thinking_part}{}{calls_block}<｜end▁of▁sentence｜>",
+                "{thinking_part}{}{calls_block}{EOS}",
                 text(msg, "content").unwrap_or_default()
             ));
         }

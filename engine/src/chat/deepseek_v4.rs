@@ -12,16 +12,11 @@
 
 use serde_json::{Map, Value};
 
-use super::deepseek_v32::{py_str, text, to_json, BOS};
+use super::deepseek_v32::{py_str, text, to_json, ASSISTANT, BOS, DSML, EOS, THINK_END, THINK_START, USER};
 use crate::error::{Error, Result};
 
-const EOS: &str = "<｜end▁of▁sentence｜>";
-const USER: &str = "<｜User｜>";
-const ASSISTANT: &str = "<｜Assistant｜>";
+/// Opens V4.1's system turn.
 const SYSTEM: &str = "<｜System｜>";
-const THINK_START: &str = "<think>";
-const THINK_END: &str = "</think>";
-const DSML: &str = "｜DSML｜";
 
 /// V4's prefix for `reasoning_effort: high` (the default in thinking mode).
 const EFFORT_HIGH: &str = "Reasoning Effort: Absolute maximum with no shortcuts permitted.\n\

@@ -214,23 +214,36 @@ fn call_rule(
 /// declared property one element, required ones required. Rules the values need are
 /// appended to `rules`, named after `path`.
 fn elements(path: &str, schema: &Value, tree: &TagTree, specials: &Specials, rules: &mut String) -> String {
+    members(schema, |j, key, sub| {
+        let rule = format!("e_{path}_{j}");
+        let value = element(&format!("{path}_{j}"), key, sub, tree, specials, rules);
+        rules.push_str(&format!("{rule}: {value}\n"));
+        rule
+    })
+}
+
+/// The members of an object schema in order, each as the rule `member` writes for it
+/// (given its index, key and schema), required ones required and the rest optional;
+/// `""` when it declares none.
+fn members(schema: &Value, mut member: impl FnMut(usize, &str, &Value) -> String) -> String {
     let props = schema.get("properties").and_then(Value::as_object);
     let required: Vec<&str> = schema
         .get("required")
         .and_then(Value::as_array)
         .map(|r| r.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let mut seq = Vec::new();
-    for (j, (key, sub)) in props.into_iter().flatten().enumerate() {
-        let rule = format!("e_{path}_{j}");
-        let value = element(&format!("{path}_{j}"), key, sub, tree, specials, rules);
-        rules.push_str(&format!("{rule}: {value}\n"));
-        seq.push(if required.contains(&key.as_str()) {
-            rule
-        } else {
-            format!("{rule}?")
-        });
-    }
+    let seq: Vec<String> = props
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(j, (key, sub))| {
+            let rule = member(j, key, sub);
+            match required.contains(&key.as_str()) {
+                true => rule,
+                false => format!("{rule}?"),
+            }
+        })
+        .collect();
     if seq.is_empty() {
         "\"\"".to_owned()
     } else {
@@ -293,14 +306,7 @@ fn tagged_params(
     tag: &mut dyn FnMut(&str, &Value, bool) -> (String, String),
 ) -> (String, String) {
     let mut rules = String::new();
-    let mut seq = Vec::new();
-    let props = params.get("properties").and_then(Value::as_object);
-    let required: Vec<&str> = params
-        .get("required")
-        .and_then(Value::as_array)
-        .map(|r| r.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    for (j, (key, schema)) in props.into_iter().flatten().enumerate() {
+    let body = members(params, |j, key, schema| {
         let rule = format!("p_{i}_{j}");
         let is_text = is_text(schema);
         let (before, after) = tag(key, schema, is_text);
@@ -310,17 +316,8 @@ fn tagged_params(
             (None, true) => free_text(&format!("V_{i}_{j}"), schema, &after, specials, &mut rules),
         };
         rules.push_str(&format!("{rule}: {before} {value}\n"));
-        seq.push(if required.contains(&key.as_str()) {
-            rule
-        } else {
-            format!("{rule}?")
-        });
-    }
-    let body = if seq.is_empty() {
-        "\"\"".to_owned()
-    } else {
-        seq.join(" ")
-    };
+        rule
+    });
     (body, rules)
 }
 
