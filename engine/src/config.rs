@@ -1,13 +1,15 @@
 //! A model's `config.json`, read into the few numbers the engine needs.
 //!
-//! Qwen3, Qwen2 and Llama share one decoder; they differ in flags read here (biases on
-//! the q/k/v projections, per-head q/k RMS norms, how `head_dim` is given).
+//! Qwen3, Qwen2, Llama and Qwen3-MoE share one decoder; they differ in flags read here
+//! (biases on the q/k/v projections, per-head q/k RMS norms, how `head_dim` is given) and
+//! in which layers' feed-forward is a mixture of experts ([`MoeConfig`]).
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::routing::{Routing, Scoring};
 
 /// The decoder families braid runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,16 +20,20 @@ pub enum Architecture {
     Qwen2,
     /// `LlamaForCausalLM`.
     Llama,
+    /// `Qwen3MoeForCausalLM`: Qwen3's attention, softmax-routed experts.
+    Qwen3Moe,
 }
 
 impl Architecture {
-    const SUPPORTED: &'static str = "Qwen3ForCausalLM, Qwen2ForCausalLM, LlamaForCausalLM";
+    const SUPPORTED: &'static str =
+        "Qwen3ForCausalLM, Qwen2ForCausalLM, LlamaForCausalLM, Qwen3MoeForCausalLM";
 
     fn from_name(name: &str) -> Option<Architecture> {
         match name {
             "Qwen3ForCausalLM" => Some(Architecture::Qwen3),
             "Qwen2ForCausalLM" => Some(Architecture::Qwen2),
             "LlamaForCausalLM" => Some(Architecture::Llama),
+            "Qwen3MoeForCausalLM" => Some(Architecture::Qwen3Moe),
             _ => None,
         }
     }
@@ -66,6 +72,25 @@ pub struct ModelConfig {
     pub qk_norm: bool,
     /// EOS token ids from the config (`generation_config.json` may add more).
     pub eos_token_ids: Vec<u32>,
+    /// The experts, for a mixture-of-experts model.
+    pub moe: Option<MoeConfig>,
+}
+
+/// A mixture-of-experts model's experts and which layers use them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MoeConfig {
+    /// Routed experts per sparse layer (`num_experts`, `n_routed_experts`).
+    pub experts: usize,
+    /// Width of one expert's MLP (`moe_intermediate_size`).
+    pub expert_intermediate_size: usize,
+    /// Width of the always-on shared expert MLP; 0 when there is none.
+    pub shared_intermediate_size: usize,
+    /// How a token's experts are chosen and weighed.
+    pub routing: Routing,
+    /// Whether the router has a per-expert correction bias (`e_score_correction_bias`).
+    pub correction_bias: bool,
+    /// Per layer: whether its feed-forward is the experts (else the dense MLP).
+    pub sparse_layers: Vec<bool>,
 }
 
 impl ModelConfig {
@@ -121,12 +146,17 @@ impl ModelConfig {
             return Err(cfg.error("rope_scaling", "RoPE scaling is not supported yet"));
         }
         let eos_token_ids = token_ids(v.get("eos_token_id"));
+        let num_layers = cfg.usize("num_hidden_layers")?;
+        let moe = match architecture {
+            Architecture::Qwen3Moe => Some(cfg.qwen3_moe(num_layers)?),
+            _ => None,
+        };
         Ok(ModelConfig {
             architecture,
             vocab_size: cfg.usize("vocab_size")?,
             hidden_size,
             intermediate_size: cfg.usize("intermediate_size")?,
-            num_layers: cfg.usize("num_hidden_layers")?,
+            num_layers,
             num_heads,
             num_kv_heads,
             head_dim,
@@ -138,8 +168,9 @@ impl ModelConfig {
                 Architecture::Qwen2 => true,
                 _ => cfg.bool_or("attention_bias", false)?,
             },
-            qk_norm: architecture == Architecture::Qwen3,
+            qk_norm: matches!(architecture, Architecture::Qwen3 | Architecture::Qwen3Moe),
             eos_token_ids,
+            moe,
         })
     }
 
@@ -150,20 +181,32 @@ impl ModelConfig {
 
     /// Parameters, counted from the shapes.
     pub fn num_params(&self) -> usize {
-        let (h, i, q, kv) = (
-            self.hidden_size,
-            self.intermediate_size,
-            self.num_heads * self.head_dim,
-            self.kv_dim(),
-        );
+        self.count_params(false)
+    }
+
+    /// Parameters one token reads: all of them, less the experts it is not routed to.
+    pub fn active_params(&self) -> usize {
+        self.count_params(true)
+    }
+
+    fn count_params(&self, active_only: bool) -> usize {
+        let (h, q, kv) = (self.hidden_size, self.num_heads * self.head_dim, self.kv_dim());
         let attn = h * q * 2 + h * kv * 2 + if self.qk_norm { 2 * self.head_dim } else { 0 };
-        let layer = attn + 3 * h * i + 2 * h;
+        let ffn = |layer: usize| match &self.moe {
+            Some(m) if m.sparse_layers.get(layer).copied().unwrap_or(false) => {
+                let experts = if active_only { m.routing.top_k } else { m.experts };
+                let bias = if m.correction_bias { m.experts } else { 0 };
+                h * m.experts + bias + 3 * h * (experts * m.expert_intermediate_size + m.shared_intermediate_size)
+            }
+            _ => 3 * h * self.intermediate_size,
+        };
+        let layers: usize = (0..self.num_layers).map(|l| attn + ffn(l) + 2 * h).sum();
         let head = if self.tie_word_embeddings {
             0
         } else {
             self.vocab_size * h
         };
-        self.vocab_size * h + self.num_layers * layer + h + head
+        self.vocab_size * h + layers + h + head
     }
 }
 
@@ -218,6 +261,45 @@ impl Fields<'_> {
                 _ => Err(self.error(field, &format!("must be a positive integer, got {x}"))),
             },
         }
+    }
+
+    /// Qwen3-MoE's experts: `num_experts` softmax-routed experts on every
+    /// `decoder_sparse_step`-th layer not listed in `mlp_only_layers`.
+    fn qwen3_moe(&self, num_layers: usize) -> Result<MoeConfig> {
+        let experts = self.usize("num_experts")?;
+        let top_k = self.usize("num_experts_per_tok")?;
+        if top_k > experts {
+            return Err(self.error(
+                "num_experts_per_tok",
+                &format!("{top_k} is more than num_experts {experts}"),
+            ));
+        }
+        let step = self.usize_or("decoder_sparse_step", 1)?;
+        let dense_only: Vec<u64> = match self.v.get("mlp_only_layers") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|x| x.as_u64().ok_or_else(|| self.error("mlp_only_layers", "must list layer numbers")))
+                .collect::<Result<_>>()?,
+            Some(_) => return Err(self.error("mlp_only_layers", "must list layer numbers")),
+        };
+        Ok(MoeConfig {
+            experts,
+            expert_intermediate_size: self.usize("moe_intermediate_size")?,
+            shared_intermediate_size: 0,
+            routing: Routing {
+                scoring: Scoring::Softmax,
+                top_k,
+                normalize: self.bool_or("norm_topk_prob", false)?,
+                groups: 1,
+                topk_groups: 1,
+                scale: 1.0,
+            },
+            correction_bias: false,
+            sparse_layers: (0..num_layers)
+                .map(|l| !dense_only.contains(&(l as u64)) && (l + 1) % step == 0)
+                .collect(),
+        })
     }
 
     fn usize_or(&self, field: &str, default: usize) -> Result<usize> {

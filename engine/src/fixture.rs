@@ -1,5 +1,6 @@
 //! Random-weight models in the real Hugging Face layout (`config.json` +
-//! `model.safetensors`), for tests and benchmarks where no checkpoint can be downloaded.
+//! `model.safetensors`), for tests and benchmarks where no checkpoint can be downloaded:
+//! Qwen3, and Qwen3-MoE when the spec has experts.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,7 +11,52 @@ use serde_json::json;
 use crate::error::{Error, Result};
 use crate::rng::SplitMix;
 
-/// The shape of a random Qwen3 model.
+/// The experts of a random Qwen3-MoE (`Qwen3MoeForCausalLM`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MoeSpec {
+    /// Experts per sparse layer.
+    pub experts: usize,
+    /// Experts each token is routed to.
+    pub experts_per_token: usize,
+    /// Width of one expert's MLP.
+    pub expert_intermediate: usize,
+    /// Whether the chosen experts' weights are renormalised.
+    pub norm_topk_prob: bool,
+    /// Every this-many-th layer is sparse (1: all of them).
+    pub decoder_sparse_step: usize,
+    /// Layers kept dense whatever the step.
+    pub mlp_only_layers: Vec<usize>,
+}
+
+impl MoeSpec {
+    /// A few small experts, for unit tests.
+    pub fn tiny() -> MoeSpec {
+        MoeSpec {
+            experts: 8,
+            experts_per_token: 2,
+            expert_intermediate: 32,
+            norm_topk_prob: true,
+            decoder_sparse_step: 1,
+            mlp_only_layers: Vec::new(),
+        }
+    }
+
+    /// The experts of Qwen3-30B-A3B: 128 experts of width 768, 8 per token.
+    pub fn qwen3_30b_a3b() -> MoeSpec {
+        MoeSpec {
+            experts: 128,
+            experts_per_token: 8,
+            expert_intermediate: 768,
+            ..MoeSpec::tiny()
+        }
+    }
+
+    fn is_sparse(&self, layer: usize) -> bool {
+        !self.mlp_only_layers.contains(&layer) && (layer + 1) % self.decoder_sparse_step.max(1) == 0
+    }
+}
+
+/// The shape of a random Qwen3 model (Qwen3-MoE when `moe` is set).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Qwen3Spec {
     /// Decoder layers.
@@ -37,6 +83,8 @@ pub struct Qwen3Spec {
     pub seed: u64,
     /// EOS ids written to `config.json`.
     pub eos_token_ids: Vec<u32>,
+    /// The experts, for a Qwen3-MoE.
+    pub moe: Option<MoeSpec>,
 }
 
 impl Qwen3Spec {
@@ -55,6 +103,7 @@ impl Qwen3Spec {
             dtype: DType::F32,
             seed: 0,
             eos_token_ids: vec![],
+            moe: None,
         }
     }
 
@@ -74,8 +123,44 @@ impl Qwen3Spec {
         }
     }
 
+    /// The shape of Qwen3-30B-A3B (48 layers, hidden 2048, 32 heads, 4 KV heads,
+    /// head_dim 128, 128 experts, 8 per token).
+    pub fn qwen3_30b_a3b(vocab: usize) -> Qwen3Spec {
+        Qwen3Spec {
+            layers: 48,
+            hidden: 2048,
+            heads: 32,
+            kv_heads: 4,
+            head_dim: 128,
+            intermediate: 6144,
+            max_position_embeddings: 40960,
+            tie_word_embeddings: false,
+            moe: Some(MoeSpec::qwen3_30b_a3b()),
+            ..Qwen3Spec::tiny(vocab)
+        }
+    }
+
     /// The `config.json` of this model.
     pub fn config_json(&self) -> serde_json::Value {
+        let mut config = self.dense_config_json();
+        if let (Some(moe), Some(fields)) = (&self.moe, config.as_object_mut()) {
+            fields.extend([
+                ("architectures".to_owned(), json!(["Qwen3MoeForCausalLM"])),
+                ("model_type".to_owned(), json!("qwen3_moe")),
+                ("num_experts".to_owned(), json!(moe.experts)),
+                ("num_experts_per_tok".to_owned(), json!(moe.experts_per_token)),
+                ("moe_intermediate_size".to_owned(), json!(moe.expert_intermediate)),
+                ("norm_topk_prob".to_owned(), json!(moe.norm_topk_prob)),
+                ("decoder_sparse_step".to_owned(), json!(moe.decoder_sparse_step)),
+                ("mlp_only_layers".to_owned(), json!(moe.mlp_only_layers)),
+                ("output_router_logits".to_owned(), json!(false)),
+                ("router_aux_loss_coef".to_owned(), json!(0.001)),
+            ]);
+        }
+        config
+    }
+
+    fn dense_config_json(&self) -> serde_json::Value {
         json!({
             "architectures": ["Qwen3ForCausalLM"],
             "model_type": "qwen3",
@@ -123,10 +208,16 @@ impl Qwen3Spec {
                 (format!("{p}.self_attn.o_proj.weight"), vec![h, q]),
                 (format!("{p}.self_attn.q_norm.weight"), vec![self.head_dim]),
                 (format!("{p}.self_attn.k_norm.weight"), vec![self.head_dim]),
-                (format!("{p}.mlp.gate_proj.weight"), vec![i, h]),
-                (format!("{p}.mlp.up_proj.weight"), vec![i, h]),
-                (format!("{p}.mlp.down_proj.weight"), vec![h, i]),
             ]);
+            match &self.moe {
+                Some(moe) if moe.is_sparse(l) => {
+                    out.push((format!("{p}.mlp.gate.weight"), vec![moe.experts, h]));
+                    for e in 0..moe.experts {
+                        out.extend(mlp(&format!("{p}.mlp.experts.{e}"), h, moe.expert_intermediate));
+                    }
+                }
+                _ => out.extend(mlp(&format!("{p}.mlp"), h, i)),
+            }
         }
         out.push(("model.norm.weight".to_owned(), vec![h]));
         if !self.tie_word_embeddings {
@@ -177,6 +268,15 @@ impl Qwen3Spec {
         })?;
         Ok(())
     }
+}
+
+/// A SwiGLU MLP's three weights under `prefix`.
+fn mlp(prefix: &str, hidden: usize, intermediate: usize) -> [(String, Vec<usize>); 3] {
+    [
+        (format!("{prefix}.gate_proj.weight"), vec![intermediate, hidden]),
+        (format!("{prefix}.up_proj.weight"), vec![intermediate, hidden]),
+        (format!("{prefix}.down_proj.weight"), vec![hidden, intermediate]),
+    ]
 }
 
 /// Seeded standard normal numbers (Box-Muller over SplitMix64), reproducible everywhere.

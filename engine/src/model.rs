@@ -1,4 +1,4 @@
-//! The decoder (Qwen3, Qwen2, Llama) with a batched forward: one call runs any number of
+//! The decoder (Qwen3, Qwen2, Llama, Qwen3-MoE) with a batched forward: one call runs any number of
 //! sequences, each at its own position with its own block table in the paged cache.
 //!
 //! Linear layers run once over all new tokens of the step (the weights are read once per
@@ -8,36 +8,13 @@
 //! which means one sequence per model).
 
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
+use candle_nn::{Embedding, RmsNorm, VarBuilder};
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::ffn::{Experts, FeedForward, Mlp};
 use crate::kv_cache::KvCache;
-use crate::matvec::{MatVec, MAX_ROWS};
-
-/// A linear layer: small-batch f32 products go through [`MatVec`] (memory-bandwidth
-/// matrix-vector), the rest through candle's matmul.
-#[derive(Debug)]
-struct Proj(Linear);
-
-impl Proj {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let w = self.0.weight();
-        if x.rank() == 2
-            && x.dim(0)? <= MAX_ROWS
-            && x.dtype() == DType::F32
-            && x.device().is_cpu()
-            && w.is_contiguous()
-        {
-            let y = x.contiguous()?.apply_op2_no_bwd(w, &MatVec)?;
-            return Ok(match self.0.bias() {
-                Some(b) => y.broadcast_add(b)?,
-                None => y,
-            });
-        }
-        Ok(self.0.forward(x)?)
-    }
-}
+use crate::linear::Proj;
 
 /// One sequence's share of a forward step.
 #[derive(Debug, Clone, Copy)]
@@ -60,9 +37,7 @@ struct Layer {
     k_norm: Option<RmsNorm>,
     input_norm: RmsNorm,
     post_norm: RmsNorm,
-    gate: Proj,
-    up: Proj,
-    down: Proj,
+    ffn: FeedForward,
 }
 
 /// A loaded decoder.
@@ -94,11 +69,17 @@ impl Model {
             let vb = vb.pp("model.layers").pp(i);
             let attn = vb.pp("self_attn");
             let mlp = vb.pp("mlp");
+            let ffn = match &cfg.moe {
+                Some(moe) if moe.sparse_layers.get(i).copied().unwrap_or(false) => {
+                    FeedForward::Experts(Experts::load(h, moe, mlp)?)
+                }
+                _ => FeedForward::Dense(Mlp::load(h, cfg.intermediate_size, mlp)?),
+            };
             layers.push(Layer {
-                q: Proj(candle_nn::linear_b(h, nh * hd, cfg.qkv_bias, attn.pp("q_proj"))?),
-                k: Proj(candle_nn::linear_b(h, nkv * hd, cfg.qkv_bias, attn.pp("k_proj"))?),
-                v: Proj(candle_nn::linear_b(h, nkv * hd, cfg.qkv_bias, attn.pp("v_proj"))?),
-                o: Proj(candle_nn::linear_b(nh * hd, h, false, attn.pp("o_proj"))?),
+                q: Proj::load(h, nh * hd, cfg.qkv_bias, attn.pp("q_proj"))?,
+                k: Proj::load(h, nkv * hd, cfg.qkv_bias, attn.pp("k_proj"))?,
+                v: Proj::load(h, nkv * hd, cfg.qkv_bias, attn.pp("v_proj"))?,
+                o: Proj::load(nh * hd, h, false, attn.pp("o_proj"))?,
                 q_norm: cfg
                     .qk_norm
                     .then(|| candle_nn::rms_norm(hd, cfg.rms_norm_eps, attn.pp("q_norm")))
@@ -109,33 +90,16 @@ impl Model {
                     .transpose()?,
                 input_norm: candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
                 post_norm: candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("post_attention_layernorm"))?,
-                gate: Proj(candle_nn::linear_b(
-                    h,
-                    cfg.intermediate_size,
-                    false,
-                    mlp.pp("gate_proj"),
-                )?),
-                up: Proj(candle_nn::linear_b(
-                    h,
-                    cfg.intermediate_size,
-                    false,
-                    mlp.pp("up_proj"),
-                )?),
-                down: Proj(candle_nn::linear_b(
-                    cfg.intermediate_size,
-                    h,
-                    false,
-                    mlp.pp("down_proj"),
-                )?),
+                ffn,
             });
             progress(i + 1, cfg.num_layers);
         }
         let norm = candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("model.norm"))?;
-        let lm_head = Proj(if cfg.tie_word_embeddings {
-            Linear::new(embed.embeddings().clone(), None)
+        let lm_head = if cfg.tie_word_embeddings {
+            Proj::new(embed.embeddings().clone())
         } else {
-            candle_nn::linear_no_bias(h, cfg.vocab_size, vb.pp("lm_head"))?
-        });
+            Proj::load(h, cfg.vocab_size, false, vb.pp("lm_head"))?
+        };
         let (cos, sin) = rope_tables(cfg, vb.dtype(), vb.device())?;
         Ok(Model {
             cfg: cfg.clone(),
@@ -251,8 +215,7 @@ impl Model {
         let attn = layer.o.forward(&Tensor::cat(&outs, 0)?)?;
         let x = (x + attn)?;
         let h = layer.post_norm.forward(&x)?;
-        let mlp = (candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?;
-        Ok((x + layer.down.forward(&mlp)?)?)
+        Ok((x + layer.ffn.forward(&h)?)?)
     }
 
     /// Causal attention of one sequence's new queries `[len, heads, head_dim]` over its
@@ -329,10 +292,10 @@ mod tests {
     use std::path::PathBuf;
 
     use candle_core::{DType, Device, Tensor};
-    use candle_transformers::models::qwen3;
+    use candle_transformers::models::{qwen3, qwen3_moe};
 
     use super::*;
-    use crate::fixture::Qwen3Spec;
+    use crate::fixture::{MoeSpec, Qwen3Spec};
     use crate::{load_model, BlockAllocator, KvCache};
 
     fn fixture(name: &str, spec: &Qwen3Spec) -> PathBuf {
@@ -359,15 +322,15 @@ mod tests {
         (0..n).map(|_| alloc.allocate().unwrap()).collect()
     }
 
-    #[test]
-    fn logits_match_candle_transformers_for_prefill_and_every_greedy_step() {
-        let spec = Qwen3Spec::tiny(512);
-        let dir = fixture("parity", &spec);
+    /// A reference decoder: one sequence, cache inside, `forward(input, offset)`.
+    type Reference = Box<dyn FnMut(&Tensor, usize) -> candle_core::Result<Tensor>>;
+
+    /// Prefill and 32 greedy steps of `spec`'s fixture, ours against `reference`: every
+    /// step's logits within 1e-4 and the same greedy choice.
+    fn assert_matches_reference(name: &str, spec: &Qwen3Spec, reference: impl FnOnce(&PathBuf) -> Reference) {
+        let dir = fixture(name, spec);
         let model = load_model(&dir, DType::F32, &Device::Cpu, &mut |_, _| {}).unwrap();
-        let rcfg: qwen3::Config = serde_json::from_value(spec.config_json()).unwrap();
-        let tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
-        let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
-        let mut reference = qwen3::ModelForCausalLM::new(&rcfg, vb).unwrap();
+        let mut reference = reference(&dir);
 
         let cache = KvCache::new(model.config(), 32, 4, DType::F32, &Device::Cpu).unwrap();
         let mut alloc = BlockAllocator::new(32);
@@ -387,19 +350,11 @@ mod tests {
                 &cache,
             )
             .unwrap();
-        let theirs = reference
-            .forward(
-                &Tensor::new(&prompt[..], &Device::Cpu)
-                    .unwrap()
-                    .unsqueeze(0)
-                    .unwrap(),
-                0,
-            )
-            .unwrap();
-        let theirs = theirs.squeeze(0).unwrap();
+        let input = Tensor::new(&prompt[..], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let theirs = reference(&input, 0).unwrap().squeeze(0).unwrap();
         assert!(
             max_abs_diff(&ours, &theirs) <= 1e-4,
-            "prefill differs by {}",
+            "{name}: prefill differs by {}",
             max_abs_diff(&ours, &theirs)
         );
 
@@ -408,7 +363,7 @@ mod tests {
         for step in 0..32 {
             let token = argmax(&logits.squeeze(0).unwrap()).unwrap();
             let reference_token = argmax(&reference_logits.squeeze(0).unwrap()).unwrap();
-            assert_eq!(token, reference_token, "greedy choice differs at step {step}");
+            assert_eq!(token, reference_token, "{name}: greedy choice differs at step {step}");
             distinct.insert(token);
             let pos = prompt.len() + step;
             logits = model
@@ -422,11 +377,50 @@ mod tests {
                 )
                 .unwrap();
             let input = Tensor::new(&[token], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-            reference_logits = reference.forward(&input, pos).unwrap().squeeze(0).unwrap();
+            reference_logits = reference(&input, pos).unwrap().squeeze(0).unwrap();
             let diff = max_abs_diff(&logits, &reference_logits);
-            assert!(diff <= 1e-4, "step {step} differs by {diff}");
+            assert!(diff <= 1e-4, "{name}: step {step} differs by {diff}");
         }
-        assert!(distinct.len() > 3, "degenerate decode: {distinct:?}");
+        assert!(distinct.len() > 3, "{name}: degenerate decode: {distinct:?}");
+    }
+
+    fn weights_of(dir: &std::path::Path) -> candle_nn::VarBuilder<'static> {
+        let tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+        candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu)
+    }
+
+    #[test]
+    fn logits_match_candle_transformers_for_prefill_and_every_greedy_step() {
+        let spec = Qwen3Spec::tiny(512);
+        let config = spec.config_json();
+        assert_matches_reference("parity", &spec, |dir| {
+            let rcfg: qwen3::Config = serde_json::from_value(config).unwrap();
+            let mut m = qwen3::ModelForCausalLM::new(&rcfg, weights_of(dir)).unwrap();
+            Box::new(move |input, offset| m.forward(input, offset))
+        });
+    }
+
+    #[test]
+    fn qwen3_moe_logits_match_candle_transformers_with_dense_and_sparse_layers() {
+        // Every second layer sparse (candle-transformers reads decoder_sparse_step, not
+        // mlp_only_layers), softmax routing renormalised and not.
+        for norm_topk_prob in [true, false] {
+            let spec = Qwen3Spec {
+                layers: 4,
+                moe: Some(MoeSpec {
+                    decoder_sparse_step: 2,
+                    norm_topk_prob,
+                    ..MoeSpec::tiny()
+                }),
+                ..Qwen3Spec::tiny(512)
+            };
+            let config = spec.config_json();
+            assert_matches_reference(&format!("moe-parity-{norm_topk_prob}"), &spec, |dir| {
+                let rcfg: qwen3_moe::Config = serde_json::from_value(config).unwrap();
+                let mut m = qwen3_moe::ModelForCausalLM::new(&rcfg, weights_of(dir)).unwrap();
+                Box::new(move |input, offset| m.forward(input, offset))
+            });
+        }
     }
 
     fn greedy(model: &Model, batch: &[(Vec<u32>, Vec<u32>)], cache: &KvCache, steps: usize) -> Vec<Vec<u32>> {
@@ -463,8 +457,22 @@ mod tests {
 
     #[test]
     fn sequences_batched_together_decode_exactly_as_alone() {
-        let spec = Qwen3Spec::tiny(512);
-        let dir = fixture("batch", &spec);
+        batched_decode_is_exact("batch", &Qwen3Spec::tiny(512));
+    }
+
+    #[test]
+    fn moe_sequences_batched_together_decode_exactly_as_alone() {
+        // Batched tokens route to different experts: each expert runs over the rows
+        // gathered for it, and every row must come out as it would alone.
+        let spec = Qwen3Spec {
+            moe: Some(MoeSpec::tiny()),
+            ..Qwen3Spec::tiny(512)
+        };
+        batched_decode_is_exact("moe-batch", &spec);
+    }
+
+    fn batched_decode_is_exact(name: &str, spec: &Qwen3Spec) {
+        let dir = fixture(name, spec);
         let model = load_model(&dir, DType::F32, &Device::Cpu, &mut |_, _| {}).unwrap();
         let prompts: Vec<Vec<u32>> = (0..8)
             .map(|i| {

@@ -1,0 +1,131 @@
+//! The feed-forward half of a decoder layer: a dense SwiGLU MLP, or a mixture of experts
+//! where each token runs through the few experts its router picks.
+//!
+//! Experts run grouped: the tokens routed to an expert are gathered and go through it in
+//! one product per weight, so a batched step reads each active expert's weights once,
+//! never once per token. The weighted outputs are scattered back with one `index_add`.
+
+use candle_core::{DType, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::config::MoeConfig;
+use crate::error::Result;
+use crate::linear::Proj;
+use crate::routing::{Routing, Scratch};
+
+/// A SwiGLU MLP: `down(silu(gate(x)) * up(x))`.
+#[derive(Debug)]
+pub(crate) struct Mlp {
+    gate: Proj,
+    up: Proj,
+    down: Proj,
+}
+
+impl Mlp {
+    /// Loads `gate_proj`, `up_proj` and `down_proj` under `vb`.
+    pub(crate) fn load(hidden: usize, intermediate: usize, vb: VarBuilder) -> candle_core::Result<Mlp> {
+        Ok(Mlp {
+            gate: Proj::load(hidden, intermediate, false, vb.pp("gate_proj"))?,
+            up: Proj::load(hidden, intermediate, false, vb.pp("up_proj"))?,
+            down: Proj::load(intermediate, hidden, false, vb.pp("down_proj"))?,
+        })
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = (candle_nn::ops::silu(&self.gate.forward(x)?)? * self.up.forward(x)?)?;
+        self.down.forward(&h)
+    }
+}
+
+/// A mixture of experts: a router, the routed experts and an optional shared expert.
+#[derive(Debug)]
+pub(crate) struct Experts {
+    router: Proj,
+    correction_bias: Option<Vec<f32>>,
+    experts: Vec<Mlp>,
+    shared: Option<Mlp>,
+    routing: Routing,
+}
+
+impl Experts {
+    /// Loads `gate` (the router), `experts.N.*` and, where the config has them,
+    /// `gate.e_score_correction_bias` and `shared_experts.*` under `vb`.
+    pub(crate) fn load(hidden: usize, cfg: &MoeConfig, vb: VarBuilder) -> candle_core::Result<Experts> {
+        let router = Proj::load(hidden, cfg.experts, false, vb.pp("gate"))?;
+        let correction_bias = if cfg.correction_bias {
+            let b = vb.pp("gate").get(cfg.experts, "e_score_correction_bias")?;
+            Some(b.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+        } else {
+            None
+        };
+        let experts = (0..cfg.experts)
+            .map(|e| Mlp::load(hidden, cfg.expert_intermediate_size, vb.pp("experts").pp(e)))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let shared = (cfg.shared_intermediate_size > 0)
+            .then(|| Mlp::load(hidden, cfg.shared_intermediate_size, vb.pp("shared_experts")))
+            .transpose()?;
+        Ok(Experts {
+            router,
+            correction_bias,
+            experts,
+            shared,
+            routing: cfg.routing.clone(),
+        })
+    }
+
+    /// Runs `x` (`[tokens, hidden]`) through each token's experts, weighted by its router.
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let logits = self.router.forward(x)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        // Per expert: the rows routed to it and their weights.
+        let mut rows: Vec<Vec<u32>> = vec![Vec::new(); self.experts.len()];
+        let mut weights: Vec<Vec<f32>> = vec![Vec::new(); self.experts.len()];
+        let (mut scratch, mut chosen) = (Scratch::default(), Vec::with_capacity(self.routing.top_k));
+        for (row, l) in logits.iter().enumerate() {
+            self.routing
+                .choose(l, self.correction_bias.as_deref(), &mut scratch, &mut chosen);
+            for &(e, w) in &chosen {
+                rows[e].push(row as u32);
+                weights[e].push(w);
+            }
+        }
+        let device = x.device();
+        let mut outs = Vec::new();
+        let mut targets = Vec::new();
+        for ((expert, rows), weights) in self.experts.iter().zip(rows).zip(weights) {
+            if rows.is_empty() {
+                continue;
+            }
+            let n = rows.len();
+            let index = Tensor::from_slice(&rows, n, device)?;
+            let w = Tensor::from_vec(weights, (n, 1), device)?.to_dtype(x.dtype())?;
+            outs.push(expert.forward(&x.index_select(&index, 0)?)?.broadcast_mul(&w)?);
+            targets.extend(rows);
+        }
+        let n = targets.len();
+        let routed = x
+            .zeros_like()?
+            .index_add(&Tensor::from_vec(targets, n, device)?, &Tensor::cat(&outs, 0)?, 0)?;
+        Ok(match &self.shared {
+            Some(shared) => (routed + shared.forward(x)?)?,
+            None => routed,
+        })
+    }
+}
+
+/// A layer's feed-forward: dense or experts.
+#[derive(Debug)]
+pub(crate) enum FeedForward {
+    /// One MLP for every token.
+    Dense(Mlp),
+    /// Each token's routed experts.
+    Experts(Experts),
+}
+
+impl FeedForward {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            FeedForward::Dense(m) => m.forward(x),
+            FeedForward::Experts(e) => e.forward(x),
+        }
+    }
+}
