@@ -196,7 +196,9 @@ impl ModelConfig {
             Some(m) if m.sparse_layers.get(layer).copied().unwrap_or(false) => {
                 let experts = if active_only { m.routing.top_k } else { m.experts };
                 let bias = if m.correction_bias { m.experts } else { 0 };
-                h * m.experts + bias + 3 * h * (experts * m.expert_intermediate_size + m.shared_intermediate_size)
+                h * m.experts
+                    + bias
+                    + 3 * h * (experts * m.expert_intermediate_size + m.shared_intermediate_size)
             }
             _ => 3 * h * self.intermediate_size,
         };
@@ -279,7 +281,10 @@ impl Fields<'_> {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(a)) => a
                 .iter()
-                .map(|x| x.as_u64().ok_or_else(|| self.error("mlp_only_layers", "must list layer numbers")))
+                .map(|x| {
+                    x.as_u64()
+                        .ok_or_else(|| self.error("mlp_only_layers", "must list layer numbers"))
+                })
                 .collect::<Result<_>>()?,
             Some(_) => return Err(self.error("mlp_only_layers", "must list layer numbers")),
         };
@@ -297,7 +302,7 @@ impl Fields<'_> {
             },
             correction_bias: false,
             sparse_layers: (0..num_layers)
-                .map(|l| !dense_only.contains(&(l as u64)) && (l + 1) % step == 0)
+                .map(|l| !dense_only.contains(&(l as u64)) && (l + 1).is_multiple_of(step))
                 .collect(),
         })
     }

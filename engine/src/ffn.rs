@@ -23,7 +23,7 @@ pub(crate) struct Mlp {
 
 impl Mlp {
     /// Loads `gate_proj`, `up_proj` and `down_proj` under `vb`.
-    pub(crate) fn load(hidden: usize, intermediate: usize, vb: VarBuilder) -> candle_core::Result<Mlp> {
+    pub(crate) fn load(hidden: usize, intermediate: usize, vb: &VarBuilder) -> candle_core::Result<Mlp> {
         Ok(Mlp {
             gate: Proj::load(hidden, intermediate, false, vb.pp("gate_proj"))?,
             up: Proj::load(hidden, intermediate, false, vb.pp("up_proj"))?,
@@ -50,7 +50,7 @@ pub(crate) struct Experts {
 impl Experts {
     /// Loads `gate` (the router), `experts.N.*` and, where the config has them,
     /// `gate.e_score_correction_bias` and `shared_experts.*` under `vb`.
-    pub(crate) fn load(hidden: usize, cfg: &MoeConfig, vb: VarBuilder) -> candle_core::Result<Experts> {
+    pub(crate) fn load(hidden: usize, cfg: &MoeConfig, vb: &VarBuilder) -> candle_core::Result<Experts> {
         let router = Proj::load(hidden, cfg.experts, false, vb.pp("gate"))?;
         let correction_bias = if cfg.correction_bias {
             let b = vb.pp("gate").get(cfg.experts, "e_score_correction_bias")?;
@@ -59,10 +59,10 @@ impl Experts {
             None
         };
         let experts = (0..cfg.experts)
-            .map(|e| Mlp::load(hidden, cfg.expert_intermediate_size, vb.pp("experts").pp(e)))
+            .map(|e| Mlp::load(hidden, cfg.expert_intermediate_size, &vb.pp("experts").pp(e)))
             .collect::<candle_core::Result<Vec<_>>>()?;
         let shared = (cfg.shared_intermediate_size > 0)
-            .then(|| Mlp::load(hidden, cfg.shared_intermediate_size, vb.pp("shared_experts")))
+            .then(|| Mlp::load(hidden, cfg.shared_intermediate_size, &vb.pp("shared_experts")))
             .transpose()?;
         Ok(Experts {
             router,
@@ -102,9 +102,9 @@ impl Experts {
             targets.extend(rows);
         }
         let n = targets.len();
-        let routed = x
-            .zeros_like()?
-            .index_add(&Tensor::from_vec(targets, n, device)?, &Tensor::cat(&outs, 0)?, 0)?;
+        let routed =
+            x.zeros_like()?
+                .index_add(&Tensor::from_vec(targets, n, device)?, &Tensor::cat(&outs, 0)?, 0)?;
         Ok(match &self.shared {
             Some(shared) => (routed + shared.forward(x)?)?,
             None => routed,

@@ -8,6 +8,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use serde_json::json;
 
+use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::rng::SplitMix;
 
@@ -49,10 +50,6 @@ impl MoeSpec {
             expert_intermediate: 768,
             ..MoeSpec::tiny()
         }
-    }
-
-    fn is_sparse(&self, layer: usize) -> bool {
-        !self.mlp_only_layers.contains(&layer) && (layer + 1) % self.decoder_sparse_step.max(1) == 0
     }
 }
 
@@ -196,6 +193,12 @@ impl Qwen3Spec {
             self.kv_heads * self.head_dim,
             self.intermediate,
         );
+        // Which layers are sparse is the engine's reading of this config, so the two agree.
+        let sparse = ModelConfig::from_json(&self.config_json(), Path::new("config.json"))
+            .ok()
+            .and_then(|c| c.moe)
+            .map(|m| m.sparse_layers)
+            .unwrap_or_default();
         let mut out = vec![("model.embed_tokens.weight".to_owned(), vec![self.vocab, h])];
         for l in 0..self.layers {
             let p = format!("model.layers.{l}");
@@ -210,7 +213,7 @@ impl Qwen3Spec {
                 (format!("{p}.self_attn.k_norm.weight"), vec![self.head_dim]),
             ]);
             match &self.moe {
-                Some(moe) if moe.is_sparse(l) => {
+                Some(moe) if sparse.get(l).copied().unwrap_or(false) => {
                     out.push((format!("{p}.mlp.gate.weight"), vec![moe.experts, h]));
                     for e in 0..moe.experts {
                         out.extend(mlp(&format!("{p}.mlp.experts.{e}"), h, moe.expert_intermediate));

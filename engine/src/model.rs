@@ -71,9 +71,9 @@ impl Model {
             let mlp = vb.pp("mlp");
             let ffn = match &cfg.moe {
                 Some(moe) if moe.sparse_layers.get(i).copied().unwrap_or(false) => {
-                    FeedForward::Experts(Experts::load(h, moe, mlp)?)
+                    FeedForward::Experts(Experts::load(h, moe, &mlp)?)
                 }
-                _ => FeedForward::Dense(Mlp::load(h, cfg.intermediate_size, mlp)?),
+                _ => FeedForward::Dense(Mlp::load(h, cfg.intermediate_size, &mlp)?),
             };
             layers.push(Layer {
                 q: Proj::load(h, nh * hd, cfg.qkv_bias, attn.pp("q_proj"))?,
@@ -350,7 +350,10 @@ mod tests {
                 &cache,
             )
             .unwrap();
-        let input = Tensor::new(&prompt[..], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let input = Tensor::new(&prompt[..], &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
         let theirs = reference(&input, 0).unwrap().squeeze(0).unwrap();
         assert!(
             max_abs_diff(&ours, &theirs) <= 1e-4,
@@ -363,7 +366,10 @@ mod tests {
         for step in 0..32 {
             let token = argmax(&logits.squeeze(0).unwrap()).unwrap();
             let reference_token = argmax(&reference_logits.squeeze(0).unwrap()).unwrap();
-            assert_eq!(token, reference_token, "{name}: greedy choice differs at step {step}");
+            assert_eq!(
+                token, reference_token,
+                "{name}: greedy choice differs at step {step}"
+            );
             distinct.insert(token);
             let pos = prompt.len() + step;
             logits = model

@@ -50,10 +50,20 @@ impl Routing {
     /// Picks one token's experts from its router `logits` (one per expert), writing
     /// `(expert, weight)` pairs, best first, into `out`. `bias` is the per-expert
     /// correction added for the choice only (sigmoid scoring).
-    pub fn choose(&self, logits: &[f32], bias: Option<&[f32]>, scratch: &mut Scratch, out: &mut Vec<(usize, f32)>) {
+    pub fn choose(
+        &self,
+        logits: &[f32],
+        bias: Option<&[f32]>,
+        scratch: &mut Scratch,
+        out: &mut Vec<(usize, f32)>,
+    ) {
         out.clear();
         let n = logits.len();
-        let Scratch { scores, choice, order } = scratch;
+        let Scratch {
+            scores,
+            choice,
+            order,
+        } = scratch;
         scores.clear();
         match self.scoring {
             Scoring::Softmax => {
@@ -69,7 +79,7 @@ impl Routing {
             Some(b) if b.len() == n => choice.extend(scores.iter().zip(b).map(|(s, b)| s + b)),
             _ => choice.extend_from_slice(scores),
         }
-        if self.groups > 1 && n % self.groups == 0 && self.topk_groups < self.groups {
+        if self.groups > 1 && n.is_multiple_of(self.groups) && self.topk_groups < self.groups {
             self.keep_best_groups(choice, order);
         }
         order.clear();
@@ -160,8 +170,14 @@ mod tests {
         let logits = [0.0, 2.0, 1.0, (3f32).ln() + 2.0];
         let z = 1.0 + 2f32.exp() + 1f32.exp() + 3.0 * 2f32.exp();
         let (p1, p3) = (2f32.exp() / z, 3.0 * 2f32.exp() / z);
-        close(&choose(&routing(Scoring::Softmax, 2, false), &logits, None), &[(3, p3), (1, p1)]);
-        close(&choose(&routing(Scoring::Softmax, 2, true), &logits, None), &[(3, 0.75), (1, 0.25)]);
+        close(
+            &choose(&routing(Scoring::Softmax, 2, false), &logits, None),
+            &[(3, p3), (1, p1)],
+        );
+        close(
+            &choose(&routing(Scoring::Softmax, 2, true), &logits, None),
+            &[(3, 0.75), (1, 0.25)],
+        );
     }
 
     #[test]
@@ -173,14 +189,20 @@ mod tests {
             ..routing(Scoring::Sigmoid, 1, false)
         };
         close(&choose(&r, &logits, None), &[(0, 2.5 * sig(1.0))]);
-        close(&choose(&r, &logits, Some(&[0.0, 0.0, 1.0])), &[(2, 2.5 * sig(-1.0))]);
+        close(
+            &choose(&r, &logits, Some(&[0.0, 0.0, 1.0])),
+            &[(2, 2.5 * sig(-1.0))],
+        );
         let r = Routing {
             top_k: 2,
             normalize: true,
             ..r
         };
         let (a, b) = (sig(1.0), sig(0.0));
-        close(&choose(&r, &logits, None), &[(0, 2.5 * a / (a + b)), (1, 2.5 * b / (a + b))]);
+        close(
+            &choose(&r, &logits, None),
+            &[(0, 2.5 * a / (a + b)), (1, 2.5 * b / (a + b))],
+        );
     }
 
     #[test]

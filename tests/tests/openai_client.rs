@@ -27,6 +27,26 @@ fn the_openai_client_on_the_real_engine() {
 }
 
 #[test]
+fn the_openai_client_on_a_mixture_of_experts_model() {
+    // Qwen3-MoE: every second layer routes each token to 2 of 8 experts.
+    let model = braid_tests::fixture(
+        "qwen3-moe",
+        "openai-moe",
+        &["--layers", "4", "--decoder-sparse-step", "2"],
+    );
+    let config = std::fs::read_to_string(model.join("config.json")).unwrap_or_default();
+    assert!(config.contains("Qwen3MoeForCausalLM"), "{config}");
+    let (_serve, port) = braid_tests::serve_engine(&model, &braid_tests::QWEN3_CHAT, "openai-moe");
+    let url = format!("http://127.0.0.1:{port}/v1");
+    run_client("engine.py", &["--base-url", &url]);
+    let out = run_client(
+        "structured.py",
+        &["tools", "--base-url", &url, "--requests", "10"],
+    );
+    assert!(out.contains("10 required and 10 named calls"), "{out}");
+}
+
+#[test]
 fn the_interleaved_weather_loop_for_every_family() {
     let shared = shared_dir();
     if shared.is_none() {

@@ -1,5 +1,6 @@
 //! `braid bench engine --model DIR`: the engine's speed on a model folder, with
-//! candle-transformers' Qwen3 on the same weights as the reference, in one run.
+//! candle-transformers' model of the same architecture (Qwen3, Qwen3-MoE) on the same
+//! weights as the reference, in one run.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -7,7 +8,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use braid_engine::{load_model, Engine, EngineConfig, KvCache, Model, ModelConfig, Request, SamplingParams};
+use braid_engine::{
+    load_model, Architecture, Engine, EngineConfig, KvCache, Model, ModelConfig, Request, SamplingParams,
+};
 use candle_core::{DType, Device, Tensor};
 use serde_json::json;
 
@@ -126,37 +129,68 @@ fn decode(e: &mut Engine, batch: usize, steps: usize, vocab: usize) -> anyhow::R
     Ok((produced as f64 / t.elapsed().as_secs_f64(), first))
 }
 
-/// candle-transformers' Qwen3 on the same weights: single-sequence greedy decode.
-fn reference(args: &EngineBenchArgs, dt: DType, vocab: usize) -> anyhow::Result<(f64, Vec<u32>)> {
-    let config: candle_transformers::models::qwen3::Config =
-        serde_json::from_str(&std::fs::read_to_string(args.model.join("config.json"))?)
-            .context("config.json as candle-transformers reads it")?;
+/// A candle-transformers decoder over `config.json` and the weights: `forward(input, offset)`.
+type ReferenceModel = Box<dyn FnMut(&Tensor, usize) -> candle_core::Result<Tensor>>;
+
+/// candle-transformers' model of the same architecture on the same weights, and its
+/// name; `None` for architectures it is not compared against.
+fn reference_model(
+    args: &EngineBenchArgs,
+    arch: Architecture,
+    dt: DType,
+) -> anyhow::Result<Option<(&'static str, ReferenceModel)>> {
+    let config = std::fs::read_to_string(args.model.join("config.json"))?;
     let mut tensors = HashMap::new();
     for file in braid_engine::weights::safetensors_files(&args.model)? {
         tensors.extend(candle_core::safetensors::load(&file, &Device::Cpu)?);
     }
     let vb = candle_nn::VarBuilder::from_tensors(tensors, dt, &Device::Cpu);
-    let mut model = candle_transformers::models::qwen3::ModelForCausalLM::new(&config, vb)?;
+    let context = "config.json as candle-transformers reads it";
+    Ok(match arch {
+        Architecture::Qwen3 => {
+            use candle_transformers::models::qwen3;
+            let config: qwen3::Config = serde_json::from_str(&config).context(context)?;
+            let mut m = qwen3::ModelForCausalLM::new(&config, vb)?;
+            Some((
+                "candle-transformers qwen3 (single sequence)",
+                Box::new(move |x, o| m.forward(x, o)),
+            ))
+        }
+        Architecture::Qwen3Moe => {
+            use candle_transformers::models::qwen3_moe;
+            let config: qwen3_moe::Config = serde_json::from_str(&config).context(context)?;
+            let mut m = qwen3_moe::ModelForCausalLM::new(&config, vb)?;
+            Some((
+                "candle-transformers qwen3_moe (single sequence)",
+                Box::new(move |x, o| m.forward(x, o)),
+            ))
+        }
+        _ => None,
+    })
+}
+
+/// The reference's single-sequence greedy decode: tokens per second and its tokens.
+fn reference(model: &mut ReferenceModel, steps: usize, vocab: usize) -> anyhow::Result<(f64, Vec<u32>)> {
     let prompt = tokens(16, 1, vocab);
-    let logits = model.forward(&Tensor::new(prompt.as_slice(), &Device::Cpu)?.unsqueeze(0)?, 0)?;
-    let mut next = logits
-        .flatten_all()?
-        .to_dtype(DType::F32)?
-        .argmax(0)?
-        .to_scalar::<u32>()?;
-    let mut out = vec![next];
-    let t = Instant::now();
-    for step in 0..args.decode_steps {
-        let input = Tensor::new(&[next], &Device::Cpu)?.unsqueeze(0)?;
-        let logits = model.forward(&input, prompt.len() + step)?;
-        next = logits
+    let greedy = |logits: Tensor| -> anyhow::Result<u32> {
+        Ok(logits
             .flatten_all()?
             .to_dtype(DType::F32)?
             .argmax(0)?
-            .to_scalar::<u32>()?;
+            .to_scalar::<u32>()?)
+    };
+    let mut next = greedy(model(
+        &Tensor::new(prompt.as_slice(), &Device::Cpu)?.unsqueeze(0)?,
+        0,
+    )?)?;
+    let mut out = vec![next];
+    let t = Instant::now();
+    for step in 0..steps {
+        let input = Tensor::new(&[next], &Device::Cpu)?.unsqueeze(0)?;
+        next = greedy(model(&input, prompt.len() + step)?)?;
         out.push(next);
     }
-    Ok((args.decode_steps as f64 / t.elapsed().as_secs_f64(), out))
+    Ok((steps as f64 / t.elapsed().as_secs_f64(), out))
 }
 
 fn peak_rss_mb() -> Option<f64> {
@@ -199,7 +233,10 @@ pub(crate) fn run(args: &EngineBenchArgs) -> anyhow::Result<ExitCode> {
 
     // The reference first, so neither side gains from running second (warm caches).
     step("candle-transformers reference");
-    let (reference_tok_s, reference_tokens) = reference(args, dt, vocab)?;
+    let reference_run = match reference_model(args, cfg.architecture, dt)? {
+        Some((name, mut model)) => Some((name, reference(&mut model, args.decode_steps, vocab)?)),
+        None => None,
+    };
 
     // Decode at each batch size, on a fresh engine each time.
     let mut rows = Vec::new();
@@ -235,18 +272,20 @@ pub(crate) fn run(args: &EngineBenchArgs) -> anyhow::Result<ExitCode> {
     let report = json!({
         "model": args.model,
         "dtype": args.dtype,
+        "architecture": format!("{:?}", cfg.architecture),
         "params": cfg.num_params(),
+        "active_params": cfg.active_params(),
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "prefill_tokens": args.prompt_tokens,
         "prefill_tok_s": round(prefill_tok_s, 2),
         "ttft_ms": round(ttft_ms, 2),
         "decode": rows,
-        "reference": {
-            "name": "candle-transformers qwen3 (single sequence)",
-            "decode_tok_s": round(reference_tok_s, 2),
-            "greedy_tokens_match": batch1_tokens.is_empty() || reference_tokens.starts_with(&batch1_tokens)
-                || batch1_tokens.starts_with(&reference_tokens),
-        },
+        "reference": reference_run.map(|(name, (tok_s, tokens))| json!({
+            "name": name,
+            "decode_tok_s": round(tok_s, 2),
+            "greedy_tokens_match": batch1_tokens.is_empty() || tokens.starts_with(&batch1_tokens)
+                || batch1_tokens.starts_with(&tokens),
+        })),
         "prefix_cache": {
             "shared_prefix_tokens": args.shared_prefix,
             "hit_tokens": hit_tokens,
