@@ -1,8 +1,9 @@
 //! A model's `config.json`, read into the few numbers the engine needs.
 //!
-//! Qwen3, Qwen2, Llama and Qwen3-MoE share one decoder; they differ in flags read here
-//! (biases on the q/k/v projections, per-head q/k RMS norms, how `head_dim` is given) and
-//! in which layers' feed-forward is a mixture of experts ([`MoeConfig`]).
+//! Qwen3, Qwen2, Llama, Qwen3-MoE and GLM-4.5 share one decoder; they differ in flags
+//! read here (biases on the q/k/v projections, per-head q/k RMS norms, how much of a head
+//! is rotated, how `head_dim` is given) and in which layers' feed-forward is a mixture of
+//! experts, routed how ([`MoeConfig`]).
 
 use std::path::{Path, PathBuf};
 
@@ -22,11 +23,14 @@ pub enum Architecture {
     Llama,
     /// `Qwen3MoeForCausalLM`: Qwen3's attention, softmax-routed experts.
     Qwen3Moe,
+    /// `Glm4MoeForCausalLM` (GLM-4.5, 4.6, 4.7): half-rotated heads, sigmoid-routed
+    /// experts with a correction bias and a shared expert, dense first layers.
+    Glm4Moe,
 }
 
 impl Architecture {
     const SUPPORTED: &'static str =
-        "Qwen3ForCausalLM, Qwen2ForCausalLM, LlamaForCausalLM, Qwen3MoeForCausalLM";
+        "Qwen3ForCausalLM, Qwen2ForCausalLM, LlamaForCausalLM, Qwen3MoeForCausalLM, Glm4MoeForCausalLM";
 
     fn from_name(name: &str) -> Option<Architecture> {
         match name {
@@ -34,6 +38,7 @@ impl Architecture {
             "Qwen2ForCausalLM" => Some(Architecture::Qwen2),
             "LlamaForCausalLM" => Some(Architecture::Llama),
             "Qwen3MoeForCausalLM" => Some(Architecture::Qwen3Moe),
+            "Glm4MoeForCausalLM" => Some(Architecture::Glm4Moe),
             _ => None,
         }
     }
@@ -58,6 +63,9 @@ pub struct ModelConfig {
     pub num_kv_heads: usize,
     /// Width of one head.
     pub head_dim: usize,
+    /// How many of a head's leading dimensions RoPE rotates (`head_dim` ×
+    /// `partial_rotary_factor`); the rest pass through.
+    pub rotary_dim: usize,
     /// RMS norm epsilon.
     pub rms_norm_eps: f64,
     /// RoPE base.
@@ -145,10 +153,40 @@ impl ModelConfig {
         if v.get("rope_scaling").is_some_and(|r| !r.is_null()) {
             return Err(cfg.error("rope_scaling", "RoPE scaling is not supported yet"));
         }
+        // Newer configs gather the RoPE settings in `rope_parameters`.
+        let rope = match v.get("rope_parameters") {
+            Some(r @ Value::Object(_)) => {
+                let kind = r.get("rope_type").and_then(Value::as_str).unwrap_or("default");
+                if kind != "default" {
+                    return Err(cfg.error(
+                        "rope_parameters",
+                        &format!("rope_type {kind:?} is not supported yet (only default)"),
+                    ));
+                }
+                Fields { v: r, path }
+            }
+            _ => Fields { v, path },
+        };
+        let default_rotary = if architecture == Architecture::Glm4Moe { 0.5 } else { 1.0 };
+        let rotary_factor = match rope.v.get("partial_rotary_factor").or(v.get("partial_rotary_factor")) {
+            None | Some(Value::Null) => default_rotary,
+            Some(x) => x
+                .as_f64()
+                .filter(|f| *f > 0.0 && *f <= 1.0)
+                .ok_or_else(|| cfg.error("partial_rotary_factor", &format!("must be in (0, 1], got {x}")))?,
+        };
+        let rotary_dim = (head_dim as f64 * rotary_factor) as usize;
+        if rotary_dim == 0 || !rotary_dim.is_multiple_of(2) {
+            return Err(cfg.error(
+                "partial_rotary_factor",
+                &format!("rotates {rotary_dim} of head_dim {head_dim}; that must be even and positive"),
+            ));
+        }
         let eos_token_ids = token_ids(v.get("eos_token_id"));
         let num_layers = cfg.usize("num_hidden_layers")?;
         let moe = match architecture {
             Architecture::Qwen3Moe => Some(cfg.qwen3_moe(num_layers)?),
+            Architecture::Glm4Moe => Some(cfg.sigmoid_moe(num_layers)?),
             _ => None,
         };
         Ok(ModelConfig {
@@ -160,15 +198,20 @@ impl ModelConfig {
             num_heads,
             num_kv_heads,
             head_dim,
+            rotary_dim,
             rms_norm_eps: cfg.f64_or("rms_norm_eps", 1e-6)?,
-            rope_theta: cfg.f64_or("rope_theta", 10_000.0)?,
+            rope_theta: rope.f64_or("rope_theta", 10_000.0)?,
             max_position_embeddings: cfg.usize_or("max_position_embeddings", 4096)?,
             tie_word_embeddings: cfg.bool_or("tie_word_embeddings", false)?,
             qkv_bias: match architecture {
                 Architecture::Qwen2 => true,
                 _ => cfg.bool_or("attention_bias", false)?,
             },
-            qk_norm: matches!(architecture, Architecture::Qwen3 | Architecture::Qwen3Moe),
+            qk_norm: match architecture {
+                Architecture::Qwen3 | Architecture::Qwen3Moe => true,
+                Architecture::Glm4Moe => cfg.bool_or("use_qk_norm", false)?,
+                _ => false,
+            },
             eos_token_ids,
             moe,
         })
@@ -307,10 +350,62 @@ impl Fields<'_> {
         })
     }
 
+    /// DeepSeek-V3-style experts (GLM-4.5 reads the same fields): `n_routed_experts`
+    /// sigmoid-scored experts with `e_score_correction_bias`, group-limited, scaled by
+    /// `routed_scaling_factor`, plus `n_shared_experts` always on, on every layer from
+    /// `first_k_dense_replace` on.
+    fn sigmoid_moe(&self, num_layers: usize) -> Result<MoeConfig> {
+        let experts = self.usize("n_routed_experts")?;
+        let top_k = self.usize("num_experts_per_tok")?;
+        let groups = self.usize_or("n_group", 1)?;
+        let topk_groups = self.usize_or("topk_group", 1)?;
+        if top_k > experts {
+            return Err(self.error(
+                "num_experts_per_tok",
+                &format!("{top_k} is more than n_routed_experts {experts}"),
+            ));
+        }
+        if !experts.is_multiple_of(groups) || topk_groups > groups {
+            return Err(self.error(
+                "n_group",
+                &format!("{groups} groups of {experts} experts with topk_group {topk_groups} do not fit"),
+            ));
+        }
+        let width = self.usize("moe_intermediate_size")?;
+        let shared = self.count_or("n_shared_experts", 1)?;
+        let first_dense = self.count_or("first_k_dense_replace", 1)?;
+        Ok(MoeConfig {
+            experts,
+            expert_intermediate_size: width,
+            shared_intermediate_size: width * shared,
+            routing: Routing {
+                scoring: Scoring::Sigmoid,
+                top_k,
+                normalize: self.bool_or("norm_topk_prob", true)?,
+                groups,
+                topk_groups,
+                scale: self.f64_or("routed_scaling_factor", 1.0)? as f32,
+            },
+            correction_bias: true,
+            sparse_layers: (0..num_layers).map(|l| l >= first_dense).collect(),
+        })
+    }
+
     fn usize_or(&self, field: &str, default: usize) -> Result<usize> {
         match self.v.get(field) {
             None | Some(Value::Null) => Ok(default),
             Some(_) => self.usize(field),
+        }
+    }
+
+    /// A non-negative integer (a count that may be zero), or `default` when absent.
+    fn count_or(&self, field: &str, default: usize) -> Result<usize> {
+        match self.v.get(field) {
+            None | Some(Value::Null) => Ok(default),
+            Some(x) => x
+                .as_u64()
+                .map(|n| n as usize)
+                .ok_or_else(|| self.error(field, &format!("must be a whole number, got {x}"))),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Random-weight models in the real Hugging Face layout (`config.json` +
 //! `model.safetensors`), for tests and benchmarks where no checkpoint can be downloaded:
-//! Qwen3, and Qwen3-MoE when the spec has experts.
+//! Qwen3, Qwen3-MoE (Qwen3 with experts) and GLM-4.5 (`Glm4MoeForCausalLM`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,7 +12,19 @@ use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::rng::SplitMix;
 
-/// The experts of a random Qwen3-MoE (`Qwen3MoeForCausalLM`).
+/// Which published architecture a fixture is written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `Qwen3ForCausalLM`, or `Qwen3MoeForCausalLM` when the spec has experts.
+    Qwen3,
+    /// `Glm4MoeForCausalLM`: q/k/v biases, half-rotated heads, sigmoid-routed experts
+    /// with a correction bias and a shared expert, dense first layers.
+    Glm4Moe,
+}
+
+/// The experts of a random mixture-of-experts model. Qwen3-MoE reads
+/// `decoder_sparse_step` and `mlp_only_layers`; GLM-4.5 the shared experts, dense first
+/// layers, groups and scaling factor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MoeSpec {
     /// Experts per sparse layer.
@@ -27,6 +39,16 @@ pub struct MoeSpec {
     pub decoder_sparse_step: usize,
     /// Layers kept dense whatever the step.
     pub mlp_only_layers: Vec<usize>,
+    /// Shared experts, each as wide as a routed one (GLM-4.5).
+    pub shared_experts: usize,
+    /// Leading layers kept dense (GLM-4.5's `first_k_dense_replace`).
+    pub first_dense_layers: usize,
+    /// Expert groups (GLM-4.5's `n_group`).
+    pub groups: usize,
+    /// Groups a token may choose from.
+    pub topk_groups: usize,
+    /// Factor on the routed experts' weights (GLM-4.5).
+    pub routed_scaling_factor: f64,
 }
 
 impl MoeSpec {
@@ -39,6 +61,11 @@ impl MoeSpec {
             norm_topk_prob: true,
             decoder_sparse_step: 1,
             mlp_only_layers: Vec::new(),
+            shared_experts: 1,
+            first_dense_layers: 1,
+            groups: 4,
+            topk_groups: 2,
+            routed_scaling_factor: 2.5,
         }
     }
 
@@ -51,11 +78,27 @@ impl MoeSpec {
             ..MoeSpec::tiny()
         }
     }
+
+    /// The experts of GLM-4.5-Air: 128 experts of width 1408, 8 per token, one shared
+    /// expert, the first layer dense.
+    pub fn glm_4_5_air() -> MoeSpec {
+        MoeSpec {
+            experts: 128,
+            experts_per_token: 8,
+            expert_intermediate: 1408,
+            groups: 1,
+            topk_groups: 1,
+            routed_scaling_factor: 1.0,
+            ..MoeSpec::tiny()
+        }
+    }
 }
 
-/// The shape of a random Qwen3 model (Qwen3-MoE when `moe` is set).
+/// The shape of a random model.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Qwen3Spec {
+pub struct ModelSpec {
+    /// The architecture written.
+    pub family: Family,
     /// Decoder layers.
     pub layers: usize,
     /// Residual width.
@@ -84,10 +127,11 @@ pub struct Qwen3Spec {
     pub moe: Option<MoeSpec>,
 }
 
-impl Qwen3Spec {
+impl ModelSpec {
     /// A model small enough for unit tests.
-    pub fn tiny(vocab: usize) -> Qwen3Spec {
-        Qwen3Spec {
+    pub fn tiny(vocab: usize) -> ModelSpec {
+        ModelSpec {
+            family: Family::Qwen3,
             layers: 2,
             hidden: 64,
             heads: 4,
@@ -105,8 +149,8 @@ impl Qwen3Spec {
     }
 
     /// The shape of Qwen3-0.6B (28 layers, hidden 1024, 16 heads, 8 KV heads, head_dim 128).
-    pub fn qwen3_0_6b(vocab: usize) -> Qwen3Spec {
-        Qwen3Spec {
+    pub fn qwen3_0_6b(vocab: usize) -> ModelSpec {
+        ModelSpec {
             layers: 28,
             hidden: 1024,
             heads: 16,
@@ -116,14 +160,14 @@ impl Qwen3Spec {
             vocab,
             max_position_embeddings: 40960,
             tie_word_embeddings: true,
-            ..Qwen3Spec::tiny(vocab)
+            ..ModelSpec::tiny(vocab)
         }
     }
 
     /// The shape of Qwen3-30B-A3B (48 layers, hidden 2048, 32 heads, 4 KV heads,
     /// head_dim 128, 128 experts, 8 per token).
-    pub fn qwen3_30b_a3b(vocab: usize) -> Qwen3Spec {
-        Qwen3Spec {
+    pub fn qwen3_30b_a3b(vocab: usize) -> ModelSpec {
+        ModelSpec {
             layers: 48,
             hidden: 2048,
             heads: 32,
@@ -133,15 +177,46 @@ impl Qwen3Spec {
             max_position_embeddings: 40960,
             tie_word_embeddings: false,
             moe: Some(MoeSpec::qwen3_30b_a3b()),
-            ..Qwen3Spec::tiny(vocab)
+            ..ModelSpec::tiny(vocab)
+        }
+    }
+
+    /// A small GLM-4.5: two layers (the first dense), 8 experts in 4 groups.
+    pub fn glm4_moe_tiny(vocab: usize) -> ModelSpec {
+        ModelSpec {
+            family: Family::Glm4Moe,
+            moe: Some(MoeSpec::tiny()),
+            ..ModelSpec::tiny(vocab)
+        }
+    }
+
+    /// The shape of GLM-4.5-Air (46 layers, hidden 4096, 96 heads, 8 KV heads,
+    /// head_dim 128, 128 experts, 8 per token).
+    pub fn glm_4_5_air(vocab: usize) -> ModelSpec {
+        ModelSpec {
+            family: Family::Glm4Moe,
+            layers: 46,
+            hidden: 4096,
+            heads: 96,
+            kv_heads: 8,
+            head_dim: 128,
+            intermediate: 10944,
+            max_position_embeddings: 131072,
+            tie_word_embeddings: false,
+            moe: Some(MoeSpec::glm_4_5_air()),
+            ..ModelSpec::tiny(vocab)
         }
     }
 
     /// The `config.json` of this model.
     pub fn config_json(&self) -> serde_json::Value {
         let mut config = self.dense_config_json();
-        if let (Some(moe), Some(fields)) = (&self.moe, config.as_object_mut()) {
-            fields.extend([
+        let Some(fields) = config.as_object_mut() else {
+            return config;
+        };
+        match (self.family, &self.moe) {
+            (Family::Qwen3, None) => {}
+            (Family::Qwen3, Some(moe)) => fields.extend([
                 ("architectures".to_owned(), json!(["Qwen3MoeForCausalLM"])),
                 ("model_type".to_owned(), json!("qwen3_moe")),
                 ("num_experts".to_owned(), json!(moe.experts)),
@@ -152,7 +227,31 @@ impl Qwen3Spec {
                 ("mlp_only_layers".to_owned(), json!(moe.mlp_only_layers)),
                 ("output_router_logits".to_owned(), json!(false)),
                 ("router_aux_loss_coef".to_owned(), json!(0.001)),
-            ]);
+            ]),
+            (Family::Glm4Moe, moe) => {
+                let moe = moe.clone().unwrap_or_else(MoeSpec::tiny);
+                fields.extend([
+                    ("architectures".to_owned(), json!(["Glm4MoeForCausalLM"])),
+                    ("model_type".to_owned(), json!("glm4_moe")),
+                    ("attention_bias".to_owned(), json!(true)),
+                    ("use_qk_norm".to_owned(), json!(false)),
+                    ("partial_rotary_factor".to_owned(), json!(0.5)),
+                    ("rms_norm_eps".to_owned(), json!(1e-5)),
+                    ("n_routed_experts".to_owned(), json!(moe.experts)),
+                    ("num_experts_per_tok".to_owned(), json!(moe.experts_per_token)),
+                    ("moe_intermediate_size".to_owned(), json!(moe.expert_intermediate)),
+                    ("n_shared_experts".to_owned(), json!(moe.shared_experts)),
+                    ("first_k_dense_replace".to_owned(), json!(moe.first_dense_layers)),
+                    ("n_group".to_owned(), json!(moe.groups)),
+                    ("topk_group".to_owned(), json!(moe.topk_groups)),
+                    ("routed_scaling_factor".to_owned(), json!(moe.routed_scaling_factor)),
+                    ("norm_topk_prob".to_owned(), json!(moe.norm_topk_prob)),
+                    ("num_nextn_predict_layers".to_owned(), json!(0)),
+                ]);
+                for unused in ["max_window_layers", "sliding_window", "use_sliding_window"] {
+                    fields.remove(unused);
+                }
+            }
         }
         config
     }
@@ -193,30 +292,46 @@ impl Qwen3Spec {
             self.kv_heads * self.head_dim,
             self.intermediate,
         );
-        // Which layers are sparse is the engine's reading of this config, so the two agree.
-        let sparse = ModelConfig::from_json(&self.config_json(), Path::new("config.json"))
-            .ok()
-            .and_then(|c| c.moe)
-            .map(|m| m.sparse_layers)
-            .unwrap_or_default();
+        // The engine's reading of this config decides which tensors exist, so the two agree.
+        let cfg = ModelConfig::from_json(&self.config_json(), Path::new("config.json")).ok();
+        let (qk_norm, qkv_bias) = cfg.as_ref().map_or((true, false), |c| (c.qk_norm, c.qkv_bias));
+        let moe = cfg.and_then(|c| c.moe);
         let mut out = vec![("model.embed_tokens.weight".to_owned(), vec![self.vocab, h])];
         for l in 0..self.layers {
             let p = format!("model.layers.{l}");
+            let a = format!("{p}.self_attn");
             out.extend([
                 (format!("{p}.input_layernorm.weight"), vec![h]),
                 (format!("{p}.post_attention_layernorm.weight"), vec![h]),
-                (format!("{p}.self_attn.q_proj.weight"), vec![q, h]),
-                (format!("{p}.self_attn.k_proj.weight"), vec![kv, h]),
-                (format!("{p}.self_attn.v_proj.weight"), vec![kv, h]),
-                (format!("{p}.self_attn.o_proj.weight"), vec![h, q]),
-                (format!("{p}.self_attn.q_norm.weight"), vec![self.head_dim]),
-                (format!("{p}.self_attn.k_norm.weight"), vec![self.head_dim]),
+                (format!("{a}.q_proj.weight"), vec![q, h]),
+                (format!("{a}.k_proj.weight"), vec![kv, h]),
+                (format!("{a}.v_proj.weight"), vec![kv, h]),
+                (format!("{a}.o_proj.weight"), vec![h, q]),
             ]);
-            match &self.moe {
-                Some(moe) if sparse.get(l).copied().unwrap_or(false) => {
-                    out.push((format!("{p}.mlp.gate.weight"), vec![moe.experts, h]));
-                    for e in 0..moe.experts {
-                        out.extend(mlp(&format!("{p}.mlp.experts.{e}"), h, moe.expert_intermediate));
+            if qkv_bias {
+                out.extend([
+                    (format!("{a}.q_proj.bias"), vec![q]),
+                    (format!("{a}.k_proj.bias"), vec![kv]),
+                    (format!("{a}.v_proj.bias"), vec![kv]),
+                ]);
+            }
+            if qk_norm {
+                out.extend([
+                    (format!("{a}.q_norm.weight"), vec![self.head_dim]),
+                    (format!("{a}.k_norm.weight"), vec![self.head_dim]),
+                ]);
+            }
+            match &moe {
+                Some(m) if m.sparse_layers.get(l).copied().unwrap_or(false) => {
+                    out.push((format!("{p}.mlp.gate.weight"), vec![m.experts, h]));
+                    if m.correction_bias {
+                        out.push((format!("{p}.mlp.gate.e_score_correction_bias"), vec![m.experts]));
+                    }
+                    for e in 0..m.experts {
+                        out.extend(mlp(&format!("{p}.mlp.experts.{e}"), h, m.expert_intermediate_size));
+                    }
+                    if m.shared_intermediate_size > 0 {
+                        out.extend(mlp(&format!("{p}.mlp.shared_experts"), h, m.shared_intermediate_size));
                     }
                 }
                 _ => out.extend(mlp(&format!("{p}.mlp"), h, i)),
@@ -249,6 +364,8 @@ impl Qwen3Spec {
             let count: usize = shape.iter().product();
             let data: Vec<f32> = if name.ends_with("norm.weight") {
                 (0..count).map(|_| 1.0 + 0.1 * rng.next()).collect()
+            } else if name.ends_with("bias") {
+                (0..count).map(|_| 0.05 * rng.next()).collect()
             } else {
                 // Kaiming-like scale keeps activations O(1), so logits spread and greedy
                 // choices are not decided by rounding noise.

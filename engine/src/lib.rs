@@ -71,7 +71,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::fixture::Qwen3Spec;
+    use crate::fixture::ModelSpec;
 
     fn dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("braid-load-{name}-{}", std::process::id()));
@@ -97,14 +97,14 @@ mod tests {
         let err = load(&d).unwrap_err().to_string();
         assert!(err.contains("config.json: file not found"), "{err}");
 
-        Qwen3Spec::tiny(32).write(&d, &mut |_, _| {}).unwrap();
+        ModelSpec::tiny(32).write(&d, &mut |_, _| {}).unwrap();
         edit_config(&d, |v| {
             v["architectures"] = serde_json::json!(["GPT2LMHeadModel"])
         });
         let err = load(&d).unwrap_err().to_string();
         assert!(err.contains("\"GPT2LMHeadModel\" is not supported"), "{err}");
 
-        Qwen3Spec::tiny(32).write(&d, &mut |_, _| {}).unwrap();
+        ModelSpec::tiny(32).write(&d, &mut |_, _| {}).unwrap();
         edit_config(&d, |v| {
             v.as_object_mut()
                 .unwrap()
@@ -115,12 +115,12 @@ mod tests {
         let err = load(&d).unwrap_err().to_string();
         assert!(err.contains("field `hidden_size`: is missing"), "{err}");
 
-        Qwen3Spec::tiny(32).write(&d, &mut |_, _| {}).unwrap();
+        ModelSpec::tiny(32).write(&d, &mut |_, _| {}).unwrap();
         edit_config(&d, |v| v["num_key_value_heads"] = serde_json::json!(3));
         let err = load(&d).unwrap_err().to_string();
         assert!(err.contains("field `num_key_value_heads`"), "{err}");
 
-        Qwen3Spec::tiny(32).write(&d, &mut |_, _| {}).unwrap();
+        ModelSpec::tiny(32).write(&d, &mut |_, _| {}).unwrap();
         edit_config(&d, |v| v["intermediate_size"] = serde_json::json!(100));
         let err = load(&d).unwrap_err().to_string();
         assert!(
@@ -136,7 +136,7 @@ mod tests {
     #[test]
     fn sharded_checkpoints_load_like_single_files() {
         let single = dir("single");
-        let spec = Qwen3Spec::tiny(64);
+        let spec = ModelSpec::tiny(64);
         spec.write(&single, &mut |_, _| {}).unwrap();
         let sharded = dir("sharded");
         std::fs::create_dir_all(&sharded).unwrap();

@@ -1,4 +1,4 @@
-//! The decoder (Qwen3, Qwen2, Llama, Qwen3-MoE) with a batched forward: one call runs any number of
+//! The decoder (Qwen3, Qwen2, Llama, Qwen3-MoE, GLM-4.5) with a batched forward: one call runs any number of
 //! sequences, each at its own position with its own block table in the paged cache.
 //!
 //! Linear layers run once over all new tokens of the step (the weights are read once per
@@ -194,10 +194,8 @@ impl Model {
             q = qn.forward(&q)?;
             k = kn.forward(&k)?;
         }
-        let q = candle_nn::rotary_emb::rope_thd(&q.unsqueeze(0)?.contiguous()?, cos, sin)?.squeeze(0)?;
-        let k = candle_nn::rotary_emb::rope_thd(&k.unsqueeze(0)?.contiguous()?, cos, sin)?
-            .squeeze(0)?
-            .reshape((n, nkv * hd))?;
+        let q = self.rotate(&q, cos, sin)?;
+        let k = self.rotate(&k, cos, sin)?.reshape((n, nkv * hd))?;
         let mut outs = Vec::with_capacity(batch.len());
         let mut offset = 0;
         for s in batch {
@@ -216,6 +214,18 @@ impl Model {
         let x = (x + attn)?;
         let h = layer.post_norm.forward(&x)?;
         Ok((x + layer.ffn.forward(&h)?)?)
+    }
+
+    /// RoPE on `[tokens, heads, head_dim]`: the leading `rotary_dim` of each head are
+    /// rotated (halves paired, as in GPT-NeoX and Llama), the rest pass through.
+    fn rotate(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let (hd, rd) = (self.cfg.head_dim, self.cfg.rotary_dim);
+        let rope = |x: &Tensor| candle_nn::rotary_emb::rope_thd(&x.unsqueeze(0)?.contiguous()?, cos, sin)?.squeeze(0);
+        if rd == hd {
+            return Ok(rope(x)?);
+        }
+        let rotated = rope(&x.narrow(2, 0, rd)?)?;
+        Ok(Tensor::cat(&[&rotated, &x.narrow(2, rd, hd - rd)?], 2)?)
     }
 
     /// Causal attention of one sequence's new queries `[len, heads, head_dim]` over its
@@ -266,9 +276,9 @@ impl Model {
     }
 }
 
-/// RoPE cosine and sine tables, `[max_position_embeddings, head_dim / 2]`.
+/// RoPE cosine and sine tables, `[max_position_embeddings, rotary_dim / 2]`.
 fn rope_tables(cfg: &ModelConfig, dtype: DType, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
-    let dim = cfg.head_dim;
+    let dim = cfg.rotary_dim;
     let inv_freq: Vec<f32> = (0..dim)
         .step_by(2)
         .map(|i| 1f32 / cfg.rope_theta.powf(i as f64 / dim as f64) as f32)
@@ -295,10 +305,10 @@ mod tests {
     use candle_transformers::models::{qwen3, qwen3_moe};
 
     use super::*;
-    use crate::fixture::{MoeSpec, Qwen3Spec};
+    use crate::fixture::{MoeSpec, ModelSpec};
     use crate::{load_model, BlockAllocator, KvCache};
 
-    fn fixture(name: &str, spec: &Qwen3Spec) -> PathBuf {
+    fn fixture(name: &str, spec: &ModelSpec) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("braid-engine-{name}-{}", std::process::id()));
         spec.write(&dir, &mut |_, _| {}).unwrap();
         dir
@@ -327,7 +337,7 @@ mod tests {
 
     /// Prefill and 32 greedy steps of `spec`'s fixture, ours against `reference`: every
     /// step's logits within 1e-4 and the same greedy choice.
-    fn assert_matches_reference(name: &str, spec: &Qwen3Spec, reference: impl FnOnce(&PathBuf) -> Reference) {
+    fn assert_matches_reference(name: &str, spec: &ModelSpec, reference: impl FnOnce(&PathBuf) -> Reference) {
         let dir = fixture(name, spec);
         let model = load_model(&dir, DType::F32, &Device::Cpu, &mut |_, _| {}).unwrap();
         let mut reference = reference(&dir);
@@ -397,7 +407,7 @@ mod tests {
 
     #[test]
     fn logits_match_candle_transformers_for_prefill_and_every_greedy_step() {
-        let spec = Qwen3Spec::tiny(512);
+        let spec = ModelSpec::tiny(512);
         let config = spec.config_json();
         assert_matches_reference("parity", &spec, |dir| {
             let rcfg: qwen3::Config = serde_json::from_value(config).unwrap();
@@ -411,14 +421,14 @@ mod tests {
         // Every second layer sparse (candle-transformers reads decoder_sparse_step, not
         // mlp_only_layers), softmax routing renormalised and not.
         for norm_topk_prob in [true, false] {
-            let spec = Qwen3Spec {
+            let spec = ModelSpec {
                 layers: 4,
                 moe: Some(MoeSpec {
                     decoder_sparse_step: 2,
                     norm_topk_prob,
                     ..MoeSpec::tiny()
                 }),
-                ..Qwen3Spec::tiny(512)
+                ..ModelSpec::tiny(512)
             };
             let config = spec.config_json();
             assert_matches_reference(&format!("moe-parity-{norm_topk_prob}"), &spec, |dir| {
@@ -463,21 +473,22 @@ mod tests {
 
     #[test]
     fn sequences_batched_together_decode_exactly_as_alone() {
-        batched_decode_is_exact("batch", &Qwen3Spec::tiny(512));
+        batched_decode_is_exact("batch", &ModelSpec::tiny(512));
     }
 
     #[test]
     fn moe_sequences_batched_together_decode_exactly_as_alone() {
         // Batched tokens route to different experts: each expert runs over the rows
         // gathered for it, and every row must come out as it would alone.
-        let spec = Qwen3Spec {
+        let spec = ModelSpec {
             moe: Some(MoeSpec::tiny()),
-            ..Qwen3Spec::tiny(512)
+            ..ModelSpec::tiny(512)
         };
         batched_decode_is_exact("moe-batch", &spec);
+        batched_decode_is_exact("glm-batch", &ModelSpec::glm4_moe_tiny(512));
     }
 
-    fn batched_decode_is_exact(name: &str, spec: &Qwen3Spec) {
+    fn batched_decode_is_exact(name: &str, spec: &ModelSpec) {
         let dir = fixture(name, spec);
         let model = load_model(&dir, DType::F32, &Device::Cpu, &mut |_, _| {}).unwrap();
         let prompts: Vec<Vec<u32>> = (0..8)
@@ -505,7 +516,7 @@ mod tests {
 
     #[test]
     fn bad_batches_are_errors_not_panics() {
-        let spec = Qwen3Spec::tiny(64);
+        let spec = ModelSpec::tiny(64);
         let dir = fixture("badinput", &spec);
         let model = load_model(&dir, DType::F32, &Device::Cpu, &mut |_, _| {}).unwrap();
         let cache = KvCache::new(model.config(), 2, 4, DType::F32, &Device::Cpu).unwrap();
@@ -530,7 +541,7 @@ mod tests {
 
     #[test]
     fn bf16_weights_track_f32_and_batch_the_same() {
-        let spec = Qwen3Spec::tiny(256);
+        let spec = ModelSpec::tiny(256);
         let dir = fixture("bf16", &spec);
         let logits = |dtype: DType| {
             let model = load_model(&dir, dtype, &Device::Cpu, &mut |_, _| {}).unwrap();

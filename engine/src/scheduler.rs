@@ -774,7 +774,7 @@ mod tests {
     use candle_core::{DType, Device};
 
     use super::*;
-    use crate::fixture::Qwen3Spec;
+    use crate::fixture::ModelSpec;
     use crate::load_model;
 
     fn model() -> Model {
@@ -782,7 +782,7 @@ mod tests {
         if !dir.join("model.safetensors").exists() {
             let tmp =
                 dir.with_extension(format!("tmp{:?}", std::thread::current().id()).replace(['(', ')'], ""));
-            Qwen3Spec::tiny(512).write(&tmp, &mut |_, _| {}).unwrap();
+            ModelSpec::tiny(512).write(&tmp, &mut |_, _| {}).unwrap();
             let _ = std::fs::rename(&tmp, &dir);
         }
         load_model(&dir, DType::F32, &Device::Cpu, &mut |_, _| {}).unwrap()

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use braid_engine::fixture::{MoeSpec, Qwen3Spec};
+use braid_engine::fixture::{MoeSpec, ModelSpec};
 use braid_engine::Tokenizer;
 use candle_core::DType;
 
@@ -80,29 +80,29 @@ pub(crate) struct Qwen3Args {
     tokenizer: PathBuf,
 }
 
-fn tiny(vocab: usize) -> Qwen3Spec {
-    Qwen3Spec {
+fn tiny(vocab: usize) -> ModelSpec {
+    ModelSpec {
         tie_word_embeddings: true,
-        ..Qwen3Spec::tiny(vocab)
+        ..ModelSpec::tiny(vocab)
     }
 }
 
-fn spec(args: &Qwen3Args, vocab: usize) -> anyhow::Result<Qwen3Spec> {
+fn spec(args: &Qwen3Args, vocab: usize) -> anyhow::Result<ModelSpec> {
     let spec = match args.preset.as_str() {
         "tiny" => tiny(vocab),
-        "qwen3-0.6b" => Qwen3Spec::qwen3_0_6b(vocab),
+        "qwen3-0.6b" => ModelSpec::qwen3_0_6b(vocab),
         other => bail!("unknown --preset {other:?}; known: tiny, qwen3-0.6b"),
     };
     shaped(spec, args)
 }
 
-fn moe_spec(args: &Qwen3MoeArgs, vocab: usize) -> anyhow::Result<Qwen3Spec> {
+fn moe_spec(args: &Qwen3MoeArgs, vocab: usize) -> anyhow::Result<ModelSpec> {
     let spec = match args.base.preset.as_str() {
-        "tiny" => Qwen3Spec {
+        "tiny" => ModelSpec {
             moe: Some(MoeSpec::tiny()),
             ..tiny(vocab)
         },
-        "qwen3-30b-a3b" => Qwen3Spec::qwen3_30b_a3b(vocab),
+        "qwen3-30b-a3b" => ModelSpec::qwen3_30b_a3b(vocab),
         other => bail!("unknown --preset {other:?}; known: tiny, qwen3-30b-a3b"),
     };
     let mut spec = shaped(spec, &args.base)?;
@@ -133,7 +133,7 @@ fn moe_spec(args: &Qwen3MoeArgs, vocab: usize) -> anyhow::Result<Qwen3Spec> {
 }
 
 /// The preset with the shape flags applied, checked.
-fn shaped(mut spec: Qwen3Spec, args: &Qwen3Args) -> anyhow::Result<Qwen3Spec> {
+fn shaped(mut spec: ModelSpec, args: &Qwen3Args) -> anyhow::Result<ModelSpec> {
     for (value, field) in [
         (args.layers, &mut spec.layers),
         (args.hidden, &mut spec.hidden),

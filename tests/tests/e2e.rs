@@ -7,6 +7,7 @@ mod chat_render;
 mod cli_parse;
 mod conformance;
 mod engine_fixture;
+mod engine_parity;
 mod hardening;
 mod litellm_proxy;
 mod llama_cpp;

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""An independent reference for braid's engine: the decoders it runs, written in NumPy
+from the published Hugging Face modeling code (modeling_qwen3.py, modeling_qwen3_moe.py,
+modeling_glm4_moe.py), in float64, recomputing the whole sequence (no cache, no paging,
+no batching), so it shares nothing with the engine but the weight files.
+
+Usage: reference_decoder.py MODEL_DIR --tokens 1,2,3,... --start N --out FILE
+Writes {"logits": [...]} to FILE: the next-token logits after each of tokens[N-1:], one
+row per position.
+"""
+
+import argparse
+import json
+import struct
+
+import numpy as np
+
+
+def load_safetensors(path):
+    with open(path, "rb") as f:
+        size = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(size))
+        data = f.read()
+    tensors = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = meta["data_offsets"]
+        raw = data[start:end]
+        if meta["dtype"] == "F32":
+            arr = np.frombuffer(raw, dtype="<f4")
+        elif meta["dtype"] == "BF16":
+            arr = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        elif meta["dtype"] == "F16":
+            arr = np.frombuffer(raw, dtype="<f2")
+        else:
+            raise SystemExit(f"{name}: dtype {meta['dtype']} is not handled")
+        tensors[name] = arr.astype(np.float64).reshape(meta["shape"])
+    return tensors
+
+
+def rms_norm(x, weight, eps):
+    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * weight
+
+
+def silu(x):
+    return x / (1.0 + np.exp(-x))
+
+
+def rotate_half(x):
+    half = x.shape[-1] // 2
+    return np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+
+
+class Decoder:
+    def __init__(self, model_dir):
+        with open(f"{model_dir}/config.json") as f:
+            self.cfg = json.load(f)
+        self.w = load_safetensors(f"{model_dir}/model.safetensors")
+        c = self.cfg
+        self.kind = c["model_type"]
+        self.heads = c["num_attention_heads"]
+        self.kv_heads = c.get("num_key_value_heads", self.heads)
+        self.head_dim = c.get("head_dim") or c["hidden_size"] // self.heads
+        factor = c.get("partial_rotary_factor", 0.5 if self.kind == "glm4_moe" else 1.0)
+        self.rotary_dim = int(self.head_dim * factor)
+        self.eps = c.get("rms_norm_eps", 1e-6)
+        self.qk_norm = self.kind in ("qwen3", "qwen3_moe") or c.get("use_qk_norm", False)
+
+    def sparse(self, layer):
+        c = self.cfg
+        if self.kind == "qwen3_moe":
+            return layer not in c.get("mlp_only_layers", []) and (layer + 1) % c.get("decoder_sparse_step", 1) == 0
+        if self.kind == "glm4_moe":
+            return layer >= c.get("first_k_dense_replace", 1)
+        return False
+
+    def linear(self, x, name):
+        y = x @ self.w[f"{name}.weight"].T
+        bias = self.w.get(f"{name}.bias")
+        return y if bias is None else y + bias
+
+    def mlp(self, x, prefix):
+        return self.linear(silu(self.linear(x, f"{prefix}.gate_proj")) * self.linear(x, f"{prefix}.up_proj"),
+                           f"{prefix}.down_proj")
+
+    def route(self, logits, prefix):
+        """Per token: the chosen experts and their weights."""
+        c = self.cfg
+        k = c["num_experts_per_tok"]
+        if self.kind == "qwen3_moe":
+            p = np.exp(logits - logits.max(axis=-1, keepdims=True))
+            p /= p.sum(axis=-1, keepdims=True)
+            idx = np.argsort(-p, axis=-1, kind="stable")[:, :k]
+            weights = np.take_along_axis(p, idx, axis=-1)
+            if c.get("norm_topk_prob", False):
+                weights /= weights.sum(axis=-1, keepdims=True)
+            return idx, weights
+        # GLM-4.5 / DeepSeek-V3: sigmoid scores, biased choice inside the best groups.
+        scores = 1.0 / (1.0 + np.exp(-logits))
+        choice = scores + self.w[f"{prefix}.gate.e_score_correction_bias"]
+        n, experts = choice.shape
+        groups, keep = c.get("n_group", 1), c.get("topk_group", 1)
+        grouped = choice.reshape(n, groups, experts // groups)
+        group_scores = np.sort(grouped, axis=-1)[..., ::-1][..., :2].sum(axis=-1)
+        best = np.argsort(-group_scores, axis=-1, kind="stable")[:, :keep]
+        mask = np.zeros((n, groups), dtype=bool)
+        np.put_along_axis(mask, best, True, axis=-1)
+        choice = np.where(np.repeat(mask, experts // groups, axis=-1), choice, 0.0)
+        idx = np.argsort(-choice, axis=-1, kind="stable")[:, :k]
+        weights = np.take_along_axis(scores, idx, axis=-1)
+        if c.get("norm_topk_prob", True):
+            weights /= weights.sum(axis=-1, keepdims=True) + 1e-20
+        return idx, weights * c.get("routed_scaling_factor", 1.0)
+
+    def experts(self, x, prefix):
+        idx, weights = self.route(self.linear(x, f"{prefix}.gate"), prefix)
+        out = np.zeros_like(x)
+        for t in range(x.shape[0]):
+            for e, w in zip(idx[t], weights[t]):
+                out[t] += w * self.mlp(x[t:t + 1], f"{prefix}.experts.{e}")[0]
+        if f"{prefix}.shared_experts.gate_proj.weight" in self.w:
+            out += self.mlp(x, f"{prefix}.shared_experts")
+        return out
+
+    def attention(self, x, prefix, cos, sin):
+        t = x.shape[0]
+        q = self.linear(x, f"{prefix}.q_proj").reshape(t, self.heads, self.head_dim)
+        k = self.linear(x, f"{prefix}.k_proj").reshape(t, self.kv_heads, self.head_dim)
+        v = self.linear(x, f"{prefix}.v_proj").reshape(t, self.kv_heads, self.head_dim)
+        if self.qk_norm:
+            q = rms_norm(q, self.w[f"{prefix}.q_norm.weight"], self.eps)
+            k = rms_norm(k, self.w[f"{prefix}.k_norm.weight"], self.eps)
+        r = self.rotary_dim
+
+        def rope(a):
+            rot = a[..., :r] * cos[:, None, :] + rotate_half(a[..., :r]) * sin[:, None, :]
+            return np.concatenate([rot, a[..., r:]], axis=-1)
+
+        q, k = rope(q), rope(k)
+        group = self.heads // self.kv_heads
+        causal = np.triu(np.full((t, t), -np.inf), k=1)
+        out = np.zeros((t, self.heads, self.head_dim))
+        for h in range(self.heads):
+            s = q[:, h] @ k[:, h // group].T / np.sqrt(self.head_dim) + causal
+            p = np.exp(s - s.max(axis=-1, keepdims=True))
+            p /= p.sum(axis=-1, keepdims=True)
+            out[:, h] = p @ v[:, h // group]
+        return self.linear(out.reshape(t, -1), f"{prefix}.o_proj")
+
+    def logits(self, tokens):
+        c = self.cfg
+        t = len(tokens)
+        x = self.w["model.embed_tokens.weight"][tokens]
+        r = self.rotary_dim
+        inv = 1.0 / (c.get("rope_theta", 10000.0) ** (np.arange(0, r, 2) / r))
+        freqs = np.arange(t)[:, None] * inv[None, :]
+        emb = np.concatenate([freqs, freqs], axis=-1)
+        cos, sin = np.cos(emb), np.sin(emb)
+        for layer in range(c["num_hidden_layers"]):
+            p = f"model.layers.{layer}"
+            x = x + self.attention(rms_norm(x, self.w[f"{p}.input_layernorm.weight"], self.eps),
+                                   f"{p}.self_attn", cos, sin)
+            h = rms_norm(x, self.w[f"{p}.post_attention_layernorm.weight"], self.eps)
+            x = x + (self.experts(h, f"{p}.mlp") if self.sparse(layer) else self.mlp(h, f"{p}.mlp"))
+        x = rms_norm(x, self.w["model.norm.weight"], self.eps)
+        head = self.w.get("lm_head.weight", self.w["model.embed_tokens.weight"])
+        return x @ head.T
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("model_dir")
+    p.add_argument("--tokens", required=True)
+    p.add_argument("--start", type=int, required=True)
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    tokens = [int(x) for x in args.tokens.split(",")]
+    logits = Decoder(args.model_dir).logits(tokens)
+    with open(args.out, "w") as f:
+        json.dump({"logits": logits[args.start - 1:].tolist()}, f)
+
+
+if __name__ == "__main__":
+    main()
