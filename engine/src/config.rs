@@ -167,8 +167,16 @@ impl ModelConfig {
             }
             _ => Fields { v, path },
         };
-        let default_rotary = if architecture == Architecture::Glm4Moe { 0.5 } else { 1.0 };
-        let rotary_factor = match rope.v.get("partial_rotary_factor").or(v.get("partial_rotary_factor")) {
+        let default_rotary = if architecture == Architecture::Glm4Moe {
+            0.5
+        } else {
+            1.0
+        };
+        let rotary_factor = match rope
+            .v
+            .get("partial_rotary_factor")
+            .or(v.get("partial_rotary_factor"))
+        {
             None | Some(Value::Null) => default_rotary,
             Some(x) => x
                 .as_f64()

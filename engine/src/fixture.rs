@@ -244,7 +244,10 @@ impl ModelSpec {
                     ("first_k_dense_replace".to_owned(), json!(moe.first_dense_layers)),
                     ("n_group".to_owned(), json!(moe.groups)),
                     ("topk_group".to_owned(), json!(moe.topk_groups)),
-                    ("routed_scaling_factor".to_owned(), json!(moe.routed_scaling_factor)),
+                    (
+                        "routed_scaling_factor".to_owned(),
+                        json!(moe.routed_scaling_factor),
+                    ),
                     ("norm_topk_prob".to_owned(), json!(moe.norm_topk_prob)),
                     ("num_nextn_predict_layers".to_owned(), json!(0)),
                 ]);
@@ -328,10 +331,18 @@ impl ModelSpec {
                         out.push((format!("{p}.mlp.gate.e_score_correction_bias"), vec![m.experts]));
                     }
                     for e in 0..m.experts {
-                        out.extend(mlp(&format!("{p}.mlp.experts.{e}"), h, m.expert_intermediate_size));
+                        out.extend(mlp(
+                            &format!("{p}.mlp.experts.{e}"),
+                            h,
+                            m.expert_intermediate_size,
+                        ));
                     }
                     if m.shared_intermediate_size > 0 {
-                        out.extend(mlp(&format!("{p}.mlp.shared_experts"), h, m.shared_intermediate_size));
+                        out.extend(mlp(
+                            &format!("{p}.mlp.shared_experts"),
+                            h,
+                            m.shared_intermediate_size,
+                        ));
                     }
                 }
                 _ => out.extend(mlp(&format!("{p}.mlp"), h, i)),

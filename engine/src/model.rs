@@ -220,7 +220,9 @@ impl Model {
     /// rotated (halves paired, as in GPT-NeoX and Llama), the rest pass through.
     fn rotate(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         let (hd, rd) = (self.cfg.head_dim, self.cfg.rotary_dim);
-        let rope = |x: &Tensor| candle_nn::rotary_emb::rope_thd(&x.unsqueeze(0)?.contiguous()?, cos, sin)?.squeeze(0);
+        let rope = |x: &Tensor| {
+            candle_nn::rotary_emb::rope_thd(&x.unsqueeze(0)?.contiguous()?, cos, sin)?.squeeze(0)
+        };
         if rd == hd {
             return Ok(rope(x)?);
         }
@@ -305,7 +307,7 @@ mod tests {
     use candle_transformers::models::{qwen3, qwen3_moe};
 
     use super::*;
-    use crate::fixture::{MoeSpec, ModelSpec};
+    use crate::fixture::{ModelSpec, MoeSpec};
     use crate::{load_model, BlockAllocator, KvCache};
 
     fn fixture(name: &str, spec: &ModelSpec) -> PathBuf {

