@@ -1,9 +1,10 @@
 //! A model's `config.json`, read into the few numbers the engine needs.
 //!
-//! Qwen3, Qwen2, Llama, Qwen3-MoE and GLM-4.5 share one decoder; they differ in flags
-//! read here (biases on the q/k/v projections, per-head q/k RMS norms, how much of a head
-//! is rotated, how `head_dim` is given) and in which layers' feed-forward is a mixture of
-//! experts, routed how ([`MoeConfig`]).
+//! Qwen3, Qwen2, Llama, Qwen3-MoE, GLM-4.5 and DeepSeek-V3 share one decoder; they
+//! differ in flags read here (biases on the q/k/v projections, per-head q/k RMS norms,
+//! how much of a head is rotated, how `head_dim` is given), in their attention (heads, or
+//! DeepSeek's latent attention, [`MlaConfig`]) and in which layers' feed-forward is a
+//! mixture of experts, routed how ([`MoeConfig`]).
 
 use std::path::{Path, PathBuf};
 
@@ -26,11 +27,16 @@ pub enum Architecture {
     /// `Glm4MoeForCausalLM` (GLM-4.5, 4.6, 4.7): half-rotated heads, sigmoid-routed
     /// experts with a correction bias and a shared expert, dense first layers.
     Glm4Moe,
+    /// `DeepseekV3ForCausalLM` (DeepSeek-V3, V3.1, R1, Kimi-K2): multi-head latent
+    /// attention, GLM-4.5's kind of experts in groups.
+    DeepseekV3,
 }
 
 impl Architecture {
-    const SUPPORTED: &'static str =
-        "Qwen3ForCausalLM, Qwen2ForCausalLM, LlamaForCausalLM, Qwen3MoeForCausalLM, Glm4MoeForCausalLM";
+    const SUPPORTED: &'static str = concat!(
+        "Qwen3ForCausalLM, Qwen2ForCausalLM, LlamaForCausalLM, Qwen3MoeForCausalLM, ",
+        "Glm4MoeForCausalLM, DeepseekV3ForCausalLM"
+    );
 
     fn from_name(name: &str) -> Option<Architecture> {
         match name {
@@ -39,6 +45,7 @@ impl Architecture {
             "LlamaForCausalLM" => Some(Architecture::Llama),
             "Qwen3MoeForCausalLM" => Some(Architecture::Qwen3Moe),
             "Glm4MoeForCausalLM" => Some(Architecture::Glm4Moe),
+            "DeepseekV3ForCausalLM" => Some(Architecture::DeepseekV3),
             _ => None,
         }
     }
@@ -82,6 +89,29 @@ pub struct ModelConfig {
     pub eos_token_ids: Vec<u32>,
     /// The experts, for a mixture-of-experts model.
     pub moe: Option<MoeConfig>,
+    /// Latent attention's shapes, for DeepSeek-V3.
+    pub mla: Option<MlaConfig>,
+    /// Whether RoPE rotates adjacent pairs (DeepSeek's `rope_interleave`) rather than
+    /// the two halves of the rotated dimensions.
+    pub rope_interleaved: bool,
+}
+
+/// Multi-head latent attention (DeepSeek-V2/V3): keys and values are rebuilt per head from
+/// one compressed latent per token, and that latent, with the token's shared rotary key,
+/// is all the KV cache holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlaConfig {
+    /// Rank of the query's compression (`q_lora_rank`); `None`: a plain query projection.
+    pub q_lora_rank: Option<usize>,
+    /// Width of the key/value latent (`kv_lora_rank`).
+    pub kv_lora_rank: usize,
+    /// Per head: query/key dimensions without position (`qk_nope_head_dim`).
+    pub qk_nope_head_dim: usize,
+    /// Per head: query/key dimensions that RoPE rotates (`qk_rope_head_dim`), shared by
+    /// all heads on the key side.
+    pub qk_rope_head_dim: usize,
+    /// Per head: value width (`v_head_dim`).
+    pub v_head_dim: usize,
 }
 
 /// A mixture-of-experts model's experts and which layers use them.
@@ -129,8 +159,13 @@ impl ModelConfig {
         let hidden_size = cfg.usize("hidden_size")?;
         let num_heads = cfg.usize("num_attention_heads")?;
         let num_kv_heads = cfg.usize_or("num_key_value_heads", num_heads)?;
-        let head_dim = match v.get("head_dim") {
-            Some(Value::Null) | None if num_heads > 0 => hidden_size / num_heads,
+        let mla = match architecture {
+            Architecture::DeepseekV3 => Some(cfg.mla()?),
+            _ => None,
+        };
+        let head_dim = match (&mla, v.get("head_dim")) {
+            (Some(m), _) => m.qk_nope_head_dim + m.qk_rope_head_dim,
+            (None, Some(Value::Null) | None) if num_heads > 0 => hidden_size / num_heads,
             _ => cfg.usize("head_dim")?,
         };
         if num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
@@ -183,7 +218,10 @@ impl ModelConfig {
                 .filter(|f| *f > 0.0 && *f <= 1.0)
                 .ok_or_else(|| cfg.error("partial_rotary_factor", &format!("must be in (0, 1], got {x}")))?,
         };
-        let rotary_dim = (head_dim as f64 * rotary_factor) as usize;
+        let rotary_dim = match &mla {
+            Some(m) => m.qk_rope_head_dim,
+            None => (head_dim as f64 * rotary_factor) as usize,
+        };
         if rotary_dim == 0 || !rotary_dim.is_multiple_of(2) {
             return Err(cfg.error(
                 "partial_rotary_factor",
@@ -194,7 +232,7 @@ impl ModelConfig {
         let num_layers = cfg.usize("num_hidden_layers")?;
         let moe = match architecture {
             Architecture::Qwen3Moe => Some(cfg.qwen3_moe(num_layers)?),
-            Architecture::Glm4Moe => Some(cfg.sigmoid_moe(num_layers)?),
+            Architecture::Glm4Moe | Architecture::DeepseekV3 => Some(cfg.sigmoid_moe(num_layers)?),
             _ => None,
         };
         Ok(ModelConfig {
@@ -222,12 +260,23 @@ impl ModelConfig {
             },
             eos_token_ids,
             moe,
+            rope_interleaved: mla.is_some() && cfg.bool_or("rope_interleave", true)?,
+            mla,
         })
     }
 
     /// Width of all key (or value) heads together.
     pub fn kv_dim(&self) -> usize {
         self.num_kv_heads * self.head_dim
+    }
+
+    /// Widths of what the KV cache keeps per token and layer: the key row and the value
+    /// row; for latent attention, the latent and rotary key in one row and no value row.
+    pub fn cache_widths(&self) -> (usize, usize) {
+        match &self.mla {
+            Some(m) => (m.kv_lora_rank + m.qk_rope_head_dim, 0),
+            None => (self.kv_dim(), self.kv_dim()),
+        }
     }
 
     /// Parameters, counted from the shapes.
@@ -242,7 +291,19 @@ impl ModelConfig {
 
     fn count_params(&self, active_only: bool) -> usize {
         let (h, q, kv) = (self.hidden_size, self.num_heads * self.head_dim, self.kv_dim());
-        let attn = h * q * 2 + h * kv * 2 + if self.qk_norm { 2 * self.head_dim } else { 0 };
+        let attn = match &self.mla {
+            Some(m) => {
+                let heads = self.num_heads;
+                let query = match m.q_lora_rank {
+                    Some(r) => h * r + r + r * heads * self.head_dim,
+                    None => h * heads * self.head_dim,
+                };
+                let latent = h * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank;
+                let expand = m.kv_lora_rank * heads * (m.qk_nope_head_dim + m.v_head_dim);
+                query + latent + expand + heads * m.v_head_dim * h
+            }
+            None => h * q * 2 + h * kv * 2 + if self.qk_norm { 2 * self.head_dim } else { 0 },
+        };
         let ffn = |layer: usize| match &self.moe {
             Some(m) if m.sparse_layers.get(layer).copied().unwrap_or(false) => {
                 let experts = if active_only { m.routing.top_k } else { m.experts };
@@ -382,6 +443,12 @@ impl Fields<'_> {
         let width = self.usize("moe_intermediate_size")?;
         let shared = self.count_or("n_shared_experts", 1)?;
         let first_dense = self.count_or("first_k_dense_replace", 1)?;
+        let every = self.usize_or("moe_layer_freq", 1)?;
+        if let Some(f) = self.v.get("scoring_func").and_then(Value::as_str) {
+            if f != "sigmoid" {
+                return Err(self.error("scoring_func", &format!("{f:?} is not supported (only sigmoid)")));
+            }
+        }
         Ok(MoeConfig {
             experts,
             expert_intermediate_size: width,
@@ -395,7 +462,28 @@ impl Fields<'_> {
                 scale: self.f64_or("routed_scaling_factor", 1.0)? as f32,
             },
             correction_bias: true,
-            sparse_layers: (0..num_layers).map(|l| l >= first_dense).collect(),
+            sparse_layers: (0..num_layers)
+                .map(|l| l >= first_dense && l.is_multiple_of(every))
+                .collect(),
+        })
+    }
+
+    /// DeepSeek's latent attention shapes.
+    fn mla(&self) -> Result<MlaConfig> {
+        let q_lora_rank = match self.v.get("q_lora_rank") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(self.usize("q_lora_rank")?),
+        };
+        let rope = self.usize("qk_rope_head_dim")?;
+        if !rope.is_multiple_of(2) {
+            return Err(self.error("qk_rope_head_dim", &format!("{rope} must be even")));
+        }
+        Ok(MlaConfig {
+            q_lora_rank,
+            kv_lora_rank: self.usize("kv_lora_rank")?,
+            qk_nope_head_dim: self.usize("qk_nope_head_dim")?,
+            qk_rope_head_dim: rope,
+            v_head_dim: self.usize("v_head_dim")?,
         })
     }
 

@@ -1,4 +1,5 @@
-//! The paged KV cache: key and value rows for every layer in fixed-size blocks, and the
+//! The paged KV cache: key and value rows for every layer in fixed-size blocks (for latent
+//! attention, one row per token: the compressed latent and the rotary key), and the
 //! allocator that hands blocks to sequences.
 //!
 //! A sequence owns a block table (block ids in position order); position `p` lives in
@@ -77,11 +78,12 @@ impl BlockAllocator {
     }
 }
 
-/// Key and value rows of every layer, `[num_blocks * block_size, kv_dim]` each.
+/// Key and value rows of every layer, `[num_blocks * block_size, width]` each, widths
+/// from [`ModelConfig::cache_widths`]; latent attention keeps no value rows.
 #[derive(Debug)]
 pub struct KvCache {
     block_size: usize,
-    layers: Vec<(Tensor, Tensor)>,
+    layers: Vec<(Tensor, Option<Tensor>)>,
 }
 
 impl KvCache {
@@ -99,20 +101,24 @@ impl KvCache {
             ));
         }
         let slots = num_blocks * block_size;
+        let (kw, vw) = cfg.cache_widths();
         let layers = (0..cfg.num_layers)
             .map(|_| {
                 Ok((
-                    Tensor::zeros((slots, cfg.kv_dim()), dtype, device)?,
-                    Tensor::zeros((slots, cfg.kv_dim()), dtype, device)?,
+                    Tensor::zeros((slots, kw), dtype, device)?,
+                    (vw > 0)
+                        .then(|| Tensor::zeros((slots, vw), dtype, device))
+                        .transpose()?,
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(KvCache { block_size, layers })
     }
 
-    /// Bytes of cache one position takes across all layers (keys and values).
+    /// Bytes of cache one position takes across all layers (keys and values, or latents).
     pub fn bytes_per_token(cfg: &ModelConfig, dtype: DType) -> usize {
-        2 * cfg.num_layers * cfg.kv_dim() * dtype.size_in_bytes()
+        let (kw, vw) = cfg.cache_widths();
+        cfg.num_layers * (kw + vw) * dtype.size_in_bytes()
     }
 
     /// How many blocks fit in a memory budget.
@@ -141,14 +147,15 @@ impl KvCache {
         Ok(*block as usize * self.block_size + pos % self.block_size)
     }
 
-    /// Writes key/value rows `[n, kv_dim]` for positions `start..start + n`.
+    /// Writes key and value rows `[n, width]` for positions `start..start + n` (no value
+    /// rows for latent attention).
     pub(crate) fn write(
         &self,
         layer: usize,
         blocks: &[u32],
         start: usize,
         k: &Tensor,
-        v: &Tensor,
+        v: Option<&Tensor>,
     ) -> Result<()> {
         let (kc, vc) = &self.layers[layer];
         let n = k.dim(0)?;
@@ -159,14 +166,17 @@ impl KvCache {
             let run = (self.block_size - pos % self.block_size).min(n - i);
             let slot = self.slot(blocks, pos)?;
             kc.slice_set(&k.narrow(0, i, run)?, 0, slot)?;
-            vc.slice_set(&v.narrow(0, i, run)?, 0, slot)?;
+            if let (Some(vc), Some(v)) = (vc, v) {
+                vc.slice_set(&v.narrow(0, i, run)?, 0, slot)?;
+            }
             i += run;
         }
         Ok(())
     }
 
-    /// The key/value rows of positions `0..len`, `[len, kv_dim]` each.
-    pub(crate) fn read(&self, layer: usize, blocks: &[u32], len: usize) -> Result<(Tensor, Tensor)> {
+    /// The key and value rows of positions `0..len`, `[len, width]` each (no value rows
+    /// for latent attention).
+    pub(crate) fn read(&self, layer: usize, blocks: &[u32], len: usize) -> Result<(Tensor, Option<Tensor>)> {
         let (kc, vc) = &self.layers[layer];
         let mut parts_k = Vec::new();
         let mut parts_v = Vec::new();
@@ -175,10 +185,15 @@ impl KvCache {
             let run = (self.block_size - pos % self.block_size).min(len - pos);
             let slot = self.slot(blocks, pos)?;
             parts_k.push(kc.narrow(0, slot, run)?);
-            parts_v.push(vc.narrow(0, slot, run)?);
+            if let Some(vc) = vc {
+                parts_v.push(vc.narrow(0, slot, run)?);
+            }
             pos += run;
         }
-        Ok((Tensor::cat(&parts_k, 0)?, Tensor::cat(&parts_v, 0)?))
+        let v = (!parts_v.is_empty())
+            .then(|| Tensor::cat(&parts_v, 0))
+            .transpose()?;
+        Ok((Tensor::cat(&parts_k, 0)?, v))
     }
 }
 

@@ -8,6 +8,7 @@
 //! whole batch, and sequences join and leave between steps without touching the model.
 //! The engine knows nothing of the bus or HTTP.
 
+mod attention;
 pub mod chat;
 pub mod config;
 pub mod detokenize;
@@ -18,6 +19,7 @@ pub mod guide;
 pub mod kv_cache;
 mod linear;
 mod matvec;
+mod mla;
 pub mod model;
 pub mod prefix;
 mod rng;
@@ -28,7 +30,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use chat::{ChatRenderer, Conversation};
-pub use config::{Architecture, ModelConfig, MoeConfig};
+pub use config::{Architecture, MlaConfig, ModelConfig, MoeConfig};
 pub use detokenize::{IncrementalDecoder, StopMatcher, TokenBytes};
 pub use error::{Error, Result};
 pub use guide::{Guide, Guides};

@@ -1,4 +1,4 @@
-//! The decoder (Qwen3, Qwen2, Llama, Qwen3-MoE, GLM-4.5) with a batched forward: one call runs any number of
+//! The decoder (Qwen3, Qwen2, Llama, Qwen3-MoE, GLM-4.5, DeepSeek-V3) with a batched forward: one call runs any number of
 //! sequences, each at its own position with its own block table in the paged cache.
 //!
 //! Linear layers run once over all new tokens of the step (the weights are read once per
@@ -10,6 +10,7 @@
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, RmsNorm, VarBuilder};
 
+use crate::attention::{Attention, Rotary};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::ffn::{Experts, FeedForward, Mlp};
@@ -29,12 +30,7 @@ pub struct SeqInput<'a> {
 
 #[derive(Debug)]
 struct Layer {
-    q: Proj,
-    k: Proj,
-    v: Proj,
-    o: Proj,
-    q_norm: Option<RmsNorm>,
-    k_norm: Option<RmsNorm>,
+    attn: Attention,
     input_norm: RmsNorm,
     post_norm: RmsNorm,
     ffn: FeedForward,
@@ -62,7 +58,7 @@ impl Model {
         vb: &VarBuilder,
         progress: &mut dyn FnMut(usize, usize),
     ) -> candle_core::Result<Model> {
-        let (h, nh, nkv, hd) = (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        let h = cfg.hidden_size;
         let embed = candle_nn::embedding(cfg.vocab_size, h, vb.pp("model.embed_tokens"))?;
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
@@ -76,18 +72,7 @@ impl Model {
                 _ => FeedForward::Dense(Mlp::load(h, cfg.intermediate_size, &mlp)?),
             };
             layers.push(Layer {
-                q: Proj::load(h, nh * hd, cfg.qkv_bias, attn.pp("q_proj"))?,
-                k: Proj::load(h, nkv * hd, cfg.qkv_bias, attn.pp("k_proj"))?,
-                v: Proj::load(h, nkv * hd, cfg.qkv_bias, attn.pp("v_proj"))?,
-                o: Proj::load(nh * hd, h, false, attn.pp("o_proj"))?,
-                q_norm: cfg
-                    .qk_norm
-                    .then(|| candle_nn::rms_norm(hd, cfg.rms_norm_eps, attn.pp("q_norm")))
-                    .transpose()?,
-                k_norm: cfg
-                    .qk_norm
-                    .then(|| candle_nn::rms_norm(hd, cfg.rms_norm_eps, attn.pp("k_norm")))
-                    .transpose()?,
+                attn: Attention::load(cfg, &attn)?,
                 input_norm: candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
                 post_norm: candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("post_attention_layernorm"))?,
                 ffn,
@@ -164,117 +149,33 @@ impl Model {
         let positions = Tensor::from_vec(positions, n, &self.device)?;
         let cos = self.cos.index_select(&positions, 0)?;
         let sin = self.sin.index_select(&positions, 0)?;
+        let rotary = Rotary {
+            cos: &cos,
+            sin: &sin,
+            interleaved: self.cfg.rope_interleaved,
+        };
         let mut x = self.embed.forward(&ids)?;
         for (i, layer) in self.layers.iter().enumerate() {
-            x = self.layer_forward(i, layer, &x, &cos, &sin, batch, cache)?;
+            x = self.layer_forward(i, layer, &x, &rotary, batch, cache)?;
         }
         let last = Tensor::from_vec(last, batch.len(), &self.device)?;
         let h = self.norm.forward(&x.index_select(&last, 0)?)?;
         Ok(self.lm_head.forward(&h)?.to_dtype(DType::F32)?)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn layer_forward(
         &self,
         index: usize,
         layer: &Layer,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
+        rotary: &Rotary<'_>,
         batch: &[SeqInput<'_>],
         cache: &KvCache,
     ) -> Result<Tensor> {
-        let cfg = &self.cfg;
-        let (n, nh, nkv, hd) = (x.dim(0)?, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         let h = layer.input_norm.forward(x)?;
-        let mut q = layer.q.forward(&h)?.reshape((n, nh, hd))?;
-        let mut k = layer.k.forward(&h)?.reshape((n, nkv, hd))?;
-        let v = layer.v.forward(&h)?;
-        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-            q = qn.forward(&q)?;
-            k = kn.forward(&k)?;
-        }
-        let q = self.rotate(&q, cos, sin)?;
-        let k = self.rotate(&k, cos, sin)?.reshape((n, nkv * hd))?;
-        let mut outs = Vec::with_capacity(batch.len());
-        let mut offset = 0;
-        for s in batch {
-            let len = s.tokens.len();
-            cache.write(
-                index,
-                s.blocks,
-                s.start,
-                &k.narrow(0, offset, len)?,
-                &v.narrow(0, offset, len)?,
-            )?;
-            outs.push(self.attention(index, &q.narrow(0, offset, len)?, s, cache)?);
-            offset += len;
-        }
-        let attn = layer.o.forward(&Tensor::cat(&outs, 0)?)?;
-        let x = (x + attn)?;
+        let x = (x + layer.attn.forward(&self.cfg, index, &h, rotary, batch, cache)?)?;
         let h = layer.post_norm.forward(&x)?;
         Ok((x + layer.ffn.forward(&h)?)?)
-    }
-
-    /// RoPE on `[tokens, heads, head_dim]`: the leading `rotary_dim` of each head are
-    /// rotated (halves paired, as in GPT-NeoX and Llama), the rest pass through.
-    fn rotate(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-        let (hd, rd) = (self.cfg.head_dim, self.cfg.rotary_dim);
-        let rope = |x: &Tensor| {
-            candle_nn::rotary_emb::rope_thd(&x.unsqueeze(0)?.contiguous()?, cos, sin)?.squeeze(0)
-        };
-        if rd == hd {
-            return Ok(rope(x)?);
-        }
-        let rotated = rope(&x.narrow(2, 0, rd)?)?;
-        Ok(Tensor::cat(&[&rotated, &x.narrow(2, rd, hd - rd)?], 2)?)
-    }
-
-    /// Causal attention of one sequence's new queries `[len, heads, head_dim]` over its
-    /// cached keys and values; computed in f32. Returns `[len, heads * head_dim]`.
-    fn attention(&self, layer: usize, q: &Tensor, s: &SeqInput<'_>, cache: &KvCache) -> Result<Tensor> {
-        let cfg = &self.cfg;
-        let (len, nh, nkv, hd) = (s.tokens.len(), cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
-        let groups = nh / nkv;
-        let ctx = s.start + len;
-        let (k, v) = cache.read(layer, s.blocks, ctx)?;
-        // Query head h reads key/value head h / groups: group the queries by kv head.
-        let q = q
-            .to_dtype(DType::F32)?
-            .reshape((len, nkv, groups, hd))?
-            .permute((1, 2, 0, 3))?
-            .contiguous()?
-            .reshape((nkv, groups * len, hd))?;
-        let k = k
-            .to_dtype(DType::F32)?
-            .reshape((ctx, nkv, hd))?
-            .transpose(0, 1)?
-            .contiguous()?;
-        let v = v
-            .to_dtype(DType::F32)?
-            .reshape((ctx, nkv, hd))?
-            .transpose(0, 1)?
-            .contiguous()?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let mut scores = (q.matmul(&k.t()?)? * scale)?;
-        if len > 1 {
-            let mask: Vec<f32> = (0..len)
-                .flat_map(|i| (0..ctx).map(move |j| if j > s.start + i { f32::NEG_INFINITY } else { 0.0 }))
-                .collect();
-            let mask = Tensor::from_vec(mask, (len, ctx), &self.device)?;
-            scores = scores
-                .reshape((nkv, groups, len, ctx))?
-                .broadcast_add(&mask)?
-                .reshape((nkv, groups * len, ctx))?;
-        }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let out = probs
-            .matmul(&v)?
-            .reshape((nkv, groups, len, hd))?
-            .permute((2, 0, 1, 3))?
-            .contiguous()?
-            .reshape((len, nh * hd))?;
-        Ok(out.to_dtype(self.dtype)?)
     }
 }
 

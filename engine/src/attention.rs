@@ -1,0 +1,205 @@
+//! Attention: the per-head kind (Qwen, Llama, GLM: grouped-query heads with their own
+//! keys and values in the cache) and DeepSeek's latent kind ([`crate::mla`]), over the
+//! same causal core and rotary embedding.
+
+use candle_core::{DType, Module, Tensor};
+use candle_nn::{RmsNorm, VarBuilder};
+
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::kv_cache::KvCache;
+use crate::linear::Proj;
+use crate::mla::LatentAttention;
+use crate::model::SeqInput;
+
+/// Positions' rotary tables for one step: `[tokens, rotary_dim / 2]` each.
+pub(crate) struct Rotary<'a> {
+    pub(crate) cos: &'a Tensor,
+    pub(crate) sin: &'a Tensor,
+    /// Adjacent pairs rotated (DeepSeek) rather than halves (GPT-NeoX, Llama).
+    pub(crate) interleaved: bool,
+}
+
+impl Rotary<'_> {
+    /// RoPE over the whole last dimension of `[tokens, heads, dim]`.
+    pub(crate) fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        if self.interleaved {
+            // candle's interleaved kernel wants [batch, heads, tokens, dim].
+            let y = candle_nn::rotary_emb::rope_i(
+                &x.transpose(0, 1)?.unsqueeze(0)?.contiguous()?,
+                self.cos,
+                self.sin,
+            )?;
+            Ok(y.squeeze(0)?.transpose(0, 1)?)
+        } else {
+            Ok(
+                candle_nn::rotary_emb::rope_thd(&x.unsqueeze(0)?.contiguous()?, self.cos, self.sin)?
+                    .squeeze(0)?,
+            )
+        }
+    }
+}
+
+/// Causal attention of `len` new queries `[len, q_heads, dk]` at positions `start..` over
+/// a sequence's `ctx` keys `[ctx, kv_heads, dk]` and values `[ctx, kv_heads, dv]`; query
+/// head `h` reads key/value head `h / (q_heads / kv_heads)`. Computed in f32; returns
+/// `[len, q_heads * dv]` in f32.
+pub(crate) fn causal(q: &Tensor, k: &Tensor, v: &Tensor, start: usize, scale: f64) -> Result<Tensor> {
+    let (len, nq, dk) = q.dims3()?;
+    let (ctx, nkv, _) = k.dims3()?;
+    let dv = v.dim(2)?;
+    let groups = nq / nkv;
+    // Group the queries by the key/value head they read.
+    let q = q
+        .to_dtype(DType::F32)?
+        .reshape((len, nkv, groups, dk))?
+        .permute((1, 2, 0, 3))?
+        .contiguous()?
+        .reshape((nkv, groups * len, dk))?;
+    let k = k.to_dtype(DType::F32)?.transpose(0, 1)?.contiguous()?;
+    let v = v.to_dtype(DType::F32)?.transpose(0, 1)?.contiguous()?;
+    let mut scores = (q.matmul(&k.t()?)? * scale)?;
+    if len > 1 {
+        let mask: Vec<f32> = (0..len)
+            .flat_map(|i| (0..ctx).map(move |j| if j > start + i { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (len, ctx), q.device())?;
+        scores = scores
+            .reshape((nkv, groups, len, ctx))?
+            .broadcast_add(&mask)?
+            .reshape((nkv, groups * len, ctx))?;
+    }
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    Ok(probs
+        .matmul(&v)?
+        .reshape((nkv, groups, len, dv))?
+        .permute((2, 0, 1, 3))?
+        .contiguous()?
+        .reshape((len, nq * dv))?)
+}
+
+/// Grouped-query attention with per-head keys and values in the cache.
+#[derive(Debug)]
+pub(crate) struct HeadsAttention {
+    q: Proj,
+    k: Proj,
+    v: Proj,
+    o: Proj,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+}
+
+impl HeadsAttention {
+    /// Loads `q_proj`, `k_proj`, `v_proj`, `o_proj` and, with per-head norms, `q_norm`
+    /// and `k_norm` under `vb` (a layer's `self_attn`).
+    pub(crate) fn load(cfg: &ModelConfig, vb: &VarBuilder) -> candle_core::Result<HeadsAttention> {
+        let (h, nh, nkv, hd) = (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        let norm = |name: &str| {
+            cfg.qk_norm
+                .then(|| candle_nn::rms_norm(hd, cfg.rms_norm_eps, vb.pp(name)))
+                .transpose()
+        };
+        Ok(HeadsAttention {
+            q: Proj::load(h, nh * hd, cfg.qkv_bias, vb.pp("q_proj"))?,
+            k: Proj::load(h, nkv * hd, cfg.qkv_bias, vb.pp("k_proj"))?,
+            v: Proj::load(h, nkv * hd, cfg.qkv_bias, vb.pp("v_proj"))?,
+            o: Proj::load(nh * hd, h, false, vb.pp("o_proj"))?,
+            q_norm: norm("q_norm")?,
+            k_norm: norm("k_norm")?,
+        })
+    }
+
+    /// RoPE on the leading `rotary_dim` of each head of `[tokens, heads, head_dim]`; the
+    /// rest pass through.
+    fn rotate(cfg: &ModelConfig, x: &Tensor, rotary: &Rotary<'_>) -> Result<Tensor> {
+        let (hd, rd) = (cfg.head_dim, cfg.rotary_dim);
+        if rd == hd {
+            return rotary.apply(x);
+        }
+        let rotated = rotary.apply(&x.narrow(2, 0, rd)?)?;
+        Ok(Tensor::cat(&[&rotated, &x.narrow(2, rd, hd - rd)?], 2)?)
+    }
+
+    fn forward(
+        &self,
+        cfg: &ModelConfig,
+        layer: usize,
+        x: &Tensor,
+        rotary: &Rotary<'_>,
+        batch: &[SeqInput<'_>],
+        cache: &KvCache,
+    ) -> Result<Tensor> {
+        let (n, nh, nkv, hd) = (x.dim(0)?, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        let mut q = self.q.forward(x)?.reshape((n, nh, hd))?;
+        let mut k = self.k.forward(x)?.reshape((n, nkv, hd))?;
+        let v = self.v.forward(x)?;
+        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+            q = qn.forward(&q)?;
+            k = kn.forward(&k)?;
+        }
+        let q = Self::rotate(cfg, &q, rotary)?;
+        let k = Self::rotate(cfg, &k, rotary)?.reshape((n, nkv * hd))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut outs = Vec::with_capacity(batch.len());
+        let mut offset = 0;
+        for s in batch {
+            let len = s.tokens.len();
+            let ctx = s.start + len;
+            cache.write(
+                layer,
+                s.blocks,
+                s.start,
+                &k.narrow(0, offset, len)?,
+                Some(&v.narrow(0, offset, len)?),
+            )?;
+            let (keys, values) = cache.read(layer, s.blocks, ctx)?;
+            let values = values.ok_or_else(|| crate::Error::Cache("the cache holds no values".into()))?;
+            let out = causal(
+                &q.narrow(0, offset, len)?,
+                &keys.reshape((ctx, nkv, hd))?,
+                &values.reshape((ctx, nkv, hd))?,
+                s.start,
+                scale,
+            )?;
+            outs.push(out.to_dtype(x.dtype())?);
+            offset += len;
+        }
+        self.o.forward(&Tensor::cat(&outs, 0)?)
+    }
+}
+
+/// A layer's attention.
+#[derive(Debug)]
+pub(crate) enum Attention {
+    /// Per-head keys and values.
+    Heads(HeadsAttention),
+    /// DeepSeek's latent attention.
+    Latent(LatentAttention),
+}
+
+impl Attention {
+    /// The attention of a layer whose weights are under `vb` (`self_attn`).
+    pub(crate) fn load(cfg: &ModelConfig, vb: &VarBuilder) -> candle_core::Result<Attention> {
+        Ok(match &cfg.mla {
+            Some(mla) => Attention::Latent(LatentAttention::load(cfg, mla, vb)?),
+            None => Attention::Heads(HeadsAttention::load(cfg, vb)?),
+        })
+    }
+
+    /// Writes the step's new tokens into the cache and returns every token's attention
+    /// output, `[tokens, hidden]`, for the normed input `x` `[tokens, hidden]`.
+    pub(crate) fn forward(
+        &self,
+        cfg: &ModelConfig,
+        layer: usize,
+        x: &Tensor,
+        rotary: &Rotary<'_>,
+        batch: &[SeqInput<'_>],
+        cache: &KvCache,
+    ) -> Result<Tensor> {
+        match self {
+            Attention::Heads(a) => a.forward(cfg, layer, x, rotary, batch, cache),
+            Attention::Latent(a) => a.forward(layer, x, rotary, batch, cache),
+        }
+    }
+}
