@@ -1,6 +1,7 @@
 //! Random-weight models in the real Hugging Face layout (`config.json` +
 //! `model.safetensors`), for tests and benchmarks where no checkpoint can be downloaded:
-//! Qwen3, Qwen3-MoE (Qwen3 with experts) and GLM-4.5 (`Glm4MoeForCausalLM`).
+//! Qwen3, Qwen3-MoE (Qwen3 with experts), GLM-4.5 (`Glm4MoeForCausalLM`) and
+//! DeepSeek-V3 (`DeepseekV3ForCausalLM`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -8,7 +9,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use serde_json::json;
 
-use crate::config::ModelConfig;
+use crate::config::{MlaConfig, ModelConfig, MoeConfig};
 use crate::error::{Error, Result};
 use crate::rng::SplitMix;
 
@@ -20,6 +21,8 @@ pub enum Family {
     /// `Glm4MoeForCausalLM`: q/k/v biases, half-rotated heads, sigmoid-routed experts
     /// with a correction bias and a shared expert, dense first layers.
     Glm4Moe,
+    /// `DeepseekV3ForCausalLM`: latent attention, GLM-4.5's kind of experts.
+    DeepseekV3,
 }
 
 /// The experts of a random mixture-of-experts model. Qwen3-MoE reads
@@ -123,8 +126,10 @@ pub struct ModelSpec {
     pub seed: u64,
     /// EOS ids written to `config.json`.
     pub eos_token_ids: Vec<u32>,
-    /// The experts, for a Qwen3-MoE.
+    /// The experts (Qwen3-MoE, GLM-4.5, DeepSeek-V3).
     pub moe: Option<MoeSpec>,
+    /// Latent attention's shapes (DeepSeek-V3; `heads` and `hidden` are the spec's).
+    pub mla: Option<MlaConfig>,
 }
 
 impl ModelSpec {
@@ -145,6 +150,7 @@ impl ModelSpec {
             seed: 0,
             eos_token_ids: vec![],
             moe: None,
+            mla: None,
         }
     }
 
@@ -208,6 +214,56 @@ impl ModelSpec {
         }
     }
 
+    /// A small DeepSeek-V3: three layers (the first dense), latent attention with
+    /// compressed queries, 8 experts in 4 groups.
+    pub fn deepseek_v3_tiny(vocab: usize) -> ModelSpec {
+        ModelSpec {
+            family: Family::DeepseekV3,
+            layers: 3,
+            moe: Some(MoeSpec::tiny()),
+            mla: Some(MlaConfig {
+                q_lora_rank: Some(32),
+                kv_lora_rank: 32,
+                qk_nope_head_dim: 16,
+                qk_rope_head_dim: 8,
+                v_head_dim: 16,
+            }),
+            ..ModelSpec::tiny(vocab)
+        }
+    }
+
+    /// The shape of DeepSeek-V3 (61 layers, hidden 7168, 128 heads, latent 512, 256
+    /// experts in 8 groups, 8 per token, the first 3 layers dense).
+    pub fn deepseek_v3(vocab: usize) -> ModelSpec {
+        ModelSpec {
+            family: Family::DeepseekV3,
+            layers: 61,
+            hidden: 7168,
+            heads: 128,
+            kv_heads: 128,
+            intermediate: 18432,
+            max_position_embeddings: 163840,
+            tie_word_embeddings: false,
+            moe: Some(MoeSpec {
+                experts: 256,
+                experts_per_token: 8,
+                expert_intermediate: 2048,
+                first_dense_layers: 3,
+                groups: 8,
+                topk_groups: 4,
+                ..MoeSpec::tiny()
+            }),
+            mla: Some(MlaConfig {
+                q_lora_rank: Some(1536),
+                kv_lora_rank: 512,
+                qk_nope_head_dim: 128,
+                qk_rope_head_dim: 64,
+                v_head_dim: 128,
+            }),
+            ..ModelSpec::tiny(vocab)
+        }
+    }
+
     /// The `config.json` of this model.
     pub fn config_json(&self) -> serde_json::Value {
         let mut config = self.dense_config_json();
@@ -228,15 +284,41 @@ impl ModelSpec {
                 ("output_router_logits".to_owned(), json!(false)),
                 ("router_aux_loss_coef".to_owned(), json!(0.001)),
             ]),
-            (Family::Glm4Moe, moe) => {
+            (Family::Glm4Moe | Family::DeepseekV3, moe) => {
                 let moe = moe.clone().unwrap_or_else(MoeSpec::tiny);
+                if self.family == Family::Glm4Moe {
+                    fields.extend([
+                        ("architectures".to_owned(), json!(["Glm4MoeForCausalLM"])),
+                        ("model_type".to_owned(), json!("glm4_moe")),
+                        ("attention_bias".to_owned(), json!(true)),
+                        ("use_qk_norm".to_owned(), json!(false)),
+                        ("partial_rotary_factor".to_owned(), json!(0.5)),
+                        ("rms_norm_eps".to_owned(), json!(1e-5)),
+                    ]);
+                } else {
+                    let mla = self.mla.clone().unwrap_or(MlaConfig {
+                        q_lora_rank: None,
+                        kv_lora_rank: self.head_dim,
+                        qk_nope_head_dim: self.head_dim,
+                        qk_rope_head_dim: self.head_dim / 2,
+                        v_head_dim: self.head_dim,
+                    });
+                    fields.extend([
+                        ("architectures".to_owned(), json!(["DeepseekV3ForCausalLM"])),
+                        ("model_type".to_owned(), json!("deepseek_v3")),
+                        ("q_lora_rank".to_owned(), json!(mla.q_lora_rank)),
+                        ("kv_lora_rank".to_owned(), json!(mla.kv_lora_rank)),
+                        ("qk_nope_head_dim".to_owned(), json!(mla.qk_nope_head_dim)),
+                        ("qk_rope_head_dim".to_owned(), json!(mla.qk_rope_head_dim)),
+                        ("v_head_dim".to_owned(), json!(mla.v_head_dim)),
+                        ("moe_layer_freq".to_owned(), json!(1)),
+                        ("topk_method".to_owned(), json!("noaux_tc")),
+                        ("scoring_func".to_owned(), json!("sigmoid")),
+                        ("ep_size".to_owned(), json!(1)),
+                    ]);
+                    fields.remove("head_dim");
+                }
                 fields.extend([
-                    ("architectures".to_owned(), json!(["Glm4MoeForCausalLM"])),
-                    ("model_type".to_owned(), json!("glm4_moe")),
-                    ("attention_bias".to_owned(), json!(true)),
-                    ("use_qk_norm".to_owned(), json!(false)),
-                    ("partial_rotary_factor".to_owned(), json!(0.5)),
-                    ("rms_norm_eps".to_owned(), json!(1e-5)),
                     ("n_routed_experts".to_owned(), json!(moe.experts)),
                     ("num_experts_per_tok".to_owned(), json!(moe.experts_per_token)),
                     ("moe_intermediate_size".to_owned(), json!(moe.expert_intermediate)),
@@ -289,15 +371,15 @@ impl ModelSpec {
 
     /// Tensor names and shapes, in checkpoint order.
     pub fn tensors(&self) -> Vec<(String, Vec<usize>)> {
-        let (h, q, kv, i) = (
+        let (h, q, kv) = (
             self.hidden,
             self.heads * self.head_dim,
             self.kv_heads * self.head_dim,
-            self.intermediate,
         );
         // The engine's reading of this config decides which tensors exist, so the two agree.
         let cfg = ModelConfig::from_json(&self.config_json(), Path::new("config.json")).ok();
         let (qk_norm, qkv_bias) = cfg.as_ref().map_or((true, false), |c| (c.qk_norm, c.qkv_bias));
+        let mla = cfg.as_ref().and_then(|c| c.mla.clone());
         let moe = cfg.and_then(|c| c.moe);
         let mut out = vec![("model.embed_tokens.weight".to_owned(), vec![self.vocab, h])];
         for l in 0..self.layers {
@@ -306,6 +388,13 @@ impl ModelSpec {
             out.extend([
                 (format!("{p}.input_layernorm.weight"), vec![h]),
                 (format!("{p}.post_attention_layernorm.weight"), vec![h]),
+            ]);
+            if let Some(m) = &mla {
+                out.extend(latent_attention(&a, h, self.heads, m));
+                out.extend(self.ffn_tensors(&p, moe.as_ref(), l));
+                continue;
+            }
+            out.extend([
                 (format!("{a}.q_proj.weight"), vec![q, h]),
                 (format!("{a}.k_proj.weight"), vec![kv, h]),
                 (format!("{a}.v_proj.weight"), vec![kv, h]),
@@ -324,33 +413,39 @@ impl ModelSpec {
                     (format!("{a}.k_norm.weight"), vec![self.head_dim]),
                 ]);
             }
-            match &moe {
-                Some(m) if m.sparse_layers.get(l).copied().unwrap_or(false) => {
-                    out.push((format!("{p}.mlp.gate.weight"), vec![m.experts, h]));
-                    if m.correction_bias {
-                        out.push((format!("{p}.mlp.gate.e_score_correction_bias"), vec![m.experts]));
-                    }
-                    for e in 0..m.experts {
-                        out.extend(mlp(
-                            &format!("{p}.mlp.experts.{e}"),
-                            h,
-                            m.expert_intermediate_size,
-                        ));
-                    }
-                    if m.shared_intermediate_size > 0 {
-                        out.extend(mlp(
-                            &format!("{p}.mlp.shared_experts"),
-                            h,
-                            m.shared_intermediate_size,
-                        ));
-                    }
-                }
-                _ => out.extend(mlp(&format!("{p}.mlp"), h, i)),
-            }
+            out.extend(self.ffn_tensors(&p, moe.as_ref(), l));
         }
         out.push(("model.norm.weight".to_owned(), vec![h]));
         if !self.tie_word_embeddings {
             out.push(("lm_head.weight".to_owned(), vec![self.vocab, h]));
+        }
+        out
+    }
+
+    /// The feed-forward tensors of layer `l` (prefix `p`): the dense MLP, or the router,
+    /// experts and shared experts where the layer is sparse.
+    fn ffn_tensors(&self, p: &str, moe: Option<&MoeConfig>, l: usize) -> Vec<(String, Vec<usize>)> {
+        let h = self.hidden;
+        let Some(m) = moe.filter(|m| m.sparse_layers.get(l).copied().unwrap_or(false)) else {
+            return mlp(&format!("{p}.mlp"), h, self.intermediate).to_vec();
+        };
+        let mut out = vec![(format!("{p}.mlp.gate.weight"), vec![m.experts, h])];
+        if m.correction_bias {
+            out.push((format!("{p}.mlp.gate.e_score_correction_bias"), vec![m.experts]));
+        }
+        for e in 0..m.experts {
+            out.extend(mlp(
+                &format!("{p}.mlp.experts.{e}"),
+                h,
+                m.expert_intermediate_size,
+            ));
+        }
+        if m.shared_intermediate_size > 0 {
+            out.extend(mlp(
+                &format!("{p}.mlp.shared_experts"),
+                h,
+                m.shared_intermediate_size,
+            ));
         }
         out
     }
@@ -399,6 +494,32 @@ impl ModelSpec {
         })?;
         Ok(())
     }
+}
+
+/// Latent attention's weights under `a` (a layer's `self_attn`), in DeepSeek-V3's names.
+fn latent_attention(a: &str, hidden: usize, heads: usize, m: &MlaConfig) -> Vec<(String, Vec<usize>)> {
+    let q_width = heads * (m.qk_nope_head_dim + m.qk_rope_head_dim);
+    let mut out = match m.q_lora_rank {
+        Some(r) => vec![
+            (format!("{a}.q_a_proj.weight"), vec![r, hidden]),
+            (format!("{a}.q_a_layernorm.weight"), vec![r]),
+            (format!("{a}.q_b_proj.weight"), vec![q_width, r]),
+        ],
+        None => vec![(format!("{a}.q_proj.weight"), vec![q_width, hidden])],
+    };
+    out.extend([
+        (
+            format!("{a}.kv_a_proj_with_mqa.weight"),
+            vec![m.kv_lora_rank + m.qk_rope_head_dim, hidden],
+        ),
+        (format!("{a}.kv_a_layernorm.weight"), vec![m.kv_lora_rank]),
+        (
+            format!("{a}.kv_b_proj.weight"),
+            vec![heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank],
+        ),
+        (format!("{a}.o_proj.weight"), vec![hidden, heads * m.v_head_dim]),
+    ]);
+    out
 }
 
 /// A SwiGLU MLP's three weights under `prefix`.

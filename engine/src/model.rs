@@ -389,6 +389,7 @@ mod tests {
         };
         batched_decode_is_exact("moe-batch", &spec);
         batched_decode_is_exact("glm-batch", &ModelSpec::glm4_moe_tiny(512));
+        batched_decode_is_exact("deepseek-batch", &ModelSpec::deepseek_v3_tiny(512));
     }
 
     fn batched_decode_is_exact(name: &str, spec: &ModelSpec) {

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """An independent reference for braid's engine: the decoders it runs, written in NumPy
 from the published Hugging Face modeling code (modeling_qwen3.py, modeling_qwen3_moe.py,
-modeling_glm4_moe.py), in float64, recomputing the whole sequence (no cache, no paging,
-no batching), so it shares nothing with the engine but the weight files.
+modeling_glm4_moe.py, modeling_deepseek_v3.py), in float64, recomputing the whole
+sequence (no cache, no paging, no batching), so it shares nothing with the engine but the
+weight files. DeepSeek's latent attention is computed the published way, with keys and
+values expanded per head (the engine keeps only the latent and absorbs the weights).
 
 Usage: reference_decoder.py MODEL_DIR --tokens 1,2,3,... --start N --out FILE
 Writes {"logits": [...]} to FILE: the next-token logits after each of tokens[N-1:], one
@@ -64,6 +66,8 @@ class Decoder:
         self.head_dim = c.get("head_dim") or c["hidden_size"] // self.heads
         factor = c.get("partial_rotary_factor", 0.5 if self.kind == "glm4_moe" else 1.0)
         self.rotary_dim = int(self.head_dim * factor)
+        if self.kind == "deepseek_v3":
+            self.rotary_dim = c["qk_rope_head_dim"]
         self.eps = c.get("rms_norm_eps", 1e-6)
         self.qk_norm = self.kind in ("qwen3", "qwen3_moe") or c.get("use_qk_norm", False)
 
@@ -73,6 +77,8 @@ class Decoder:
             return layer not in c.get("mlp_only_layers", []) and (layer + 1) % c.get("decoder_sparse_step", 1) == 0
         if self.kind == "glm4_moe":
             return layer >= c.get("first_k_dense_replace", 1)
+        if self.kind == "deepseek_v3":
+            return layer >= c.get("first_k_dense_replace", 1) and layer % c.get("moe_layer_freq", 1) == 0
         return False
 
     def linear(self, x, name):
@@ -148,6 +154,40 @@ class Decoder:
             out[:, h] = p @ v[:, h // group]
         return self.linear(out.reshape(t, -1), f"{prefix}.o_proj")
 
+    def latent_attention(self, x, prefix, cos, sin):
+        """DeepSeek-V3's attention as published: per-head keys and values expanded from the
+        latent, the rotary part of query and key de-interleaved then rotated by halves."""
+        c = self.cfg
+        t, heads = x.shape[0], self.heads
+        nope, rope, vdim, rank = c["qk_nope_head_dim"], c["qk_rope_head_dim"], c["v_head_dim"], c["kv_lora_rank"]
+        if c.get("q_lora_rank"):
+            q = self.linear(rms_norm(self.linear(x, f"{prefix}.q_a_proj"), self.w[f"{prefix}.q_a_layernorm.weight"],
+                                     self.eps), f"{prefix}.q_b_proj")
+        else:
+            q = self.linear(x, f"{prefix}.q_proj")
+        q = q.reshape(t, heads, nope + rope)
+        compressed = self.linear(x, f"{prefix}.kv_a_proj_with_mqa")
+        kv = self.linear(rms_norm(compressed[:, :rank], self.w[f"{prefix}.kv_a_layernorm.weight"], self.eps),
+                         f"{prefix}.kv_b_proj").reshape(t, heads, nope + vdim)
+        k_rot = compressed[:, rank:].reshape(t, 1, rope)
+
+        def rotate(a):
+            if c.get("rope_interleave", True):
+                a = a.reshape(*a.shape[:-1], rope // 2, 2).swapaxes(-1, -2).reshape(a.shape)
+            return a * cos[:, None, :] + rotate_half(a) * sin[:, None, :]
+
+        query = np.concatenate([q[..., :nope], rotate(q[..., nope:])], axis=-1)
+        key = np.concatenate([kv[..., :nope], np.broadcast_to(rotate(k_rot), (t, heads, rope))], axis=-1)
+        value = kv[..., nope:]
+        causal = np.triu(np.full((t, t), -np.inf), k=1)
+        out = np.zeros((t, heads, vdim))
+        for h in range(heads):
+            s = query[:, h] @ key[:, h].T / np.sqrt(nope + rope) + causal
+            p = np.exp(s - s.max(axis=-1, keepdims=True))
+            p /= p.sum(axis=-1, keepdims=True)
+            out[:, h] = p @ value[:, h]
+        return self.linear(out.reshape(t, -1), f"{prefix}.o_proj")
+
     def logits(self, tokens):
         c = self.cfg
         t = len(tokens)
@@ -159,8 +199,8 @@ class Decoder:
         cos, sin = np.cos(emb), np.sin(emb)
         for layer in range(c["num_hidden_layers"]):
             p = f"model.layers.{layer}"
-            x = x + self.attention(rms_norm(x, self.w[f"{p}.input_layernorm.weight"], self.eps),
-                                   f"{p}.self_attn", cos, sin)
+            attention = self.latent_attention if self.kind == "deepseek_v3" else self.attention
+            x = x + attention(rms_norm(x, self.w[f"{p}.input_layernorm.weight"], self.eps), f"{p}.self_attn", cos, sin)
             h = rms_norm(x, self.w[f"{p}.post_attention_layernorm.weight"], self.eps)
             x = x + (self.experts(h, f"{p}.mlp") if self.sparse(layer) else self.mlp(h, f"{p}.mlp"))
         x = rms_norm(x, self.w["model.norm.weight"], self.eps)

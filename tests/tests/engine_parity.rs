@@ -107,6 +107,20 @@ fn glm4_moe_matches_an_independent_numpy_reference() {
 }
 
 #[test]
+fn deepseek_v3_latent_attention_matches_an_independent_numpy_reference() {
+    // Three layers (the first dense), compressed queries, a 32-wide latent, 8 rotary
+    // dimensions rotated in interleaved pairs; sigmoid experts in groups. The engine runs
+    // the absorbed path over latent-only cache rows; the reference expands keys and values.
+    matches_the_reference("deepseek-v3", &ModelSpec::deepseek_v3_tiny(512));
+    // Without query compression (q_lora_rank null, as in DeepSeek-V2-Lite).
+    let mut spec = ModelSpec::deepseek_v3_tiny(512);
+    if let Some(m) = spec.mla.as_mut() {
+        m.q_lora_rank = None;
+    }
+    matches_the_reference("deepseek-v3-plain-query", &spec);
+}
+
+#[test]
 fn qwen3_and_qwen3_moe_match_the_numpy_reference_too() {
     matches_the_reference("qwen3", &ModelSpec::tiny(512));
     let spec = ModelSpec {
