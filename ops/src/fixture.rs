@@ -127,6 +127,11 @@ fn moe_spec(args: &MoeArgs, family: Family, vocab: usize) -> anyhow::Result<Mode
         (Family::Glm4Moe, other) => bail!("unknown --preset {other:?}; known: tiny, glm-4.5-air"),
         (Family::DeepseekV3, other) => bail!("unknown --preset {other:?}; known: tiny, deepseek-v3"),
     };
+    let mut spec = spec;
+    if let (Family::DeepseekV3, Some(heads)) = (family, args.base.heads) {
+        // Latent attention has no key/value heads of its own; the config repeats the heads.
+        spec.kv_heads = heads;
+    }
     let mut spec = shaped(spec, &args.base)?;
     let Some(moe) = spec.moe.as_mut() else {
         bail!("the preset has no experts");
