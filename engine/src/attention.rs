@@ -5,7 +5,7 @@
 use candle_core::{DType, Module, Tensor};
 use candle_nn::{RmsNorm, VarBuilder};
 
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, QkNorm};
 use crate::error::Result;
 use crate::kv_cache::KvCache;
 use crate::linear::Proj;
@@ -90,22 +90,25 @@ pub(crate) struct HeadsAttention {
 }
 
 impl HeadsAttention {
-    /// Loads `q_proj`, `k_proj`, `v_proj`, `o_proj` and, with per-head norms, `q_norm`
-    /// and `k_norm` under `vb` (a layer's `self_attn`).
+    /// Loads `q_proj`, `k_proj`, `v_proj`, `o_proj` and, with q/k norms, `q_norm` and
+    /// `k_norm` under `vb` (a layer's `self_attn`).
     pub(crate) fn load(cfg: &ModelConfig, vb: &VarBuilder) -> candle_core::Result<HeadsAttention> {
         let (h, nh, nkv, hd) = (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
-        let norm = |name: &str| {
-            cfg.qk_norm
-                .then(|| candle_nn::rms_norm(hd, cfg.rms_norm_eps, vb.pp(name)))
-                .transpose()
+        let norm = |name: &str, heads: usize| {
+            let width = match cfg.qk_norm {
+                QkNorm::None => return Ok(None),
+                QkNorm::PerHead => hd,
+                QkNorm::Whole => heads * hd,
+            };
+            candle_nn::rms_norm(width, cfg.rms_norm_eps, vb.pp(name)).map(Some)
         };
         Ok(HeadsAttention {
             q: Proj::load(h, nh * hd, cfg.qkv_bias, vb.pp("q_proj"))?,
             k: Proj::load(h, nkv * hd, cfg.qkv_bias, vb.pp("k_proj"))?,
             v: Proj::load(h, nkv * hd, cfg.qkv_bias, vb.pp("v_proj"))?,
             o: Proj::load(nh * hd, h, false, vb.pp("o_proj"))?,
-            q_norm: norm("q_norm")?,
-            k_norm: norm("k_norm")?,
+            q_norm: norm("q_norm", nh)?,
+            k_norm: norm("k_norm", nkv)?,
         })
     }
 
@@ -130,10 +133,14 @@ impl HeadsAttention {
         cache: &KvCache,
     ) -> Result<Tensor> {
         let (n, nh, nkv, hd) = (x.dim(0)?, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
-        let mut q = self.q.forward(x)?.reshape((n, nh, hd))?;
-        let mut k = self.k.forward(x)?.reshape((n, nkv, hd))?;
+        let (mut q, mut k) = (self.q.forward(x)?, self.k.forward(x)?);
         let v = self.v.forward(x)?;
-        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+        if let (QkNorm::Whole, Some(qn), Some(kn)) = (cfg.qk_norm, &self.q_norm, &self.k_norm) {
+            q = qn.forward(&q)?;
+            k = kn.forward(&k)?;
+        }
+        let (mut q, mut k) = (q.reshape((n, nh, hd))?, k.reshape((n, nkv, hd))?);
+        if let (QkNorm::PerHead, Some(qn), Some(kn)) = (cfg.qk_norm, &self.q_norm, &self.k_norm) {
             q = qn.forward(&q)?;
             k = kn.forward(&k)?;
         }

@@ -1,6 +1,6 @@
 //! A model's `config.json`, read into the few numbers the engine needs.
 //!
-//! Qwen3, Qwen2, Llama, Qwen3-MoE, GLM-4.5 and DeepSeek-V3 share one decoder; they
+//! Qwen3, Qwen2, Llama, Qwen3-MoE, GLM-4.5, DeepSeek-V3 and MiniMax-M2 share one decoder; they
 //! differ in flags read here (biases on the q/k/v projections, per-head q/k RMS norms,
 //! how much of a head is rotated, how `head_dim` is given), in their attention (heads, or
 //! DeepSeek's latent attention, [`MlaConfig`]) and in which layers' feed-forward is a
@@ -30,12 +30,67 @@ pub enum Architecture {
     /// `DeepseekV3ForCausalLM` (DeepSeek-V3, V3.1, R1, Kimi-K2): multi-head latent
     /// attention, GLM-4.5's kind of experts in groups.
     DeepseekV3,
+    /// `MiniMaxM2ForCausalLM`: q/k RMS norms over all heads together, partial rotary,
+    /// sigmoid-routed experts on every layer (Mixtral's checkpoint names).
+    MiniMaxM2,
 }
+
+/// Where q and k are RMS-normed before RoPE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QkNorm {
+    /// Not at all.
+    None,
+    /// Each head on its own (Qwen3; `q_norm` is `head_dim` wide).
+    PerHead,
+    /// All heads of the projection together (MiniMax-M2's `per_layer`; `q_norm` is
+    /// `heads × head_dim` wide).
+    Whole,
+}
+
+/// How a sparse layer's weights are named in the checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoeLayout {
+    /// `mlp.gate`, `mlp.gate.e_score_correction_bias`, `mlp.experts.N.{gate,up,down}_proj`,
+    /// `mlp.shared_experts` (Qwen3-MoE, GLM-4.5, DeepSeek-V3).
+    Mlp,
+    /// `block_sparse_moe.gate`, `block_sparse_moe.e_score_correction_bias`,
+    /// `block_sparse_moe.experts.N.{w1,w3,w2}` (Mixtral, MiniMax-M2).
+    BlockSparse,
+}
+
+impl MoeLayout {
+    /// The sparse block's module under a layer.
+    pub fn module(self) -> &'static str {
+        match self {
+            MoeLayout::Mlp => "mlp",
+            MoeLayout::BlockSparse => "block_sparse_moe",
+        }
+    }
+
+    /// The correction bias's path under the module.
+    pub fn correction_bias(self) -> &'static str {
+        match self {
+            MoeLayout::Mlp => "gate.e_score_correction_bias",
+            MoeLayout::BlockSparse => "e_score_correction_bias",
+        }
+    }
+
+    /// An expert's gate, up and down projections.
+    pub fn projections(self) -> [&'static str; 3] {
+        match self {
+            MoeLayout::Mlp => DENSE_PROJECTIONS,
+            MoeLayout::BlockSparse => ["w1", "w3", "w2"],
+        }
+    }
+}
+
+/// A dense MLP's gate, up and down projections.
+pub const DENSE_PROJECTIONS: [&str; 3] = ["gate_proj", "up_proj", "down_proj"];
 
 impl Architecture {
     const SUPPORTED: &'static str = concat!(
         "Qwen3ForCausalLM, Qwen2ForCausalLM, LlamaForCausalLM, Qwen3MoeForCausalLM, ",
-        "Glm4MoeForCausalLM, DeepseekV3ForCausalLM"
+        "Glm4MoeForCausalLM, DeepseekV3ForCausalLM, MiniMaxM2ForCausalLM"
     );
 
     fn from_name(name: &str) -> Option<Architecture> {
@@ -46,6 +101,7 @@ impl Architecture {
             "Qwen3MoeForCausalLM" => Some(Architecture::Qwen3Moe),
             "Glm4MoeForCausalLM" => Some(Architecture::Glm4Moe),
             "DeepseekV3ForCausalLM" => Some(Architecture::DeepseekV3),
+            "MiniMaxM2ForCausalLM" => Some(Architecture::MiniMaxM2),
             _ => None,
         }
     }
@@ -83,8 +139,8 @@ pub struct ModelConfig {
     pub tie_word_embeddings: bool,
     /// Whether q/k/v projections have biases.
     pub qkv_bias: bool,
-    /// Whether q and k get per-head RMS norms (Qwen3).
-    pub qk_norm: bool,
+    /// Where q and k are RMS-normed.
+    pub qk_norm: QkNorm,
     /// EOS token ids from the config (`generation_config.json` may add more).
     pub eos_token_ids: Vec<u32>,
     /// The experts, for a mixture-of-experts model.
@@ -127,6 +183,8 @@ pub struct MoeConfig {
     pub routing: Routing,
     /// Whether the router has a per-expert correction bias (`e_score_correction_bias`).
     pub correction_bias: bool,
+    /// The checkpoint's names for the sparse block.
+    pub layout: MoeLayout,
     /// Per layer: whether its feed-forward is the experts (else the dense MLP).
     pub sparse_layers: Vec<bool>,
 }
@@ -218,10 +276,17 @@ impl ModelConfig {
                 .filter(|f| *f > 0.0 && *f <= 1.0)
                 .ok_or_else(|| cfg.error("partial_rotary_factor", &format!("must be in (0, 1], got {x}")))?,
         };
-        let rotary_dim = match &mla {
-            Some(m) => m.qk_rope_head_dim,
-            None => (head_dim as f64 * rotary_factor) as usize,
+        let rotary_dim = match (&mla, v.get("rotary_dim")) {
+            (Some(m), _) => m.qk_rope_head_dim,
+            (None, Some(Value::Number(_))) => cfg.usize("rotary_dim")?,
+            (None, _) => (head_dim as f64 * rotary_factor) as usize,
         };
+        if rotary_dim > head_dim {
+            return Err(cfg.error(
+                "rotary_dim",
+                &format!("{rotary_dim} is wider than head_dim {head_dim}"),
+            ));
+        }
         if rotary_dim == 0 || !rotary_dim.is_multiple_of(2) {
             return Err(cfg.error(
                 "partial_rotary_factor",
@@ -233,6 +298,7 @@ impl ModelConfig {
         let moe = match architecture {
             Architecture::Qwen3Moe => Some(cfg.qwen3_moe(num_layers)?),
             Architecture::Glm4Moe | Architecture::DeepseekV3 => Some(cfg.sigmoid_moe(num_layers)?),
+            Architecture::MiniMaxM2 => Some(cfg.minimax_moe(num_layers)?),
             _ => None,
         };
         Ok(ModelConfig {
@@ -254,9 +320,17 @@ impl ModelConfig {
                 _ => cfg.bool_or("attention_bias", false)?,
             },
             qk_norm: match architecture {
-                Architecture::Qwen3 | Architecture::Qwen3Moe => true,
-                Architecture::Glm4Moe => cfg.bool_or("use_qk_norm", false)?,
-                _ => false,
+                Architecture::Qwen3 | Architecture::Qwen3Moe => QkNorm::PerHead,
+                Architecture::Glm4Moe if cfg.bool_or("use_qk_norm", false)? => QkNorm::PerHead,
+                Architecture::MiniMaxM2 => match v.get("qk_norm_type").and_then(Value::as_str) {
+                    _ if !cfg.bool_or("use_qk_norm", true)? => QkNorm::None,
+                    None | Some("per_layer") => QkNorm::Whole,
+                    Some("per_head") => QkNorm::PerHead,
+                    Some(other) => {
+                        return Err(cfg.error("qk_norm_type", &format!("{other:?} is not supported")));
+                    }
+                },
+                _ => QkNorm::None,
             },
             eos_token_ids,
             moe,
@@ -302,7 +376,14 @@ impl ModelConfig {
                 let expand = m.kv_lora_rank * heads * (m.qk_nope_head_dim + m.v_head_dim);
                 query + latent + expand + heads * m.v_head_dim * h
             }
-            None => h * q * 2 + h * kv * 2 + if self.qk_norm { 2 * self.head_dim } else { 0 },
+            None => {
+                let norms = match self.qk_norm {
+                    QkNorm::None => 0,
+                    QkNorm::PerHead => 2 * self.head_dim,
+                    QkNorm::Whole => q + kv,
+                };
+                h * q * 2 + h * kv * 2 + norms
+            }
         };
         let ffn = |layer: usize| match &self.moe {
             Some(m) if m.sparse_layers.get(layer).copied().unwrap_or(false) => {
@@ -413,6 +494,7 @@ impl Fields<'_> {
                 scale: 1.0,
             },
             correction_bias: false,
+            layout: MoeLayout::Mlp,
             sparse_layers: (0..num_layers)
                 .map(|l| !dense_only.contains(&(l as u64)) && (l + 1).is_multiple_of(step))
                 .collect(),
@@ -462,9 +544,45 @@ impl Fields<'_> {
                 scale: self.f64_or("routed_scaling_factor", 1.0)? as f32,
             },
             correction_bias: true,
+            layout: MoeLayout::Mlp,
             sparse_layers: (0..num_layers)
                 .map(|l| l >= first_dense && l.is_multiple_of(every))
                 .collect(),
+        })
+    }
+
+    /// MiniMax-M2's experts: `num_local_experts` sigmoid-scored experts of width
+    /// `intermediate_size` on every layer, the choice steered by a correction bias
+    /// (`use_routing_bias`), the chosen weights renormalised.
+    fn minimax_moe(&self, num_layers: usize) -> Result<MoeConfig> {
+        let experts = self.usize("num_local_experts")?;
+        let top_k = self.usize("num_experts_per_tok")?;
+        if top_k > experts {
+            return Err(self.error(
+                "num_experts_per_tok",
+                &format!("{top_k} is more than num_local_experts {experts}"),
+            ));
+        }
+        if let Some(f) = self.v.get("scoring_func").and_then(Value::as_str) {
+            if f != "sigmoid" {
+                return Err(self.error("scoring_func", &format!("{f:?} is not supported (only sigmoid)")));
+            }
+        }
+        Ok(MoeConfig {
+            experts,
+            expert_intermediate_size: self.usize("intermediate_size")?,
+            shared_intermediate_size: 0,
+            routing: Routing {
+                scoring: Scoring::Sigmoid,
+                top_k,
+                normalize: true,
+                groups: 1,
+                topk_groups: 1,
+                scale: self.f64_or("routed_scaling_factor", 1.0)? as f32,
+            },
+            correction_bias: self.bool_or("use_routing_bias", true)?,
+            layout: MoeLayout::BlockSparse,
+            sparse_layers: vec![true; num_layers],
         })
     }
 

@@ -22,12 +22,17 @@ pub(crate) struct Mlp {
 }
 
 impl Mlp {
-    /// Loads `gate_proj`, `up_proj` and `down_proj` under `vb`.
-    pub(crate) fn load(hidden: usize, intermediate: usize, vb: &VarBuilder) -> candle_core::Result<Mlp> {
+    /// Loads the gate, up and down projections, named `names` in that order, under `vb`.
+    pub(crate) fn load(
+        hidden: usize,
+        intermediate: usize,
+        vb: &VarBuilder,
+        [gate, up, down]: [&str; 3],
+    ) -> candle_core::Result<Mlp> {
         Ok(Mlp {
-            gate: Proj::load(hidden, intermediate, false, vb.pp("gate_proj"))?,
-            up: Proj::load(hidden, intermediate, false, vb.pp("up_proj"))?,
-            down: Proj::load(intermediate, hidden, false, vb.pp("down_proj"))?,
+            gate: Proj::load(hidden, intermediate, false, vb.pp(gate))?,
+            up: Proj::load(hidden, intermediate, false, vb.pp(up))?,
+            down: Proj::load(intermediate, hidden, false, vb.pp(down))?,
         })
     }
 
@@ -48,21 +53,37 @@ pub(crate) struct Experts {
 }
 
 impl Experts {
-    /// Loads `gate` (the router), `experts.N.*` and, where the config has them,
-    /// `gate.e_score_correction_bias` and `shared_experts.*` under `vb`.
+    /// Loads `gate` (the router), `experts.N.*` and, where the config has them, the
+    /// correction bias and `shared_experts.*` under `vb` (the layer's sparse module), in
+    /// the config's checkpoint names.
     pub(crate) fn load(hidden: usize, cfg: &MoeConfig, vb: &VarBuilder) -> candle_core::Result<Experts> {
         let router = Proj::load(hidden, cfg.experts, false, vb.pp("gate"))?;
         let correction_bias = if cfg.correction_bias {
-            let b = vb.pp("gate").get(cfg.experts, "e_score_correction_bias")?;
+            let b = vb.get(cfg.experts, cfg.layout.correction_bias())?;
             Some(b.to_dtype(DType::F32)?.to_vec1::<f32>()?)
         } else {
             None
         };
+        let names = cfg.layout.projections();
         let experts = (0..cfg.experts)
-            .map(|e| Mlp::load(hidden, cfg.expert_intermediate_size, &vb.pp("experts").pp(e)))
+            .map(|e| {
+                Mlp::load(
+                    hidden,
+                    cfg.expert_intermediate_size,
+                    &vb.pp("experts").pp(e),
+                    names,
+                )
+            })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let shared = (cfg.shared_intermediate_size > 0)
-            .then(|| Mlp::load(hidden, cfg.shared_intermediate_size, &vb.pp("shared_experts")))
+            .then(|| {
+                Mlp::load(
+                    hidden,
+                    cfg.shared_intermediate_size,
+                    &vb.pp("shared_experts"),
+                    names,
+                )
+            })
             .transpose()?;
         Ok(Experts {
             router,

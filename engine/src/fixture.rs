@@ -9,7 +9,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use serde_json::json;
 
-use crate::config::{MlaConfig, ModelConfig, MoeConfig};
+use crate::config::{MlaConfig, ModelConfig, MoeConfig, QkNorm, DENSE_PROJECTIONS};
 use crate::error::{Error, Result};
 use crate::rng::SplitMix;
 
@@ -23,6 +23,9 @@ pub enum Family {
     Glm4Moe,
     /// `DeepseekV3ForCausalLM`: latent attention, GLM-4.5's kind of experts.
     DeepseekV3,
+    /// `MiniMaxM2ForCausalLM`: q/k norms over all heads, half-rotated heads, sigmoid
+    /// experts on every layer (`intermediate` is unused; experts are `expert_intermediate`).
+    MiniMaxM2,
 }
 
 /// The experts of a random mixture-of-experts model. Qwen3-MoE reads
@@ -264,6 +267,37 @@ impl ModelSpec {
         }
     }
 
+    /// A small MiniMax-M2: two layers of 8 experts, 2 per token.
+    pub fn minimax_m2_tiny(vocab: usize) -> ModelSpec {
+        ModelSpec {
+            family: Family::MiniMaxM2,
+            moe: Some(MoeSpec::tiny()),
+            ..ModelSpec::tiny(vocab)
+        }
+    }
+
+    /// The shape of MiniMax-M2 (62 layers, hidden 3072, 48 heads, 8 KV heads, head_dim
+    /// 128 with 64 rotated, 256 experts of width 1536, 8 per token).
+    pub fn minimax_m2(vocab: usize) -> ModelSpec {
+        ModelSpec {
+            family: Family::MiniMaxM2,
+            layers: 62,
+            hidden: 3072,
+            heads: 48,
+            kv_heads: 8,
+            head_dim: 128,
+            max_position_embeddings: 196608,
+            tie_word_embeddings: false,
+            moe: Some(MoeSpec {
+                experts: 256,
+                experts_per_token: 8,
+                expert_intermediate: 1536,
+                ..MoeSpec::tiny()
+            }),
+            ..ModelSpec::tiny(vocab)
+        }
+    }
+
     /// The `config.json` of this model.
     pub fn config_json(&self) -> serde_json::Value {
         let mut config = self.dense_config_json();
@@ -284,6 +318,26 @@ impl ModelSpec {
                 ("output_router_logits".to_owned(), json!(false)),
                 ("router_aux_loss_coef".to_owned(), json!(0.001)),
             ]),
+            (Family::MiniMaxM2, moe) => {
+                let moe = moe.clone().unwrap_or_else(MoeSpec::tiny);
+                fields.extend([
+                    ("architectures".to_owned(), json!(["MiniMaxM2ForCausalLM"])),
+                    ("model_type".to_owned(), json!("minimax_m2")),
+                    ("intermediate_size".to_owned(), json!(moe.expert_intermediate)),
+                    ("num_local_experts".to_owned(), json!(moe.experts)),
+                    ("num_experts_per_tok".to_owned(), json!(moe.experts_per_token)),
+                    ("rotary_dim".to_owned(), json!(self.head_dim / 2)),
+                    ("use_qk_norm".to_owned(), json!(true)),
+                    ("qk_norm_type".to_owned(), json!("per_layer")),
+                    ("scoring_func".to_owned(), json!("sigmoid")),
+                    ("use_routing_bias".to_owned(), json!(true)),
+                    ("rope_theta".to_owned(), json!(5_000_000.0)),
+                    ("attn_type_list".to_owned(), json!(vec![1; self.layers])),
+                ]);
+                for unused in ["max_window_layers", "sliding_window", "use_sliding_window"] {
+                    fields.remove(unused);
+                }
+            }
             (Family::Glm4Moe | Family::DeepseekV3, moe) => {
                 let moe = moe.clone().unwrap_or_else(MoeSpec::tiny);
                 if self.family == Family::Glm4Moe {
@@ -378,7 +432,9 @@ impl ModelSpec {
         );
         // The engine's reading of this config decides which tensors exist, so the two agree.
         let cfg = ModelConfig::from_json(&self.config_json(), Path::new("config.json")).ok();
-        let (qk_norm, qkv_bias) = cfg.as_ref().map_or((true, false), |c| (c.qk_norm, c.qkv_bias));
+        let (qk_norm, qkv_bias) = cfg
+            .as_ref()
+            .map_or((QkNorm::PerHead, false), |c| (c.qk_norm, c.qkv_bias));
         let mla = cfg.as_ref().and_then(|c| c.mla.clone());
         let moe = cfg.and_then(|c| c.moe);
         let mut out = vec![("model.embed_tokens.weight".to_owned(), vec![self.vocab, h])];
@@ -407,10 +463,15 @@ impl ModelSpec {
                     (format!("{a}.v_proj.bias"), vec![kv]),
                 ]);
             }
-            if qk_norm {
+            let norms = match qk_norm {
+                QkNorm::None => None,
+                QkNorm::PerHead => Some((self.head_dim, self.head_dim)),
+                QkNorm::Whole => Some((q, kv)),
+            };
+            if let Some((qw, kw)) = norms {
                 out.extend([
-                    (format!("{a}.q_norm.weight"), vec![self.head_dim]),
-                    (format!("{a}.k_norm.weight"), vec![self.head_dim]),
+                    (format!("{a}.q_norm.weight"), vec![qw]),
+                    (format!("{a}.k_norm.weight"), vec![kw]),
                 ]);
             }
             out.extend(self.ffn_tensors(&p, moe.as_ref(), l));
@@ -427,24 +488,30 @@ impl ModelSpec {
     fn ffn_tensors(&self, p: &str, moe: Option<&MoeConfig>, l: usize) -> Vec<(String, Vec<usize>)> {
         let h = self.hidden;
         let Some(m) = moe.filter(|m| m.sparse_layers.get(l).copied().unwrap_or(false)) else {
-            return mlp(&format!("{p}.mlp"), h, self.intermediate).to_vec();
+            return mlp(&format!("{p}.mlp"), h, self.intermediate, DENSE_PROJECTIONS).to_vec();
         };
-        let mut out = vec![(format!("{p}.mlp.gate.weight"), vec![m.experts, h])];
+        let (module, names) = (format!("{p}.{}", m.layout.module()), m.layout.projections());
+        let mut out = vec![(format!("{module}.gate.weight"), vec![m.experts, h])];
         if m.correction_bias {
-            out.push((format!("{p}.mlp.gate.e_score_correction_bias"), vec![m.experts]));
+            out.push((
+                format!("{module}.{}", m.layout.correction_bias()),
+                vec![m.experts],
+            ));
         }
         for e in 0..m.experts {
             out.extend(mlp(
-                &format!("{p}.mlp.experts.{e}"),
+                &format!("{module}.experts.{e}"),
                 h,
                 m.expert_intermediate_size,
+                names,
             ));
         }
         if m.shared_intermediate_size > 0 {
             out.extend(mlp(
-                &format!("{p}.mlp.shared_experts"),
+                &format!("{module}.shared_experts"),
                 h,
                 m.shared_intermediate_size,
+                names,
             ));
         }
         out
@@ -522,12 +589,17 @@ fn latent_attention(a: &str, hidden: usize, heads: usize, m: &MlaConfig) -> Vec<
     out
 }
 
-/// A SwiGLU MLP's three weights under `prefix`.
-fn mlp(prefix: &str, hidden: usize, intermediate: usize) -> [(String, Vec<usize>); 3] {
+/// A SwiGLU MLP's gate, up and down weights under `prefix`, named `names`.
+fn mlp(
+    prefix: &str,
+    hidden: usize,
+    intermediate: usize,
+    [gate, up, down]: [&str; 3],
+) -> [(String, Vec<usize>); 3] {
     [
-        (format!("{prefix}.gate_proj.weight"), vec![intermediate, hidden]),
-        (format!("{prefix}.up_proj.weight"), vec![intermediate, hidden]),
-        (format!("{prefix}.down_proj.weight"), vec![hidden, intermediate]),
+        (format!("{prefix}.{gate}.weight"), vec![intermediate, hidden]),
+        (format!("{prefix}.{up}.weight"), vec![intermediate, hidden]),
+        (format!("{prefix}.{down}.weight"), vec![hidden, intermediate]),
     ]
 }
 

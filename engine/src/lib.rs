@@ -30,7 +30,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use chat::{ChatRenderer, Conversation};
-pub use config::{Architecture, MlaConfig, ModelConfig, MoeConfig};
+pub use config::{Architecture, MlaConfig, ModelConfig, MoeConfig, MoeLayout, QkNorm};
 pub use detokenize::{IncrementalDecoder, StopMatcher, TokenBytes};
 pub use error::{Error, Result};
 pub use guide::{Guide, Guides};

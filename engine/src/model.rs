@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, RmsNorm, VarBuilder};
 
 use crate::attention::{Attention, Rotary};
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, DENSE_PROJECTIONS};
 use crate::error::{Error, Result};
 use crate::ffn::{Experts, FeedForward, Mlp};
 use crate::kv_cache::KvCache;
@@ -64,12 +64,16 @@ impl Model {
         for i in 0..cfg.num_layers {
             let vb = vb.pp("model.layers").pp(i);
             let attn = vb.pp("self_attn");
-            let mlp = vb.pp("mlp");
             let ffn = match &cfg.moe {
                 Some(moe) if moe.sparse_layers.get(i).copied().unwrap_or(false) => {
-                    FeedForward::Experts(Experts::load(h, moe, &mlp)?)
+                    FeedForward::Experts(Experts::load(h, moe, &vb.pp(moe.layout.module()))?)
                 }
-                _ => FeedForward::Dense(Mlp::load(h, cfg.intermediate_size, &mlp)?),
+                _ => FeedForward::Dense(Mlp::load(
+                    h,
+                    cfg.intermediate_size,
+                    &vb.pp("mlp"),
+                    DENSE_PROJECTIONS,
+                )?),
             };
             layers.push(Layer {
                 attn: Attention::load(cfg, &attn)?,
@@ -390,6 +394,7 @@ mod tests {
         batched_decode_is_exact("moe-batch", &spec);
         batched_decode_is_exact("glm-batch", &ModelSpec::glm4_moe_tiny(512));
         batched_decode_is_exact("deepseek-batch", &ModelSpec::deepseek_v3_tiny(512));
+        batched_decode_is_exact("minimax-batch", &ModelSpec::minimax_m2_tiny(512));
     }
 
     fn batched_decode_is_exact(name: &str, spec: &ModelSpec) {

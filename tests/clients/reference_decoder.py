@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An independent reference for braid's engine: the decoders it runs, written in NumPy
 from the published Hugging Face modeling code (modeling_qwen3.py, modeling_qwen3_moe.py,
-modeling_glm4_moe.py, modeling_deepseek_v3.py), in float64, recomputing the whole
+modeling_glm4_moe.py, modeling_deepseek_v3.py, modeling_minimax_m2.py), in float64, recomputing the whole
 sequence (no cache, no paging, no batching), so it shares nothing with the engine but the
 weight files. DeepSeek's latent attention is computed the published way, with keys and
 values expanded per head (the engine keeps only the latent and absorbs the weights).
@@ -68,8 +68,15 @@ class Decoder:
         self.rotary_dim = int(self.head_dim * factor)
         if self.kind == "deepseek_v3":
             self.rotary_dim = c["qk_rope_head_dim"]
+        if "rotary_dim" in c:
+            self.rotary_dim = c["rotary_dim"]
         self.eps = c.get("rms_norm_eps", 1e-6)
         self.qk_norm = self.kind in ("qwen3", "qwen3_moe") or c.get("use_qk_norm", False)
+        # MiniMax-M2 norms all heads of q (and of k) together, before splitting them.
+        self.qk_norm_whole = self.kind == "minimax_m2" and c.get("qk_norm_type", "per_layer") == "per_layer"
+        # MiniMax-M2 keeps Mixtral's names for its sparse blocks.
+        self.moe_module, self.expert_names = (("block_sparse_moe", ("w1", "w3", "w2")) if self.kind == "minimax_m2"
+                                              else ("mlp", ("gate_proj", "up_proj", "down_proj")))
 
     def sparse(self, layer):
         c = self.cfg
@@ -79,16 +86,17 @@ class Decoder:
             return layer >= c.get("first_k_dense_replace", 1)
         if self.kind == "deepseek_v3":
             return layer >= c.get("first_k_dense_replace", 1) and layer % c.get("moe_layer_freq", 1) == 0
-        return False
+        return self.kind == "minimax_m2"
 
     def linear(self, x, name):
         y = x @ self.w[f"{name}.weight"].T
         bias = self.w.get(f"{name}.bias")
         return y if bias is None else y + bias
 
-    def mlp(self, x, prefix):
-        return self.linear(silu(self.linear(x, f"{prefix}.gate_proj")) * self.linear(x, f"{prefix}.up_proj"),
-                           f"{prefix}.down_proj")
+    def mlp(self, x, prefix, names=("gate_proj", "up_proj", "down_proj")):
+        gate, up, down = names
+        return self.linear(silu(self.linear(x, f"{prefix}.{gate}")) * self.linear(x, f"{prefix}.{up}"),
+                           f"{prefix}.{down}")
 
     def route(self, logits, prefix):
         """Per token: the chosen experts and their weights."""
@@ -102,8 +110,15 @@ class Decoder:
             if c.get("norm_topk_prob", False):
                 weights /= weights.sum(axis=-1, keepdims=True)
             return idx, weights
-        # GLM-4.5 / DeepSeek-V3: sigmoid scores, biased choice inside the best groups.
         scores = 1.0 / (1.0 + np.exp(-logits))
+        if self.kind == "minimax_m2":
+            # Sigmoid scores, choice steered by the bias, chosen weights renormalised.
+            choice = scores + self.w.get(f"{prefix}.e_score_correction_bias", 0.0)
+            idx = np.argsort(-choice, axis=-1, kind="stable")[:, :k]
+            weights = np.take_along_axis(scores, idx, axis=-1)
+            weights /= weights.sum(axis=-1, keepdims=True)
+            return idx, weights * c.get("routed_scaling_factor", 1.0)
+        # GLM-4.5 / DeepSeek-V3: sigmoid scores, biased choice inside the best groups.
         choice = scores + self.w[f"{prefix}.gate.e_score_correction_bias"]
         n, experts = choice.shape
         groups, keep = c.get("n_group", 1), c.get("topk_group", 1)
@@ -124,17 +139,21 @@ class Decoder:
         out = np.zeros_like(x)
         for t in range(x.shape[0]):
             for e, w in zip(idx[t], weights[t]):
-                out[t] += w * self.mlp(x[t:t + 1], f"{prefix}.experts.{e}")[0]
+                out[t] += w * self.mlp(x[t:t + 1], f"{prefix}.experts.{e}", self.expert_names)[0]
         if f"{prefix}.shared_experts.gate_proj.weight" in self.w:
             out += self.mlp(x, f"{prefix}.shared_experts")
         return out
 
     def attention(self, x, prefix, cos, sin):
         t = x.shape[0]
-        q = self.linear(x, f"{prefix}.q_proj").reshape(t, self.heads, self.head_dim)
-        k = self.linear(x, f"{prefix}.k_proj").reshape(t, self.kv_heads, self.head_dim)
+        q, k = self.linear(x, f"{prefix}.q_proj"), self.linear(x, f"{prefix}.k_proj")
+        if self.qk_norm_whole:
+            q = rms_norm(q, self.w[f"{prefix}.q_norm.weight"], self.eps)
+            k = rms_norm(k, self.w[f"{prefix}.k_norm.weight"], self.eps)
+        q = q.reshape(t, self.heads, self.head_dim)
+        k = k.reshape(t, self.kv_heads, self.head_dim)
         v = self.linear(x, f"{prefix}.v_proj").reshape(t, self.kv_heads, self.head_dim)
-        if self.qk_norm:
+        if self.qk_norm and not self.qk_norm_whole:
             q = rms_norm(q, self.w[f"{prefix}.q_norm.weight"], self.eps)
             k = rms_norm(k, self.w[f"{prefix}.k_norm.weight"], self.eps)
         r = self.rotary_dim
@@ -202,7 +221,7 @@ class Decoder:
             attention = self.latent_attention if self.kind == "deepseek_v3" else self.attention
             x = x + attention(rms_norm(x, self.w[f"{p}.input_layernorm.weight"], self.eps), f"{p}.self_attn", cos, sin)
             h = rms_norm(x, self.w[f"{p}.post_attention_layernorm.weight"], self.eps)
-            x = x + (self.experts(h, f"{p}.mlp") if self.sparse(layer) else self.mlp(h, f"{p}.mlp"))
+            x = x + (self.experts(h, f"{p}.{self.moe_module}") if self.sparse(layer) else self.mlp(h, f"{p}.mlp"))
         x = rms_norm(x, self.w["model.norm.weight"], self.eps)
         head = self.w.get("lm_head.weight", self.w["model.embed_tokens.weight"])
         return x @ head.T

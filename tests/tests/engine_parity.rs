@@ -121,6 +121,17 @@ fn deepseek_v3_latent_attention_matches_an_independent_numpy_reference() {
 }
 
 #[test]
+fn minimax_m2_matches_an_independent_numpy_reference() {
+    // q and k normed over all heads together, half of each head rotated, sigmoid experts
+    // with a routing bias on every layer, in Mixtral's checkpoint names.
+    let spec = ModelSpec {
+        layers: 3,
+        ..ModelSpec::minimax_m2_tiny(512)
+    };
+    matches_the_reference("minimax-m2", &spec);
+}
+
+#[test]
 fn qwen3_and_qwen3_moe_match_the_numpy_reference_too() {
     matches_the_reference("qwen3", &ModelSpec::tiny(512));
     let spec = ModelSpec {
