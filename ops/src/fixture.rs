@@ -1,4 +1,4 @@
-//! `braid fixture qwen3`, `qwen3-moe`, `glm4-moe` and `deepseek-v3`: a random-weight model folder in
+//! `braid fixture qwen3`, `qwen3-moe`, `glm4-moe`, `deepseek-v3` and `minimax-m2`: a random-weight model folder in
 //! the real Hugging Face layout, with the real Qwen3 tokenizer (fetched by `scripts/setup`
 //! from npm).
 
@@ -26,11 +26,15 @@ pub(crate) enum FixtureCommand {
     /// sigmoid-routed experts in groups, a shared expert, dense first layers.
     #[command(name = "deepseek-v3")]
     DeepseekV3(MoeArgs),
+    /// A random-weight MiniMax-M2 (`MiniMaxM2ForCausalLM`): q/k norms over all heads,
+    /// half-rotated heads, sigmoid-routed experts on every layer.
+    #[command(name = "minimax-m2")]
+    MiniMaxM2(MoeArgs),
 }
 
-/// Options of `braid fixture qwen3-moe`, `glm4-moe` and `deepseek-v3`: the shape flags,
-/// presets `tiny` and `qwen3-30b-a3b`, `glm-4.5-air` or `deepseek-v3`, and the experts'
-/// shape.
+/// Options of `braid fixture qwen3-moe`, `glm4-moe`, `deepseek-v3` and `minimax-m2`: the
+/// shape flags, presets `tiny` and `qwen3-30b-a3b`, `glm-4.5-air`, `deepseek-v3` or
+/// `minimax-m2`, and the experts' shape.
 #[derive(Debug, clap::Args)]
 pub(crate) struct MoeArgs {
     #[command(flatten)]
@@ -63,7 +67,8 @@ pub(crate) struct Qwen3Args {
     /// or `qwen3-30b-a3b` (48 layers, hidden 2048, 128 experts, 8 per token); for
     /// glm4-moe, `tiny` (8 experts in 4 groups) or `glm-4.5-air` (46 layers, hidden 4096,
     /// 128 experts, 8 per token); for deepseek-v3, `tiny` (3 layers, a 32-wide latent) or
-    /// `deepseek-v3` (61 layers, hidden 7168, 128 heads, 256 experts). DeepSeek's latent
+    /// `deepseek-v3` (61 layers, hidden 7168, 128 heads, 256 experts); for minimax-m2,
+    /// `tiny` or `minimax-m2` (62 layers, hidden 3072, 256 experts). DeepSeek's latent
     /// attention keeps the preset's latent shapes whatever --heads and --head-dim say.
     #[arg(long, default_value = "tiny")]
     preset: String,
@@ -126,6 +131,9 @@ fn moe_spec(args: &MoeArgs, family: Family, vocab: usize) -> anyhow::Result<Mode
         (Family::Qwen3, other) => bail!("unknown --preset {other:?}; known: tiny, qwen3-30b-a3b"),
         (Family::Glm4Moe, other) => bail!("unknown --preset {other:?}; known: tiny, glm-4.5-air"),
         (Family::DeepseekV3, other) => bail!("unknown --preset {other:?}; known: tiny, deepseek-v3"),
+        (Family::MiniMaxM2, "tiny") => ModelSpec::minimax_m2_tiny(vocab),
+        (Family::MiniMaxM2, "minimax-m2") => ModelSpec::minimax_m2(vocab),
+        (Family::MiniMaxM2, other) => bail!("unknown --preset {other:?}; known: tiny, minimax-m2"),
     };
     let mut spec = spec;
     if let (Family::DeepseekV3, Some(heads)) = (family, args.base.heads) {
@@ -159,7 +167,7 @@ fn moe_spec(args: &MoeArgs, family: Family, vocab: usize) -> anyhow::Result<Mode
             moe.experts
         );
     }
-    if family != Family::Qwen3 && !moe.experts.is_multiple_of(moe.groups) {
+    if matches!(family, Family::Glm4Moe | Family::DeepseekV3) && !moe.experts.is_multiple_of(moe.groups) {
         bail!(
             "--experts {} must be a multiple of the preset's {} expert groups",
             moe.experts,
@@ -217,9 +225,10 @@ fn copy(from: &Path, to: &Path) -> anyhow::Result<()> {
 pub(crate) fn run(cmd: &FixtureCommand) -> anyhow::Result<ExitCode> {
     let args = match cmd {
         FixtureCommand::Qwen3(args) => args,
-        FixtureCommand::Qwen3Moe(moe) | FixtureCommand::Glm4Moe(moe) | FixtureCommand::DeepseekV3(moe) => {
-            &moe.base
-        }
+        FixtureCommand::Qwen3Moe(moe)
+        | FixtureCommand::Glm4Moe(moe)
+        | FixtureCommand::DeepseekV3(moe)
+        | FixtureCommand::MiniMaxM2(moe) => &moe.base,
     };
     let tokenizer = Tokenizer::from_dir(&args.tokenizer).with_context(|| {
         format!(
@@ -232,6 +241,7 @@ pub(crate) fn run(cmd: &FixtureCommand) -> anyhow::Result<ExitCode> {
         FixtureCommand::Qwen3Moe(args) => moe_spec(args, Family::Qwen3, tokenizer.vocab_size())?,
         FixtureCommand::Glm4Moe(args) => moe_spec(args, Family::Glm4Moe, tokenizer.vocab_size())?,
         FixtureCommand::DeepseekV3(args) => moe_spec(args, Family::DeepseekV3, tokenizer.vocab_size())?,
+        FixtureCommand::MiniMaxM2(args) => moe_spec(args, Family::MiniMaxM2, tokenizer.vocab_size())?,
     };
     let eos: Vec<u32> = ["<|im_end|>", "<|endoftext|>"]
         .iter()
@@ -261,6 +271,7 @@ pub(crate) fn run(cmd: &FixtureCommand) -> anyhow::Result<ExitCode> {
         (Family::Qwen3, Some(_)) => "Qwen3-MoE",
         (Family::Glm4Moe, _) => "GLM-4.5",
         (Family::DeepseekV3, _) => "DeepSeek-V3",
+        (Family::MiniMaxM2, _) => "MiniMax-M2",
     };
     eprintln!(
         "braid: wrote a random {kind} ({params} parameters, {active} active per token, {} layers, vocab {}) to {}",

@@ -30,7 +30,7 @@ fn the_openai_client_on_the_real_engine() {
 fn the_openai_client_on_mixture_of_experts_models() {
     // Qwen3-MoE with every second layer routing each token to 2 of 8 experts; GLM-4.5
     // with a dense first layer, then sigmoid routing inside 2 of 4 groups and a shared
-    // expert; DeepSeek-V3 the same experts behind latent attention.
+    // expert; DeepSeek-V3 the same experts behind latent attention; MiniMax-M2.
     for (kind, architecture, options) in [
         (
             "qwen3-moe",
@@ -39,6 +39,7 @@ fn the_openai_client_on_mixture_of_experts_models() {
         ),
         ("glm4-moe", "Glm4MoeForCausalLM", &["--layers", "3"][..]),
         ("deepseek-v3", "DeepseekV3ForCausalLM", &["--layers", "3"][..]),
+        ("minimax-m2", "MiniMaxM2ForCausalLM", &["--layers", "2"][..]),
     ] {
         let model = braid_tests::fixture(kind, &format!("openai-{kind}"), options);
         let config = std::fs::read_to_string(model.join("config.json")).unwrap_or_default();
