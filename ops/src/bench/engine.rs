@@ -230,6 +230,9 @@ pub(crate) fn run(args: &EngineBenchArgs) -> anyhow::Result<ExitCode> {
     e.add(request(1, tokens(args.prompt_tokens, 7, vocab), 1))?;
     let ttft_ms = time_to_first_token(&mut e, 1)?;
     let prefill_tok_s = args.prompt_tokens as f64 / (ttft_ms / 1e3);
+    // The high-water mark so far: the model's pages, the cache, and the prefill's scratch.
+    let prefill_peak_rss_mb = peak_rss_mb();
+    drop(e);
 
     // The reference first, so neither side gains from running second (warm caches).
     step("candle-transformers reference");
@@ -278,6 +281,7 @@ pub(crate) fn run(args: &EngineBenchArgs) -> anyhow::Result<ExitCode> {
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "prefill_tokens": args.prompt_tokens,
         "prefill_tok_s": round(prefill_tok_s, 2),
+        "prefill_peak_rss_mb": prefill_peak_rss_mb.map(|x| round(x, 2)),
         "ttft_ms": round(ttft_ms, 2),
         "decode": rows,
         "reference": reference_run.map(|(name, (tok_s, tokens))| json!({
