@@ -2,7 +2,7 @@
 //! keys and values in the cache) and DeepSeek's latent kind ([`crate::mla`]), over the
 //! same causal core and rotary embedding.
 
-use candle_core::{DType, Module, Tensor};
+use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{RmsNorm, VarBuilder};
 
 use crate::config::{ModelConfig, QkNorm};
@@ -40,39 +40,106 @@ impl Rotary<'_> {
     }
 }
 
+/// Query positions per tile of the causal core.
+const Q_TILE: usize = 256;
+/// Keys per tile of the causal core: a tile's scores, `[kv_heads, groups × Q_TILE,
+/// K_TILE]` in f32, are the most attention ever holds, whatever the context length.
+const K_TILE: usize = 1024;
+
 /// Causal attention of `len` new queries `[len, q_heads, dk]` at positions `start..` over
 /// a sequence's `ctx` keys `[ctx, kv_heads, dk]` and values `[ctx, kv_heads, dv]`; query
 /// head `h` reads key/value head `h / (q_heads / kv_heads)`. Computed in f32; returns
 /// `[len, q_heads * dv]` in f32.
+///
+/// Tiled with a running softmax (the FlashAttention recurrence): the full `len × ctx`
+/// score matrix never exists, and key tiles wholly after a query tile's last position are
+/// skipped. A query tile whose keys fit one tile (every decode step up to 1024 tokens of
+/// context) takes one plain softmax.
 pub(crate) fn causal(q: &Tensor, k: &Tensor, v: &Tensor, start: usize, scale: f64) -> Result<Tensor> {
+    causal_tiled(q, k, v, start, scale, Q_TILE, K_TILE)
+}
+
+fn causal_tiled(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    start: usize,
+    scale: f64,
+    q_tile: usize,
+    k_tile: usize,
+) -> Result<Tensor> {
     let (len, nq, dk) = q.dims3()?;
     let (ctx, nkv, _) = k.dims3()?;
     let dv = v.dim(2)?;
     let groups = nq / nkv;
-    // Group the queries by the key/value head they read.
+    // Group the queries by the key/value head they read: [kv_heads, groups, len, dk].
     let q = q
         .to_dtype(DType::F32)?
         .reshape((len, nkv, groups, dk))?
         .permute((1, 2, 0, 3))?
-        .contiguous()?
-        .reshape((nkv, groups * len, dk))?;
+        .contiguous()?;
     let k = k.to_dtype(DType::F32)?.transpose(0, 1)?.contiguous()?;
     let v = v.to_dtype(DType::F32)?.transpose(0, 1)?.contiguous()?;
-    let mut scores = (q.matmul(&k.t()?)? * scale)?;
-    if len > 1 {
-        let mask: Vec<f32> = (0..len)
-            .flat_map(|i| (0..ctx).map(move |j| if j > start + i { f32::NEG_INFINITY } else { 0.0 }))
-            .collect();
-        let mask = Tensor::from_vec(mask, (len, ctx), q.device())?;
-        scores = scores
-            .reshape((nkv, groups, len, ctx))?
-            .broadcast_add(&mask)?
-            .reshape((nkv, groups * len, ctx))?;
+    let mut outs = Vec::with_capacity(len.div_ceil(q_tile));
+    for r0 in (0..len).step_by(q_tile) {
+        let rows = q_tile.min(len - r0);
+        let qt = q
+            .narrow(2, r0, rows)?
+            .contiguous()?
+            .reshape((nkv, groups * rows, dk))?;
+        // Keys the tile's last query may see: positions up to start + r0 + rows - 1.
+        let visible = (start + r0 + rows).min(ctx);
+        if visible == 0 {
+            return Err(crate::Error::Input("attention over an empty context".into()));
+        }
+        // One tile's masked scores `[kv_heads, groups × rows, cols]` and values.
+        let tile = |c0: usize, cols: usize| -> Result<(Tensor, Tensor)> {
+            let mut scores = (qt.matmul(&k.narrow(1, c0, cols)?.t()?)? * scale)?;
+            if c0 + cols > start + r0 + 1 {
+                // Some key of this tile is after some query's position.
+                let mask: Vec<f32> = (0..rows)
+                    .flat_map(|i| {
+                        (c0..c0 + cols).map(move |j| {
+                            if j > start + r0 + i {
+                                f32::NEG_INFINITY
+                            } else {
+                                0.0
+                            }
+                        })
+                    })
+                    .collect();
+                let mask = Tensor::from_vec(mask, (rows, cols), qt.device())?;
+                scores = scores
+                    .reshape((nkv, groups, rows, cols))?
+                    .broadcast_add(&mask)?
+                    .reshape((nkv, groups * rows, cols))?;
+            }
+            Ok((scores, v.narrow(1, c0, cols)?.contiguous()?))
+        };
+        let out = if visible <= k_tile {
+            let (scores, values) = tile(0, visible)?;
+            candle_nn::ops::softmax_last_dim(&scores)?.matmul(&values)?
+        } else {
+            // Running max, sum and weighted values per query row. Key 0 is in the first
+            // tile and visible to every row, so the maxima are finite from the start.
+            let (scores, values) = tile(0, k_tile)?;
+            let mut max = scores.max_keepdim(D::Minus1)?;
+            let p = scores.broadcast_sub(&max)?.exp()?;
+            let (mut sum, mut acc) = (p.sum_keepdim(D::Minus1)?, p.matmul(&values)?);
+            for c0 in (k_tile..visible).step_by(k_tile) {
+                let (scores, values) = tile(c0, k_tile.min(visible - c0))?;
+                let new_max = max.maximum(&scores.max_keepdim(D::Minus1)?)?;
+                let rescale = (&max - &new_max)?.exp()?;
+                let p = scores.broadcast_sub(&new_max)?.exp()?;
+                sum = ((sum * &rescale)? + p.sum_keepdim(D::Minus1)?)?;
+                acc = (acc.broadcast_mul(&rescale)? + p.matmul(&values)?)?;
+                max = new_max;
+            }
+            acc.broadcast_div(&sum)?
+        };
+        outs.push(out.reshape((nkv, groups, rows, dv))?);
     }
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-    Ok(probs
-        .matmul(&v)?
-        .reshape((nkv, groups, len, dv))?
+    Ok(Tensor::cat(&outs, 2)?
         .permute((2, 0, 1, 3))?
         .contiguous()?
         .reshape((len, nq * dv))?)
@@ -207,6 +274,66 @@ impl Attention {
         match self {
             Attention::Heads(a) => a.forward(cfg, layer, x, rotary, batch, cache),
             Attention::Latent(a) => a.forward(layer, x, rotary, batch, cache),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+
+    /// Attention as written in the papers: the whole score matrix, masked, softmaxed.
+    fn naive(q: &Tensor, k: &Tensor, v: &Tensor, start: usize, scale: f64) -> Tensor {
+        let (len, nq, _) = q.dims3().unwrap();
+        let (ctx, nkv, _) = k.dims3().unwrap();
+        let groups = nq / nkv;
+        let mut heads = Vec::new();
+        for h in 0..nq {
+            let qh = q.narrow(1, h, 1).unwrap().squeeze(1).unwrap();
+            let kh = k.narrow(1, h / groups, 1).unwrap().squeeze(1).unwrap();
+            let vh = v.narrow(1, h / groups, 1).unwrap().squeeze(1).unwrap();
+            let s = (qh.matmul(&kh.t().unwrap()).unwrap() * scale).unwrap();
+            let mask: Vec<f32> = (0..len)
+                .flat_map(|i| (0..ctx).map(move |j| if j > start + i { f32::NEG_INFINITY } else { 0.0 }))
+                .collect();
+            let s = (s + Tensor::from_vec(mask, (len, ctx), &Device::Cpu).unwrap()).unwrap();
+            heads.push(candle_nn::ops::softmax_last_dim(&s).unwrap().matmul(&vh).unwrap());
+        }
+        Tensor::stack(&heads, 1).unwrap().reshape((len, ())).unwrap()
+    }
+
+    #[test]
+    fn tiles_with_a_running_softmax_give_whole_attention() {
+        // Odd tile sizes so tiles straddle the diagonal, partial tiles and a prefix of
+        // cached keys (start > 0); grouped heads with different key and value widths.
+        let (len, start, nq, nkv, dk, dv) = (37, 50, 4, 2, 12, 8);
+        let ctx = start + len;
+        let rand = |shape: (usize, usize, usize), seed: u64| {
+            let n = shape.0 * shape.1 * shape.2;
+            let mut rng = crate::rng::SplitMix::new(seed);
+            let data: Vec<f32> = (0..n).map(|_| rng.next_f64() as f32 * 4.0 - 2.0).collect();
+            Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+        };
+        let (q, k, v) = (
+            rand((len, nq, dk), 1),
+            rand((ctx, nkv, dk), 2),
+            rand((ctx, nkv, dv), 3),
+        );
+        let want = naive(&q, &k, &v, start, 0.3);
+        for (qt, kt) in [(256, 1024), (5, 7), (1, 16), (37, 87), (8, 1)] {
+            let got = causal_tiled(&q, &k, &v, start, 0.3, qt, kt).unwrap();
+            let diff = (&got - &want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(diff < 1e-5, "tiles {qt}x{kt}: off by {diff}");
         }
     }
 }
