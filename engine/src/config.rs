@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::rope::Yarn;
 use crate::routing::{Routing, Scoring};
 
 /// The decoder families braid runs.
@@ -133,6 +134,8 @@ pub struct ModelConfig {
     pub rms_norm_eps: f64,
     /// RoPE base.
     pub rope_theta: f64,
+    /// YaRN scaling of the rotary tables, where the config asks for it.
+    pub rope_scaling: Option<Yarn>,
     /// Longest position the model supports.
     pub max_position_embeddings: usize,
     /// Whether the LM head reuses the embedding.
@@ -243,22 +246,17 @@ impl ModelConfig {
                 return Err(cfg.error("hidden_act", &format!("{act:?} is not supported (only silu)")));
             }
         }
-        if v.get("rope_scaling").is_some_and(|r| !r.is_null()) {
-            return Err(cfg.error("rope_scaling", "RoPE scaling is not supported yet"));
-        }
-        // Newer configs gather the RoPE settings in `rope_parameters`.
+        // Newer configs gather the RoPE settings (scaling too) in `rope_parameters`.
         let rope = match v.get("rope_parameters") {
-            Some(r @ Value::Object(_)) => {
-                let kind = r.get("rope_type").and_then(Value::as_str).unwrap_or("default");
-                if kind != "default" {
-                    return Err(cfg.error(
-                        "rope_parameters",
-                        &format!("rope_type {kind:?} is not supported yet (only default)"),
-                    ));
-                }
-                Fields { v: r, path }
-            }
+            Some(r @ Value::Object(_)) => Fields { v: r, path },
             _ => Fields { v, path },
+        };
+        let max_position_embeddings = cfg.usize_or("max_position_embeddings", 4096)?;
+        let rope_scaling = match (v.get("rope_scaling"), v.get("rope_parameters")) {
+            (Some(s @ Value::Object(_)), _) => Fields { v: s, path }.yarn("rope_scaling", max_position_embeddings)?,
+            (_, Some(s @ Value::Object(_))) => Fields { v: s, path }.yarn("rope_parameters", max_position_embeddings)?,
+            (None | Some(Value::Null), _) => None,
+            (Some(other), _) => return Err(cfg.error("rope_scaling", &format!("must be an object, got {other}"))),
         };
         let default_rotary = if architecture == Architecture::Glm4Moe {
             0.5
@@ -313,7 +311,8 @@ impl ModelConfig {
             rotary_dim,
             rms_norm_eps: cfg.f64_or("rms_norm_eps", 1e-6)?,
             rope_theta: rope.f64_or("rope_theta", 10_000.0)?,
-            max_position_embeddings: cfg.usize_or("max_position_embeddings", 4096)?,
+            rope_scaling,
+            max_position_embeddings,
             tie_word_embeddings: cfg.bool_or("tie_word_embeddings", false)?,
             qkv_bias: match architecture {
                 Architecture::Qwen2 => true,
@@ -584,6 +583,50 @@ impl Fields<'_> {
             layout: MoeLayout::BlockSparse,
             sparse_layers: vec![true; num_layers],
         })
+    }
+
+    /// The RoPE scaling described by this object (`rope_scaling`, or `rope_parameters` in
+    /// newer configs), named `field` in errors: `None` for plain RoPE, YaRN's settings, or
+    /// an error for a kind braid does not compute.
+    fn yarn(&self, field: &str, max_position_embeddings: usize) -> Result<Option<Yarn>> {
+        let kind = self
+            .v
+            .get("rope_type")
+            .or(self.v.get("type"))
+            .and_then(Value::as_str)
+            .unwrap_or("default");
+        match kind {
+            "default" => return Ok(None),
+            "yarn" => {}
+            other => {
+                return Err(self.error(
+                    field,
+                    &format!("RoPE scaling {other:?} is not supported (supported: yarn)"),
+                ))
+            }
+        }
+        let original = self.usize("original_max_position_embeddings")?;
+        let optional = |name: &str| match self.v.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(x) => x
+                .as_f64()
+                .filter(|f| f.is_finite())
+                .map(Some)
+                .ok_or_else(|| self.error(name, &format!("must be a number, got {x}"))),
+        };
+        Ok(Some(Yarn {
+            factor: match optional("factor")? {
+                Some(f) => f,
+                None => max_position_embeddings as f64 / original as f64,
+            },
+            original_max_position_embeddings: original,
+            beta_fast: optional("beta_fast")?.filter(|b| *b != 0.0).unwrap_or(32.0),
+            beta_slow: optional("beta_slow")?.filter(|b| *b != 0.0).unwrap_or(1.0),
+            mscale: optional("mscale")?,
+            mscale_all_dim: optional("mscale_all_dim")?,
+            attention_factor: optional("attention_factor")?,
+            truncate: self.bool_or("truncate", true)?,
+        }))
     }
 
     /// DeepSeek's latent attention shapes.

@@ -23,6 +23,7 @@ mod mla;
 pub mod model;
 pub mod prefix;
 mod rng;
+pub mod rope;
 pub mod routing;
 pub mod sampling;
 pub mod scheduler;
@@ -121,6 +122,16 @@ mod tests {
         edit_config(&d, |v| v["num_key_value_heads"] = serde_json::json!(3));
         let err = load(&d).unwrap_err().to_string();
         assert!(err.contains("field `num_key_value_heads`"), "{err}");
+
+        ModelSpec::tiny(32).write(&d, &mut |_, _| {}).unwrap();
+        edit_config(&d, |v| {
+            v["rope_scaling"] = serde_json::json!({"type": "linear", "factor": 2.0})
+        });
+        let err = load(&d).unwrap_err().to_string();
+        assert!(
+            err.contains("field `rope_scaling`") && err.contains("\"linear\" is not supported"),
+            "{err}"
+        );
 
         ModelSpec::tiny(32).write(&d, &mut |_, _| {}).unwrap();
         edit_config(&d, |v| v["intermediate_size"] = serde_json::json!(100));

@@ -43,6 +43,8 @@ pub(crate) struct LatentAttention {
     o: Proj,
     shape: MlaConfig,
     heads: usize,
+    /// The softmax scale: `1 / sqrt(qk_nope + qk_rope)`, times YaRN's correction.
+    scale: f64,
 }
 
 impl LatentAttention {
@@ -86,6 +88,8 @@ impl LatentAttention {
             o: Proj::load(heads * m.v_head_dim, h, false, vb.pp("o_proj"))?,
             shape: m.clone(),
             heads,
+            scale: cfg.rope_scaling.as_ref().map_or(1.0, |y| y.softmax_factor())
+                / ((m.qk_nope_head_dim + m.qk_rope_head_dim) as f64).sqrt(),
         })
     }
 
@@ -124,7 +128,6 @@ impl LatentAttention {
             .reshape((n, rope))?;
         let rows = Tensor::cat(&[&latent, &k_rope], 1)?;
 
-        let scale = 1.0 / ((nope + rope) as f64).sqrt();
         let mut outs = Vec::with_capacity(batch.len());
         let mut offset = 0;
         for s in batch {
@@ -146,7 +149,7 @@ impl LatentAttention {
                 &keys,
                 &values,
                 s.start,
-                scale,
+                self.scale,
             )?);
             offset += len;
         }

@@ -89,7 +89,7 @@ impl Model {
         } else {
             Proj::load(h, cfg.vocab_size, false, vb.pp("lm_head"))?
         };
-        let (cos, sin) = rope_tables(cfg, vb.dtype(), vb.device())?;
+        let (cos, sin) = crate::rope::tables(cfg, vb.dtype(), vb.device())?;
         Ok(Model {
             cfg: cfg.clone(),
             embed,
@@ -181,21 +181,6 @@ impl Model {
         let h = layer.post_norm.forward(&x)?;
         Ok((x + layer.ffn.forward(&h)?)?)
     }
-}
-
-/// RoPE cosine and sine tables, `[max_position_embeddings, rotary_dim / 2]`.
-fn rope_tables(cfg: &ModelConfig, dtype: DType, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
-    let dim = cfg.rotary_dim;
-    let inv_freq: Vec<f32> = (0..dim)
-        .step_by(2)
-        .map(|i| 1f32 / cfg.rope_theta.powf(i as f64 / dim as f64) as f32)
-        .collect();
-    let inv = Tensor::from_vec(inv_freq, (1, dim / 2), device)?;
-    let t = Tensor::arange(0u32, cfg.max_position_embeddings as u32, device)?
-        .to_dtype(DType::F32)?
-        .reshape((cfg.max_position_embeddings, 1))?;
-    let freqs = t.matmul(&inv)?;
-    Ok((freqs.cos()?.to_dtype(dtype)?, freqs.sin()?.to_dtype(dtype)?))
 }
 
 /// Index of the largest value in a `[vocab]` f32 row (greedy sampling).

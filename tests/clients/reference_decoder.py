@@ -13,6 +13,7 @@ row per position.
 
 import argparse
 import json
+import math
 import struct
 
 import numpy as np
@@ -201,21 +202,61 @@ class Decoder:
         causal = np.triu(np.full((t, t), -np.inf), k=1)
         out = np.zeros((t, heads, vdim))
         for h in range(heads):
-            s = query[:, h] @ key[:, h].T / np.sqrt(nope + rope) + causal
+            s = query[:, h] @ key[:, h].T / np.sqrt(nope + rope) * self.softmax_scale_factor() + causal
             p = np.exp(s - s.max(axis=-1, keepdims=True))
             p /= p.sum(axis=-1, keepdims=True)
             out[:, h] = p @ value[:, h]
         return self.linear(out.reshape(t, -1), f"{prefix}.o_proj")
 
+    def inverse_frequencies(self):
+        """RoPE's inverse frequencies and the factor on cos/sin: plain, or YaRN as in
+        transformers' _compute_yarn_parameters."""
+        c = self.cfg
+        r, base = self.rotary_dim, c.get("rope_theta", 10000.0)
+        plain = 1.0 / (base ** (np.arange(0, r, 2) / r))
+        y = c.get("rope_scaling") or {}
+        if y.get("rope_type", y.get("type")) != "yarn":
+            return plain, 1.0
+        original = y["original_max_position_embeddings"]
+        factor = y.get("factor") or c["max_position_embeddings"] / original
+
+        def mag(scale, m=1.0):
+            return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+        attention = y.get("attention_factor")
+        if attention is None:
+            attention = (mag(factor, y["mscale"]) / mag(factor, y["mscale_all_dim"])
+                         if y.get("mscale") and y.get("mscale_all_dim") else mag(factor))
+
+        def dim_of(rotations):
+            return r * math.log(original / (rotations * 2 * math.pi)) / (2 * math.log(base))
+
+        low, high = dim_of(y.get("beta_fast") or 32), dim_of(y.get("beta_slow") or 1)
+        if y.get("truncate", True):
+            low, high = math.floor(low), math.ceil(high)
+        low, high = max(low, 0), min(high, r - 1)
+        if low == high:
+            high += 0.001
+        ramp = np.clip((np.arange(r // 2) - low) / (high - low), 0, 1)
+        extrapolation = 1 - ramp
+        return plain / factor * (1 - extrapolation) + plain * extrapolation, attention
+
+    def softmax_scale_factor(self):
+        """DeepSeek-V3 multiplies its softmax scale by mscale(factor, mscale_all_dim)**2."""
+        y = self.cfg.get("rope_scaling") or {}
+        if y.get("rope_type", y.get("type")) != "yarn" or not y.get("mscale_all_dim"):
+            return 1.0
+        factor = y.get("factor") or self.cfg["max_position_embeddings"] / y["original_max_position_embeddings"]
+        return (0.1 * y["mscale_all_dim"] * math.log(factor) + 1.0) ** 2 if factor > 1 else 1.0
+
     def logits(self, tokens):
         c = self.cfg
         t = len(tokens)
         x = self.w["model.embed_tokens.weight"][tokens]
-        r = self.rotary_dim
-        inv = 1.0 / (c.get("rope_theta", 10000.0) ** (np.arange(0, r, 2) / r))
+        inv, factor = self.inverse_frequencies()
         freqs = np.arange(t)[:, None] * inv[None, :]
         emb = np.concatenate([freqs, freqs], axis=-1)
-        cos, sin = np.cos(emb), np.sin(emb)
+        cos, sin = np.cos(emb) * factor, np.sin(emb) * factor
         for layer in range(c["num_hidden_layers"]):
             p = f"model.layers.{layer}"
             attention = self.latent_attention if self.kind == "deepseek_v3" else self.attention

@@ -15,8 +15,20 @@ const STEPS: usize = 16;
 /// Writes `spec`'s fixture, runs the prompt and 16 greedy steps on the engine, has the
 /// reference recompute the same tokens, and compares every step's logits.
 fn matches_the_reference(name: &str, spec: &ModelSpec) {
+    matches_the_reference_with(name, spec, serde_json::Value::Null);
+}
+
+/// As [`matches_the_reference`], with `rope_scaling` set in `config.json` (unless null).
+fn matches_the_reference_with(name: &str, spec: &ModelSpec, rope_scaling: serde_json::Value) {
     let dir = std::env::temp_dir().join(format!("braid-parity-{name}-{}", std::process::id()));
     spec.write(&dir, &mut |_, _| {}).unwrap_or_else(|e| panic!("{e}"));
+    if !rope_scaling.is_null() {
+        let path = dir.join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default()).unwrap_or_default();
+        config["rope_scaling"] = rope_scaling;
+        std::fs::write(&path, config.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    }
     let model = load_model(&dir, DType::F32, &Device::Cpu, &mut |_, _| {}).unwrap_or_else(|e| panic!("{e}"));
     let cache =
         KvCache::new(model.config(), 8, 16, DType::F32, &Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
@@ -129,6 +141,25 @@ fn minimax_m2_matches_an_independent_numpy_reference() {
         ..ModelSpec::minimax_m2_tiny(512)
     };
     matches_the_reference("minimax-m2", &spec);
+}
+
+#[test]
+fn yarn_scaled_rope_matches_the_numpy_reference() {
+    // DeepSeek-V3's published settings (factor 40, mscale = mscale_all_dim = 1: cos/sin
+    // unscaled, the softmax scale times (0.1 ln 40 + 1)^2), on a short original context so
+    // the ramp reaches the rotated dimensions; and Qwen3's long-context YaRN (cos/sin
+    // times 0.1 ln 4 + 1).
+    matches_the_reference_with(
+        "deepseek-v3-yarn",
+        &ModelSpec::deepseek_v3_tiny(512),
+        serde_json::json!({"type": "yarn", "factor": 40, "original_max_position_embeddings": 64,
+            "beta_fast": 32, "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0}),
+    );
+    matches_the_reference_with(
+        "qwen3-yarn",
+        &ModelSpec::tiny(512),
+        serde_json::json!({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32}),
+    );
 }
 
 #[test]
