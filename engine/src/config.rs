@@ -253,10 +253,16 @@ impl ModelConfig {
         };
         let max_position_embeddings = cfg.usize_or("max_position_embeddings", 4096)?;
         let rope_scaling = match (v.get("rope_scaling"), v.get("rope_parameters")) {
-            (Some(s @ Value::Object(_)), _) => Fields { v: s, path }.yarn("rope_scaling", max_position_embeddings)?,
-            (_, Some(s @ Value::Object(_))) => Fields { v: s, path }.yarn("rope_parameters", max_position_embeddings)?,
+            (Some(s @ Value::Object(_)), _) => {
+                Fields { v: s, path }.yarn("rope_scaling", max_position_embeddings)?
+            }
+            (_, Some(s @ Value::Object(_))) => {
+                Fields { v: s, path }.yarn("rope_parameters", max_position_embeddings)?
+            }
             (None | Some(Value::Null), _) => None,
-            (Some(other), _) => return Err(cfg.error("rope_scaling", &format!("must be an object, got {other}"))),
+            (Some(other), _) => {
+                return Err(cfg.error("rope_scaling", &format!("must be an object, got {other}")))
+            }
         };
         let default_rotary = if architecture == Architecture::Glm4Moe {
             0.5

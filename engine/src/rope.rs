@@ -87,11 +87,18 @@ impl Yarn {
 }
 
 /// RoPE cosine and sine tables, `[max_position_embeddings, rotary_dim / 2]`.
-pub(crate) fn tables(cfg: &ModelConfig, dtype: DType, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+pub(crate) fn tables(
+    cfg: &ModelConfig,
+    dtype: DType,
+    device: &Device,
+) -> candle_core::Result<(Tensor, Tensor)> {
     let dim = cfg.rotary_dim;
     let (inv_freq, factor): (Vec<f32>, f64) = match &cfg.rope_scaling {
         Some(yarn) => (
-            yarn.inv_freq(cfg.rope_theta, dim).into_iter().map(|f| f as f32).collect(),
+            yarn.inv_freq(cfg.rope_theta, dim)
+                .into_iter()
+                .map(|f| f as f32)
+                .collect(),
             yarn.cos_sin_factor(),
         ),
         None => (
@@ -140,8 +147,14 @@ mod tests {
         let f = y.inv_freq(10_000.0, 64);
         let plain = |i: usize| 1.0 / 10_000f64.powf((2 * i) as f64 / 64.0);
         assert_eq!(f.len(), 32);
-        assert!((f[0] - plain(0)).abs() < 1e-12, "the fastest pair keeps its frequency");
-        assert!((f[31] - plain(31) / 40.0).abs() < 1e-12, "the slowest pair is interpolated");
+        assert!(
+            (f[0] - plain(0)).abs() < 1e-12,
+            "the fastest pair keeps its frequency"
+        );
+        assert!(
+            (f[31] - plain(31) / 40.0).abs() < 1e-12,
+            "the slowest pair is interpolated"
+        );
         assert!(f.windows(2).all(|w| w[1] < w[0]), "frequencies still fall");
         // mscale = mscale_all_dim: cos/sin unscaled, the softmax scaled by (0.1 ln 40 + 1)².
         assert_eq!(y.cos_sin_factor(), 1.0);
