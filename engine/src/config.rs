@@ -463,17 +463,34 @@ impl Fields<'_> {
         }
     }
 
-    /// Qwen3-MoE's experts: `num_experts` softmax-routed experts on every
-    /// `decoder_sparse_step`-th layer not listed in `mlp_only_layers`.
-    fn qwen3_moe(&self, num_layers: usize) -> Result<MoeConfig> {
-        let experts = self.usize("num_experts")?;
+    /// The routed experts' count (`field`) and `num_experts_per_tok`, which must not
+    /// exceed it.
+    fn experts(&self, field: &str) -> Result<(usize, usize)> {
+        let experts = self.usize(field)?;
         let top_k = self.usize("num_experts_per_tok")?;
         if top_k > experts {
             return Err(self.error(
                 "num_experts_per_tok",
-                &format!("{top_k} is more than num_experts {experts}"),
+                &format!("{top_k} is more than {field} {experts}"),
             ));
         }
+        Ok((experts, top_k))
+    }
+
+    /// Refuses a `scoring_func` other than sigmoid (absent means sigmoid).
+    fn sigmoid_scoring(&self) -> Result<()> {
+        match self.v.get("scoring_func").and_then(Value::as_str) {
+            Some(f) if f != "sigmoid" => {
+                Err(self.error("scoring_func", &format!("{f:?} is not supported (only sigmoid)")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Qwen3-MoE's experts: `num_experts` softmax-routed experts on every
+    /// `decoder_sparse_step`-th layer not listed in `mlp_only_layers`.
+    fn qwen3_moe(&self, num_layers: usize) -> Result<MoeConfig> {
+        let (experts, top_k) = self.experts("num_experts")?;
         let step = self.usize_or("decoder_sparse_step", 1)?;
         let dense_only: Vec<u64> = match self.v.get("mlp_only_layers") {
             None | Some(Value::Null) => Vec::new(),
@@ -511,16 +528,9 @@ impl Fields<'_> {
     /// `routed_scaling_factor`, plus `n_shared_experts` always on, on every layer from
     /// `first_k_dense_replace` on.
     fn sigmoid_moe(&self, num_layers: usize) -> Result<MoeConfig> {
-        let experts = self.usize("n_routed_experts")?;
-        let top_k = self.usize("num_experts_per_tok")?;
+        let (experts, top_k) = self.experts("n_routed_experts")?;
         let groups = self.usize_or("n_group", 1)?;
         let topk_groups = self.usize_or("topk_group", 1)?;
-        if top_k > experts {
-            return Err(self.error(
-                "num_experts_per_tok",
-                &format!("{top_k} is more than n_routed_experts {experts}"),
-            ));
-        }
         if !experts.is_multiple_of(groups) || topk_groups > groups {
             return Err(self.error(
                 "n_group",
@@ -531,11 +541,7 @@ impl Fields<'_> {
         let shared = self.count_or("n_shared_experts", 1)?;
         let first_dense = self.count_or("first_k_dense_replace", 1)?;
         let every = self.usize_or("moe_layer_freq", 1)?;
-        if let Some(f) = self.v.get("scoring_func").and_then(Value::as_str) {
-            if f != "sigmoid" {
-                return Err(self.error("scoring_func", &format!("{f:?} is not supported (only sigmoid)")));
-            }
-        }
+        self.sigmoid_scoring()?;
         Ok(MoeConfig {
             experts,
             expert_intermediate_size: width,
@@ -560,19 +566,8 @@ impl Fields<'_> {
     /// `intermediate_size` on every layer, the choice steered by a correction bias
     /// (`use_routing_bias`), the chosen weights renormalised.
     fn minimax_moe(&self, num_layers: usize) -> Result<MoeConfig> {
-        let experts = self.usize("num_local_experts")?;
-        let top_k = self.usize("num_experts_per_tok")?;
-        if top_k > experts {
-            return Err(self.error(
-                "num_experts_per_tok",
-                &format!("{top_k} is more than num_local_experts {experts}"),
-            ));
-        }
-        if let Some(f) = self.v.get("scoring_func").and_then(Value::as_str) {
-            if f != "sigmoid" {
-                return Err(self.error("scoring_func", &format!("{f:?} is not supported (only sigmoid)")));
-            }
-        }
+        let (experts, top_k) = self.experts("num_local_experts")?;
+        self.sigmoid_scoring()?;
         Ok(MoeConfig {
             experts,
             expert_intermediate_size: self.usize("intermediate_size")?,
