@@ -14,7 +14,9 @@ use crate::model::SeqInput;
 
 /// Positions' rotary tables for one step: `[tokens, rotary_dim / 2]` each.
 pub(crate) struct Rotary<'a> {
+    /// Cosines of the step's positions.
     pub(crate) cos: &'a Tensor,
+    /// Sines of the step's positions.
     pub(crate) sin: &'a Tensor,
     /// Adjacent pairs rotated (DeepSeek) rather than halves (GPT-NeoX, Llama).
     pub(crate) interleaved: bool,
@@ -43,7 +45,8 @@ impl Rotary<'_> {
 /// Query positions per tile of the causal core.
 const Q_TILE: usize = 256;
 /// Keys per tile of the causal core: a tile's scores, `[kv_heads, groups × Q_TILE,
-/// K_TILE]` in f32, are the most attention ever holds, whatever the context length.
+/// K_TILE]` in f32, are the most the scores ever take, whatever the context length (the
+/// step's queries, keys and values are still converted to f32 whole).
 const K_TILE: usize = 1024;
 
 /// Causal attention of `len` new queries `[len, q_heads, dk]` at positions `start..` over

@@ -176,7 +176,8 @@ pub struct MlaConfig {
 /// A mixture-of-experts model's experts and which layers use them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MoeConfig {
-    /// Routed experts per sparse layer (`num_experts`, `n_routed_experts`).
+    /// Routed experts per sparse layer (`num_experts`, `n_routed_experts`,
+    /// `num_local_experts`).
     pub experts: usize,
     /// Width of one expert's MLP (`moe_intermediate_size`).
     pub expert_intermediate_size: usize,
@@ -297,11 +298,24 @@ impl ModelConfig {
                 &format!("rotates {rotary_dim} of head_dim {head_dim}; that must be even and positive"),
             ));
         }
+        if let Some(q) = v.get("quantization_config").filter(|q| !q.is_null()) {
+            // FP8 and other quantized safetensors would load with their scales ignored.
+            let method = q.get("quant_method").and_then(Value::as_str).unwrap_or("unknown");
+            return Err(cfg.error(
+                "quantization_config",
+                &format!(
+                    "quantized checkpoints ({method}) are not supported yet; use the bf16 or f32 weights"
+                ),
+            ));
+        }
         let eos_token_ids = token_ids(v.get("eos_token_id"));
         let num_layers = cfg.usize("num_hidden_layers")?;
         let moe = match architecture {
             Architecture::Qwen3Moe => Some(cfg.qwen3_moe(num_layers)?),
-            Architecture::Glm4Moe | Architecture::DeepseekV3 => Some(cfg.sigmoid_moe(num_layers)?),
+            // Defaults where a config leaves a field out: each family's published defaults
+            // (groups, groups allowed, dense first layers, scaling factor).
+            Architecture::Glm4Moe => Some(cfg.sigmoid_moe(num_layers, (1, 1, 1, 1.0))?),
+            Architecture::DeepseekV3 => Some(cfg.sigmoid_moe(num_layers, (8, 4, 3, 2.5))?),
             Architecture::MiniMaxM2 => Some(cfg.minimax_moe(num_layers)?),
             _ => None,
         };
@@ -316,7 +330,10 @@ impl ModelConfig {
             head_dim,
             rotary_dim,
             rms_norm_eps: cfg.f64_or("rms_norm_eps", 1e-6)?,
-            rope_theta: rope.f64_or("rope_theta", 10_000.0)?,
+            rope_theta: match rope.v.get("rope_theta") {
+                Some(_) => rope.f64_or("rope_theta", 10_000.0)?,
+                None => cfg.f64_or("rope_theta", 10_000.0)?,
+            },
             rope_scaling,
             max_position_embeddings,
             tie_word_embeddings: cfg.bool_or("tie_word_embeddings", false)?,
@@ -527,10 +544,11 @@ impl Fields<'_> {
     /// sigmoid-scored experts with `e_score_correction_bias`, group-limited, scaled by
     /// `routed_scaling_factor`, plus `n_shared_experts` always on, on every layer from
     /// `first_k_dense_replace` on.
-    fn sigmoid_moe(&self, num_layers: usize) -> Result<MoeConfig> {
+    fn sigmoid_moe(&self, num_layers: usize, defaults: (usize, usize, usize, f64)) -> Result<MoeConfig> {
+        let (default_groups, default_topk_groups, default_first_dense, default_scale) = defaults;
         let (experts, top_k) = self.experts("n_routed_experts")?;
-        let groups = self.usize_or("n_group", 1)?;
-        let topk_groups = self.usize_or("topk_group", 1)?;
+        let groups = self.usize_or("n_group", default_groups)?;
+        let topk_groups = self.usize_or("topk_group", default_topk_groups)?;
         if !experts.is_multiple_of(groups) || topk_groups > groups {
             return Err(self.error(
                 "n_group",
@@ -539,7 +557,7 @@ impl Fields<'_> {
         }
         let width = self.usize("moe_intermediate_size")?;
         let shared = self.count_or("n_shared_experts", 1)?;
-        let first_dense = self.count_or("first_k_dense_replace", 1)?;
+        let first_dense = self.count_or("first_k_dense_replace", default_first_dense)?;
         let every = self.usize_or("moe_layer_freq", 1)?;
         self.sigmoid_scoring()?;
         Ok(MoeConfig {
@@ -552,7 +570,7 @@ impl Fields<'_> {
                 normalize: self.bool_or("norm_topk_prob", true)?,
                 groups,
                 topk_groups,
-                scale: self.f64_or("routed_scaling_factor", 1.0)? as f32,
+                scale: self.f64_or("routed_scaling_factor", default_scale)? as f32,
             },
             correction_bias: true,
             layout: MoeLayout::Mlp,
@@ -617,8 +635,9 @@ impl Fields<'_> {
         };
         Ok(Some(Yarn {
             factor: match optional("factor")? {
-                Some(f) => f,
-                None => max_position_embeddings as f64 / original as f64,
+                Some(f) if f >= 1.0 => f,
+                Some(f) => return Err(self.error("factor", &format!("must be at least 1, got {f}"))),
+                None => (max_position_embeddings as f64 / original as f64).max(1.0),
             },
             original_max_position_embeddings: original,
             beta_fast: optional("beta_fast")?.filter(|b| *b != 0.0).unwrap_or(32.0),

@@ -36,6 +36,7 @@ impl Mlp {
         })
     }
 
+    /// `down(silu(gate(x)) * up(x))` for `x` of `[tokens, hidden]`.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = (candle_nn::ops::silu(&self.gate.forward(x)?)? * self.up.forward(x)?)?;
         self.down.forward(&h)
@@ -45,6 +46,7 @@ impl Mlp {
 /// A mixture of experts: a router, the routed experts and an optional shared expert.
 #[derive(Debug)]
 pub(crate) struct Experts {
+    /// `gate`: one logit per expert, in f32.
     router: Proj,
     correction_bias: Option<Vec<f32>>,
     experts: Vec<Mlp>,
@@ -57,10 +59,13 @@ impl Experts {
     /// correction bias and `shared_experts.*` under `vb` (the layer's sparse module), in
     /// the config's checkpoint names.
     pub(crate) fn load(hidden: usize, cfg: &MoeConfig, vb: &VarBuilder) -> candle_core::Result<Experts> {
-        let router = Proj::load(hidden, cfg.experts, false, vb.pp("gate"))?;
+        // The router and its bias stay f32 whatever the weights' dtype, as the published
+        // code keeps them: in bf16, near-equal experts could be chosen differently.
+        let f32_vb = vb.clone().set_dtype(DType::F32);
+        let router = Proj::load(hidden, cfg.experts, false, f32_vb.pp("gate"))?;
         let correction_bias = if cfg.correction_bias {
-            let b = vb.get(cfg.experts, cfg.layout.correction_bias())?;
-            Some(b.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+            let b = f32_vb.get(cfg.experts, cfg.layout.correction_bias())?;
+            Some(b.to_vec1::<f32>()?)
         } else {
             None
         };
@@ -96,7 +101,7 @@ impl Experts {
 
     /// Runs `x` (`[tokens, hidden]`) through each token's experts, weighted by its router.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let logits = self.router.forward(x)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let logits = self.router.forward(&x.to_dtype(DType::F32)?)?.to_vec2::<f32>()?;
         // Per expert: the rows routed to it and their weights.
         let mut rows: Vec<Vec<u32>> = vec![Vec::new(); self.experts.len()];
         let mut weights: Vec<Vec<f32>> = vec![Vec::new(); self.experts.len()];
@@ -143,6 +148,7 @@ pub(crate) enum FeedForward {
 }
 
 impl FeedForward {
+    /// The feed-forward output of `x` (`[tokens, hidden]`).
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             FeedForward::Dense(m) => m.forward(x),

@@ -1,7 +1,7 @@
 //! Random-weight models in the real Hugging Face layout (`config.json` +
 //! `model.safetensors`), for tests and benchmarks where no checkpoint can be downloaded:
-//! Qwen3, Qwen3-MoE (Qwen3 with experts), GLM-4.5 (`Glm4MoeForCausalLM`) and
-//! DeepSeek-V3 (`DeepseekV3ForCausalLM`).
+//! Qwen3, Qwen3-MoE (Qwen3 with experts), GLM-4.5 (`Glm4MoeForCausalLM`), DeepSeek-V3
+//! (`DeepseekV3ForCausalLM`) and MiniMax-M2 (`MiniMaxM2ForCausalLM`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -129,7 +129,7 @@ pub struct ModelSpec {
     pub seed: u64,
     /// EOS ids written to `config.json`.
     pub eos_token_ids: Vec<u32>,
-    /// The experts (Qwen3-MoE, GLM-4.5, DeepSeek-V3).
+    /// The experts (Qwen3-MoE, GLM-4.5, DeepSeek-V3, MiniMax-M2).
     pub moe: Option<MoeSpec>,
     /// Latent attention's shapes (DeepSeek-V3; `heads` and `hidden` are the spec's).
     pub mla: Option<MlaConfig>,
@@ -223,6 +223,8 @@ impl ModelSpec {
         ModelSpec {
             family: Family::DeepseekV3,
             layers: 3,
+            // Latent attention has no key/value heads; the config repeats the heads.
+            kv_heads: 4,
             moe: Some(MoeSpec::tiny()),
             mla: Some(MlaConfig {
                 q_lora_rank: Some(32),
@@ -424,19 +426,15 @@ impl ModelSpec {
     }
 
     /// Tensor names and shapes, in checkpoint order.
-    pub fn tensors(&self) -> Vec<(String, Vec<usize>)> {
+    pub fn tensors(&self) -> Result<Vec<(String, Vec<usize>)>> {
         let (h, q, kv) = (
             self.hidden,
             self.heads * self.head_dim,
             self.kv_heads * self.head_dim,
         );
         // The engine's reading of this config decides which tensors exist, so the two agree.
-        let cfg = ModelConfig::from_json(&self.config_json(), Path::new("config.json")).ok();
-        let (qk_norm, qkv_bias) = cfg
-            .as_ref()
-            .map_or((QkNorm::PerHead, false), |c| (c.qk_norm, c.qkv_bias));
-        let mla = cfg.as_ref().and_then(|c| c.mla.clone());
-        let moe = cfg.and_then(|c| c.moe);
+        let cfg = ModelConfig::from_json(&self.config_json(), Path::new("config.json"))?;
+        let (qk_norm, qkv_bias, mla, moe) = (cfg.qk_norm, cfg.qkv_bias, cfg.mla, cfg.moe);
         let mut out = vec![("model.embed_tokens.weight".to_owned(), vec![self.vocab, h])];
         for l in 0..self.layers {
             let p = format!("model.layers.{l}");
@@ -480,7 +478,7 @@ impl ModelSpec {
         if !self.tie_word_embeddings {
             out.push(("lm_head.weight".to_owned(), vec![self.vocab, h]));
         }
-        out
+        Ok(out)
     }
 
     /// The feed-forward tensors of layer `l` (prefix `p`): the dense MLP, or the router,
@@ -530,7 +528,7 @@ impl ModelSpec {
             source,
         })?;
         std::fs::write(&config, text).map_err(|source| Error::Io { path: config, source })?;
-        let specs = self.tensors();
+        let specs = self.tensors()?;
         let mut rng = Gaussian::new(self.seed);
         let mut tensors = HashMap::new();
         for (n, (name, shape)) in specs.iter().enumerate() {

@@ -134,6 +134,31 @@ mod tests {
         );
 
         ModelSpec::tiny(32).write(&d, &mut |_, _| {}).unwrap();
+        edit_config(
+            &d,
+            |v| {
+                v["quantization_config"] =
+                    serde_json::json!({"quant_method": "fp8", "weight_block_size": [128, 128]})
+            },
+        );
+        let err = load(&d).unwrap_err().to_string();
+        assert!(
+            err.contains("field `quantization_config`") && err.contains("(fp8) are not supported"),
+            "{err}"
+        );
+
+        ModelSpec::tiny(32).write(&d, &mut |_, _| {}).unwrap();
+        edit_config(
+            &d,
+            |v| {
+                v["rope_scaling"] =
+                    serde_json::json!({"type": "yarn", "factor": 0.5, "original_max_position_embeddings": 32})
+            },
+        );
+        let err = load(&d).unwrap_err().to_string();
+        assert!(err.contains("field `factor`: must be at least 1"), "{err}");
+
+        ModelSpec::tiny(32).write(&d, &mut |_, _| {}).unwrap();
         edit_config(&d, |v| v["intermediate_size"] = serde_json::json!(100));
         let err = load(&d).unwrap_err().to_string();
         assert!(

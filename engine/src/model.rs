@@ -1,4 +1,4 @@
-//! The decoder (Qwen3, Qwen2, Llama, Qwen3-MoE, GLM-4.5, DeepSeek-V3) with a batched forward: one call runs any number of
+//! The decoder (Qwen3, Qwen2, Llama, Qwen3-MoE, GLM-4.5, DeepSeek-V3, MiniMax-M2) with a batched forward: one call runs any number of
 //! sequences, each at its own position with its own block table in the paged cache.
 //!
 //! Linear layers run once over all new tokens of the step (the weights are read once per

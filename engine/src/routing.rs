@@ -44,6 +44,7 @@ pub struct Scratch {
     scores: Vec<f32>,
     choice: Vec<f32>,
     order: Vec<usize>,
+    group_scores: Vec<f32>,
 }
 
 impl Routing {
@@ -63,6 +64,7 @@ impl Routing {
             scores,
             choice,
             order,
+            group_scores,
         } = scratch;
         scores.clear();
         match self.scoring {
@@ -80,7 +82,7 @@ impl Routing {
             _ => choice.extend_from_slice(scores),
         }
         if self.groups > 1 && n.is_multiple_of(self.groups) && self.topk_groups < self.groups {
-            self.keep_best_groups(choice, order);
+            self.keep_best_groups(choice, order, group_scores);
         }
         order.clear();
         order.extend(0..n);
@@ -108,8 +110,10 @@ impl Routing {
     }
 
     /// Rules out every expert outside the best `topk_groups` groups (a group scores the
-    /// sum of its two best choice values) by setting its choice value to minus infinity.
-    fn keep_best_groups(&self, choice: &mut [f32], order: &mut Vec<usize>) {
+    /// sum of its two best choice values) by setting its choice value to minus infinity,
+    /// as DeepSeek's own inference code, vLLM and SGLang do (Hugging Face's modeling code
+    /// fills 0.0, which differs only when a kept expert's biased score is negative).
+    fn keep_best_groups(&self, choice: &mut [f32], order: &mut Vec<usize>, group_scores: &mut Vec<f32>) {
         let size = choice.len() / self.groups;
         let group_score = |g: usize| {
             let (mut first, mut second) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
@@ -126,7 +130,8 @@ impl Routing {
                 first + second
             }
         };
-        let group_scores: Vec<f32> = (0..self.groups).map(group_score).collect();
+        group_scores.clear();
+        group_scores.extend((0..self.groups).map(group_score));
         order.clear();
         order.extend(0..self.groups);
         order.sort_unstable_by(|a, b| group_scores[*b].total_cmp(&group_scores[*a]).then(a.cmp(b)));
@@ -220,6 +225,21 @@ mod tests {
         let r = Routing { topk_groups: 2, ..r };
         let got: Vec<usize> = choose(&r, &logits, None).iter().map(|(e, _)| *e).collect();
         assert_eq!(got, [0, 2]);
+    }
+
+    #[test]
+    fn experts_of_unchosen_groups_are_never_chosen_even_over_negative_scores() {
+        // Group 1 wins; its second expert's biased score is negative. With 0.0 as the mask
+        // (Hugging Face's modeling code) expert 0 of the losing group would outrank it.
+        let logits = [0.0, 0.0, 5.0, 0.0];
+        let bias = [-0.4, -0.4, 0.0, -0.9];
+        let r = Routing {
+            groups: 2,
+            topk_groups: 1,
+            ..routing(Scoring::Sigmoid, 2, false)
+        };
+        let got: Vec<usize> = choose(&r, &logits, Some(&bias)).iter().map(|(e, _)| *e).collect();
+        assert_eq!(got, [2, 3]);
     }
 
     #[test]

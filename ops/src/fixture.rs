@@ -250,7 +250,7 @@ pub(crate) fn run(cmd: &FixtureCommand) -> anyhow::Result<ExitCode> {
     spec.eos_token_ids = eos.clone();
 
     let bar = crate::progress_bar(
-        spec.tensors().len() as u64,
+        spec.tensors()?.len() as u64,
         "writing weights {bar:30} {pos}/{len} tensors",
     );
     spec.write(&args.out, &mut |done, _| bar.set_position(done as u64))?;

@@ -128,7 +128,9 @@ class Decoder:
         best = np.argsort(-group_scores, axis=-1, kind="stable")[:, :keep]
         mask = np.zeros((n, groups), dtype=bool)
         np.put_along_axis(mask, best, True, axis=-1)
-        choice = np.where(np.repeat(mask, experts // groups, axis=-1), choice, 0.0)
+        # Experts of unchosen groups are ruled out with -inf, as in DeepSeek's inference code,
+        # vLLM and SGLang (transformers fills 0.0; they differ only for negative scores).
+        choice = np.where(np.repeat(mask, experts // groups, axis=-1), choice, -np.inf)
         idx = np.argsort(-choice, axis=-1, kind="stable")[:, :k]
         weights = np.take_along_axis(scores, idx, axis=-1)
         if c.get("norm_topk_prob", True):
@@ -210,7 +212,8 @@ class Decoder:
 
     def inverse_frequencies(self):
         """RoPE's inverse frequencies and the factor on cos/sin: plain, or YaRN as in
-        transformers' _compute_yarn_parameters."""
+        transformers' _compute_yarn_parameters (`factor` as given; the max/original ratio
+        only where `factor` is absent)."""
         c = self.cfg
         r, base = self.rotary_dim, c.get("rope_theta", 10000.0)
         plain = 1.0 / (base ** (np.arange(0, r, 2) / r))
