@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
-"""Builds a small random-weight Qwen3-shaped GGUF with the real Qwen3 tokenizer, for the
-llama.cpp upstream test: llama.cpp's `qwen3` architecture, byte-level BPE vocabulary and
-merges from tokenizer.json, EOS from the tokenizer config.
+"""Builds a Qwen3-shaped GGUF with the real Qwen3 tokenizer: llama.cpp's `qwen3`
+architecture, byte-level BPE vocabulary and merges from tokenizer.json, EOS from the
+tokenizer config. The weights are random (the llama.cpp upstream test), or, with
+--weights, a Qwen3 model folder's own (`braid fixture qwen3`), copied as f32 so
+llama.cpp runs the very model braid runs (the engine comparison).
 
-Usage: make_gguf.py --tokenizer DIR --out FILE.gguf [--layers 2 --hidden 64 --seed 0]"""
+Usage: make_gguf.py --tokenizer DIR --out FILE.gguf [--layers 2 --hidden 64 --seed 0]
+       make_gguf.py --tokenizer DIR --out FILE.gguf --weights MODEL_DIR"""
 
 import argparse
 import json
 
 import gguf
 import numpy as np
+
+from reference_decoder import load_safetensors
 
 
 def main():
@@ -23,7 +28,19 @@ def main():
     p.add_argument("--head-dim", type=int, default=16)
     p.add_argument("--ffn", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--weights", help="a Qwen3 model folder whose weights to copy (its shape wins)")
     a = p.parse_args()
+    weights = None
+    if a.weights:
+        c = json.load(open(f"{a.weights}/config.json", encoding="utf-8"))
+        if c.get("architectures") != ["Qwen3ForCausalLM"]:
+            raise SystemExit(f"--weights takes a Qwen3ForCausalLM folder, not {c.get('architectures')}")
+        a.layers, a.hidden, a.ffn = c["num_hidden_layers"], c["hidden_size"], c["intermediate_size"]
+        a.heads, a.kv_heads, a.head_dim = c["num_attention_heads"], c["num_key_value_heads"], c["head_dim"]
+        weights = {k: v.astype(np.float32) for k, v in load_safetensors(f"{a.weights}/model.safetensors").items()}
+        rope_theta, eps, context = c["rope_theta"], c["rms_norm_eps"], c["max_position_embeddings"]
+    else:
+        rope_theta, eps, context = 1_000_000.0, 1e-6, 4096
 
     tok = json.load(open(f"{a.tokenizer}/tokenizer.json", encoding="utf-8"))
     cfg = json.load(open(f"{a.tokenizer}/tokenizer_config.json", encoding="utf-8"))
@@ -47,15 +64,15 @@ def main():
     w = gguf.GGUFWriter(a.out, "qwen3")
     w.add_name("braid-random-qwen3")
     w.add_block_count(a.layers)
-    w.add_context_length(4096)
+    w.add_context_length(context)
     w.add_embedding_length(a.hidden)
     w.add_feed_forward_length(a.ffn)
     w.add_head_count(a.heads)
     w.add_head_count_kv(a.kv_heads)
     w.add_key_length(a.head_dim)
     w.add_value_length(a.head_dim)
-    w.add_rope_freq_base(1_000_000.0)
-    w.add_layer_norm_rms_eps(1e-6)
+    w.add_rope_freq_base(rope_theta)
+    w.add_layer_norm_rms_eps(eps)
     w.add_file_type(gguf.LlamaFileType.ALL_F32)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("qwen2")
@@ -72,23 +89,31 @@ def main():
     rng = np.random.default_rng(a.seed)
     def rand(*shape):
         return (rng.standard_normal(shape) * 0.02).astype(np.float32)
+    def ones(*shape):
+        return np.ones(shape, np.float32)
     h, q, kv = a.hidden, a.heads * a.head_dim, a.kv_heads * a.head_dim
-    w.add_tensor("token_embd.weight", rand(n, h))
-    w.add_tensor("output_norm.weight", np.ones(h, np.float32))
-    w.add_tensor("output.weight", rand(n, h))
+
+    def tensor(gguf_name, hf_name, make, *shape):
+        """The folder's tensor under its Hugging Face name, else a made-up one."""
+        w.add_tensor(gguf_name, weights[hf_name] if weights is not None else make(*shape))
+
+    tensor("token_embd.weight", "model.embed_tokens.weight", rand, n, h)
+    tensor("output_norm.weight", "model.norm.weight", ones, h)
+    if weights is None or "lm_head.weight" in weights:
+        tensor("output.weight", "lm_head.weight", rand, n, h)
     for i in range(a.layers):
-        b = f"blk.{i}"
-        w.add_tensor(f"{b}.attn_norm.weight", np.ones(h, np.float32))
-        w.add_tensor(f"{b}.attn_q.weight", rand(q, h))
-        w.add_tensor(f"{b}.attn_k.weight", rand(kv, h))
-        w.add_tensor(f"{b}.attn_v.weight", rand(kv, h))
-        w.add_tensor(f"{b}.attn_output.weight", rand(h, q))
-        w.add_tensor(f"{b}.attn_q_norm.weight", np.ones(a.head_dim, np.float32))
-        w.add_tensor(f"{b}.attn_k_norm.weight", np.ones(a.head_dim, np.float32))
-        w.add_tensor(f"{b}.ffn_norm.weight", np.ones(h, np.float32))
-        w.add_tensor(f"{b}.ffn_gate.weight", rand(a.ffn, h))
-        w.add_tensor(f"{b}.ffn_up.weight", rand(a.ffn, h))
-        w.add_tensor(f"{b}.ffn_down.weight", rand(h, a.ffn))
+        b, m = f"blk.{i}", f"model.layers.{i}"
+        tensor(f"{b}.attn_norm.weight", f"{m}.input_layernorm.weight", ones, h)
+        tensor(f"{b}.attn_q.weight", f"{m}.self_attn.q_proj.weight", rand, q, h)
+        tensor(f"{b}.attn_k.weight", f"{m}.self_attn.k_proj.weight", rand, kv, h)
+        tensor(f"{b}.attn_v.weight", f"{m}.self_attn.v_proj.weight", rand, kv, h)
+        tensor(f"{b}.attn_output.weight", f"{m}.self_attn.o_proj.weight", rand, h, q)
+        tensor(f"{b}.attn_q_norm.weight", f"{m}.self_attn.q_norm.weight", ones, a.head_dim)
+        tensor(f"{b}.attn_k_norm.weight", f"{m}.self_attn.k_norm.weight", ones, a.head_dim)
+        tensor(f"{b}.ffn_norm.weight", f"{m}.post_attention_layernorm.weight", ones, h)
+        tensor(f"{b}.ffn_gate.weight", f"{m}.mlp.gate_proj.weight", rand, a.ffn, h)
+        tensor(f"{b}.ffn_up.weight", f"{m}.mlp.up_proj.weight", rand, a.ffn, h)
+        tensor(f"{b}.ffn_down.weight", f"{m}.mlp.down_proj.weight", rand, h, a.ffn)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

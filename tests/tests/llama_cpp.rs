@@ -106,3 +106,100 @@ fn braid_in_front_of_llama_cpp() {
         "{text}"
     );
 }
+
+/// llama.cpp runs the very model braid runs: a `braid fixture qwen3` folder converted to
+/// GGUF (`make_gguf.py --weights`, f32) gives llama.cpp's `qwen3` the same next-token
+/// logits at every position of a prompt as braid's engine. This is what makes the two
+/// engines' speeds comparable (`llama_bench.py` beside `braid bench engine`), and a third
+/// parity reference for the dense architecture.
+#[test]
+fn llama_cpp_scores_a_converted_fixture_as_braid_does() {
+    use braid_engine::{load_model, BlockAllocator, KvCache, SeqInput};
+    use candle_core::{DType, Device};
+
+    let python = braid_tests::venv_python();
+    let model = braid_tests::qwen3_fixture("llama-parity");
+    let gguf = model.join("model.gguf");
+    let tok = repo_root().join(".fixtures/tokenizer-qwen3");
+    let built = std::process::Command::new(&python)
+        .arg(repo_root().join("tests/clients/make_gguf.py"))
+        .arg("--tokenizer")
+        .arg(&tok)
+        .arg("--out")
+        .arg(&gguf)
+        .arg("--weights")
+        .arg(&model)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+
+    let prompt: Vec<u32> = vec![9707, 11, 1879, 0, 151644, 872, 198, 3838, 374, 279, 9104, 30];
+    let list: Vec<String> = prompt.iter().map(u32::to_string).collect();
+    let out = model.join("llama-logits.json");
+    braid_tests::run_client(
+        "llama_bench.py",
+        &[
+            "--gguf",
+            &gguf.to_string_lossy(),
+            "--tokens",
+            &list.join(","),
+            "--logits-out",
+            &out.to_string_lossy(),
+            "--decode-steps",
+            "0",
+        ],
+    );
+    let theirs: Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap_or_default()).unwrap_or_default();
+    let theirs = theirs["logits"].as_array().cloned().unwrap_or_default();
+    assert_eq!(theirs.len(), prompt.len(), "llama.cpp's rows");
+
+    let engine =
+        load_model(&model, DType::F32, &Device::Cpu, &mut |_, _| {}).unwrap_or_else(|e| panic!("{e}"));
+    let cache =
+        KvCache::new(engine.config(), 4, 16, DType::F32, &Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
+    let mut alloc = BlockAllocator::new(4);
+    let blocks: Vec<u32> = (0..4).filter_map(|_| alloc.allocate()).collect();
+    let mut worst = 0f64;
+    for (pos, row) in theirs.iter().enumerate() {
+        let ours = engine
+            .forward(
+                &[SeqInput {
+                    tokens: &prompt[pos..pos + 1],
+                    start: pos,
+                    blocks: &blocks,
+                }],
+                &cache,
+            )
+            .and_then(|l| Ok(l.flatten_all()?.to_vec1::<f32>()?))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let row: Vec<f64> = row
+            .as_array()
+            .map(|r| r.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default();
+        assert_eq!(row.len(), ours.len(), "vocabulary at position {pos}");
+        let diff = row
+            .iter()
+            .zip(&ours)
+            .map(|(a, b)| (a - f64::from(*b)).abs())
+            .fold(0f64, f64::max);
+        worst = worst.max(diff);
+        let argmax = |v: &[f64]| {
+            v.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(i, _)| i)
+        };
+        let ours64: Vec<f64> = ours.iter().map(|&x| f64::from(x)).collect();
+        assert_eq!(argmax(&row), argmax(&ours64), "greedy choice at position {pos}");
+    }
+    eprintln!(
+        "llama.cpp vs braid: max abs logit difference {worst:e} over {} positions",
+        prompt.len()
+    );
+    assert!(worst < 1e-3, "llama.cpp's logits differ from braid's by {worst}");
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""llama.cpp (llama-cpp-python) on a GGUF, as `braid bench engine` measures braid: the
+same deterministic prompt tokens, prefill tokens per second and single-sequence decode
+tokens per second on the same threads; and, with --logits-out, the next-token logits of
+every position of the prompt (to check llama.cpp runs the very model braid runs).
+
+Usage: llama_bench.py --gguf FILE [--prompt-tokens 512] [--decode-steps 32] [--threads 2]
+                      [--logits-out FILE --tokens 1,2,3]
+Prints one JSON object."""
+
+import argparse
+import json
+import time
+
+import llama_cpp
+import numpy as np
+
+
+def prompt(n, salt, vocab):
+    """braid bench engine's prompt: ((i * 2654435761 + salt) mod 2^32) >> 7, mod the vocabulary."""
+    return [(((i * 2654435761 + salt) & 0xFFFFFFFF) >> 7) % vocab for i in range(n)]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--gguf", required=True)
+    p.add_argument("--prompt-tokens", type=int, default=512)
+    p.add_argument("--decode-steps", type=int, default=32)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--tokens")
+    p.add_argument("--logits-out")
+    a = p.parse_args()
+    fixed = [int(t) for t in a.tokens.split(",")] if a.tokens else None
+    n_ctx = (len(fixed) if fixed else a.prompt_tokens) + a.decode_steps + 16
+    # An f32 KV cache, as braid keeps for f32 weights (llama.cpp's default is f16).
+    llm = llama_cpp.Llama(model_path=a.gguf, n_ctx=n_ctx, n_batch=512, n_threads=a.threads,
+                          n_threads_batch=a.threads, logits_all=bool(a.logits_out), verbose=False,
+                          type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32)
+    vocab = llm.n_vocab()
+    if fixed:
+        llm.eval(fixed)
+        logits = np.asarray(llm.scores[:len(fixed)], dtype=np.float64)
+        with open(a.logits_out, "w") as f:
+            json.dump({"logits": logits.tolist()}, f)
+        print(json.dumps({"positions": len(fixed), "vocab": vocab}))
+        return
+    tokens = prompt(a.prompt_tokens, 7, vocab)
+    t = time.perf_counter()
+    llm.eval(tokens)
+    prefill = time.perf_counter() - t
+    t = time.perf_counter()
+    for step in range(a.decode_steps):
+        llm.eval([tokens[step % len(tokens)]])
+    decode = time.perf_counter() - t
+    print(json.dumps({
+        "engine": f"llama.cpp (llama-cpp-python {llama_cpp.__version__})",
+        "threads": a.threads,
+        "prefill_tokens": a.prompt_tokens,
+        "prefill_tok_s": round(a.prompt_tokens / prefill, 2),
+        "ttft_ms": round(prefill * 1e3, 2),
+        "decode_tok_s": round(a.decode_steps / decode, 2),
+    }))
+
+
+if __name__ == "__main__":
+    main()
