@@ -11,6 +11,21 @@ use std::time::Duration;
 use braid_tests::{free_port, http, repo_root, sse_data, wait_healthy, wait_port, Proc};
 use serde_json::{json, Value};
 
+/// Writes a Qwen3-shaped GGUF with the real Qwen3 tokenizer to `out` (`make_gguf.py`;
+/// random weights unless `options` name a model folder's).
+fn make_gguf(out: &std::path::Path, options: &[&str]) {
+    let tok = repo_root().join(".fixtures/tokenizer-qwen3");
+    let mut args = vec![
+        "--tokenizer".to_owned(),
+        tok.display().to_string(),
+        "--out".to_owned(),
+    ];
+    args.push(out.display().to_string());
+    args.extend(options.iter().map(|o| (*o).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    braid_tests::run_client("make_gguf.py", &args);
+}
+
 #[test]
 fn braid_in_front_of_llama_cpp() {
     let python = braid_tests::venv_python();
@@ -18,19 +33,7 @@ fn braid_in_front_of_llama_cpp() {
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
     let gguf = dir.join("qwen3-random.gguf");
     let tok = repo_root().join(".fixtures/tokenizer-qwen3");
-    let built = std::process::Command::new(&python)
-        .arg(repo_root().join("tests/clients/make_gguf.py"))
-        .arg("--tokenizer")
-        .arg(&tok)
-        .arg("--out")
-        .arg(&gguf)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    make_gguf(&gguf, &[]);
     let up = free_port();
     let mut llama = Proc::start(
         &python,
@@ -117,25 +120,9 @@ fn llama_cpp_scores_a_converted_fixture_as_braid_does() {
     use braid_engine::{load_model, BlockAllocator, KvCache, SeqInput};
     use candle_core::{DType, Device};
 
-    let python = braid_tests::venv_python();
     let model = braid_tests::qwen3_fixture("llama-parity");
     let gguf = model.join("model.gguf");
-    let tok = repo_root().join(".fixtures/tokenizer-qwen3");
-    let built = std::process::Command::new(&python)
-        .arg(repo_root().join("tests/clients/make_gguf.py"))
-        .arg("--tokenizer")
-        .arg(&tok)
-        .arg("--out")
-        .arg(&gguf)
-        .arg("--weights")
-        .arg(&model)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    make_gguf(&gguf, &["--weights", &model.to_string_lossy()]);
 
     let prompt: Vec<u32> = vec![9707, 11, 1879, 0, 151644, 872, 198, 3838, 374, 279, 9104, 30];
     let list: Vec<String> = prompt.iter().map(u32::to_string).collect();
