@@ -217,19 +217,8 @@ impl HeadsAttention {
         let q = Self::rotate(cfg, &q, rotary)?;
         let k = Self::rotate(cfg, &k, rotary)?.reshape((n, nkv * hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let mut outs = Vec::with_capacity(batch.len());
-        let mut offset = 0;
-        for s in batch {
-            let len = s.tokens.len();
-            let ctx = s.start + len;
-            cache.write(
-                layer,
-                s.blocks,
-                s.start,
-                &k.narrow(0, offset, len)?,
-                Some(&v.narrow(0, offset, len)?),
-            )?;
-            let (keys, values) = cache.read(layer, s.blocks, ctx)?;
+        let out = each_sequence(layer, batch, cache, &k, Some(&v), |s, offset, keys, values| {
+            let (len, ctx) = (s.tokens.len(), s.start + s.tokens.len());
             let values = values.ok_or_else(|| crate::Error::Cache("the cache holds no values".into()))?;
             let out = causal(
                 &q.narrow(0, offset, len)?,
@@ -238,11 +227,41 @@ impl HeadsAttention {
                 s.start,
                 scale,
             )?;
-            outs.push(out.to_dtype(x.dtype())?);
-            offset += len;
-        }
-        self.o.forward(&Tensor::cat(&outs, 0)?)
+            Ok(out.to_dtype(x.dtype())?)
+        })?;
+        self.o.forward(&out)
     }
+}
+
+/// For each sequence of the step, in order: writes its rows of the step's new `keys` and
+/// `values` (`[tokens, width]`; no values for latent attention) into the cache at its
+/// positions, then calls `attend(sequence, offset of its rows in the step, every cached
+/// key row of its context, every cached value row)`. Returns the outputs concatenated.
+pub(crate) fn each_sequence(
+    layer: usize,
+    batch: &[SeqInput<'_>],
+    cache: &KvCache,
+    keys: &Tensor,
+    values: Option<&Tensor>,
+    mut attend: impl FnMut(&SeqInput<'_>, usize, Tensor, Option<Tensor>) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let mut outs = Vec::with_capacity(batch.len());
+    let mut offset = 0;
+    for s in batch {
+        let len = s.tokens.len();
+        let new_values = values.map(|v| v.narrow(0, offset, len)).transpose()?;
+        cache.write(
+            layer,
+            s.blocks,
+            s.start,
+            &keys.narrow(0, offset, len)?,
+            new_values.as_ref(),
+        )?;
+        let (cached_keys, cached_values) = cache.read(layer, s.blocks, s.start + len)?;
+        outs.push(attend(s, offset, cached_keys, cached_values)?);
+        offset += len;
+    }
+    Ok(Tensor::cat(&outs, 0)?)
 }
 
 /// A layer's attention.

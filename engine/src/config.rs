@@ -193,6 +193,13 @@ pub struct MoeConfig {
     pub sparse_layers: Vec<bool>,
 }
 
+impl MoeConfig {
+    /// Whether layer `layer`'s feed-forward is the experts.
+    pub fn is_sparse(&self, layer: usize) -> bool {
+        self.sparse_layers.get(layer).copied().unwrap_or(false)
+    }
+}
+
 impl ModelConfig {
     /// Reads `DIR/config.json`.
     pub fn from_dir(dir: &Path) -> Result<ModelConfig> {
@@ -408,7 +415,7 @@ impl ModelConfig {
             }
         };
         let ffn = |layer: usize| match &self.moe {
-            Some(m) if m.sparse_layers.get(layer).copied().unwrap_or(false) => {
+            Some(m) if m.is_sparse(layer) => {
                 let experts = if active_only { m.routing.top_k } else { m.experts };
                 let bias = if m.correction_bias { m.experts } else { 0 };
                 h * m.experts

@@ -485,7 +485,7 @@ impl ModelSpec {
     /// experts and shared experts where the layer is sparse.
     fn ffn_tensors(&self, p: &str, moe: Option<&MoeConfig>, l: usize) -> Vec<(String, Vec<usize>)> {
         let h = self.hidden;
-        let Some(m) = moe.filter(|m| m.sparse_layers.get(l).copied().unwrap_or(false)) else {
+        let Some(m) = moe.filter(|m| m.is_sparse(l)) else {
             return mlp(&format!("{p}.mlp"), h, self.intermediate, DENSE_PROJECTIONS).to_vec();
         };
         let (module, names) = (format!("{p}.{}", m.layout.module()), m.layout.projections());

@@ -12,7 +12,7 @@
 use candle_core::{Module, Tensor};
 use candle_nn::{RmsNorm, VarBuilder};
 
-use crate::attention::{causal, Rotary};
+use crate::attention::{causal, each_sequence, Rotary};
 use crate::config::{MlaConfig, ModelConfig};
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
@@ -128,13 +128,8 @@ impl LatentAttention {
             .reshape((n, rope))?;
         let rows = Tensor::cat(&[&latent, &k_rope], 1)?;
 
-        let mut outs = Vec::with_capacity(batch.len());
-        let mut offset = 0;
-        for s in batch {
-            let len = s.tokens.len();
-            let ctx = s.start + len;
-            cache.write(layer, s.blocks, s.start, &rows.narrow(0, offset, len)?, None)?;
-            let (cached, _) = cache.read(layer, s.blocks, ctx)?;
+        let latents = each_sequence(layer, batch, cache, &rows, None, |s, offset, cached, _| {
+            let (len, ctx) = (s.tokens.len(), s.start + s.tokens.len());
             if cached.dim(1)? != rank + rope {
                 return Err(Error::Cache(format!(
                     "cache rows are {} wide, latent attention needs {}",
@@ -144,17 +139,10 @@ impl LatentAttention {
             }
             let keys = cached.reshape((ctx, 1, rank + rope))?;
             let values = cached.narrow(1, 0, rank)?.reshape((ctx, 1, rank))?;
-            outs.push(causal(
-                &q.narrow(0, offset, len)?,
-                &keys,
-                &values,
-                s.start,
-                self.scale,
-            )?);
-            offset += len;
-        }
+            causal(&q.narrow(0, offset, len)?, &keys, &values, s.start, self.scale)
+        })?;
         // The output absorbs W_uv: per head, the weighted latent times W_uvᵀ.
-        let out = Tensor::cat(&outs, 0)?
+        let out = latents
             .to_dtype(x.dtype())?
             .reshape((n, heads, rank))?
             .transpose(0, 1)?

@@ -1,5 +1,6 @@
-//! The decoder (Qwen3, Qwen2, Llama, Qwen3-MoE, GLM-4.5, DeepSeek-V3, MiniMax-M2) with a batched forward: one call runs any number of
-//! sequences, each at its own position with its own block table in the paged cache.
+//! The decoder (Qwen3, Qwen2, Llama, Qwen3-MoE, GLM-4.5, DeepSeek-V3, MiniMax-M2) with a
+//! batched forward: one call runs any number of sequences, each at its own position with
+//! its own block table in the paged cache.
 //!
 //! Linear layers run once over all new tokens of the step (the weights are read once per
 //! step, whatever the batch); attention runs per sequence over that sequence's cached
@@ -65,7 +66,7 @@ impl Model {
             let vb = vb.pp("model.layers").pp(i);
             let attn = vb.pp("self_attn");
             let ffn = match &cfg.moe {
-                Some(moe) if moe.sparse_layers.get(i).copied().unwrap_or(false) => {
+                Some(moe) if moe.is_sparse(i) => {
                     FeedForward::Experts(Experts::load(h, moe, &vb.pp(moe.layout.module()))?)
                 }
                 _ => FeedForward::Dense(Mlp::load(

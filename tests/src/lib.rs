@@ -334,6 +334,57 @@ pub fn fixture(kind: &str, name: &str, options: &[&str]) -> PathBuf {
     out
 }
 
+/// Greedy decoding on braid's engine in this process (f32, one sequence): the prompt, then
+/// each chosen token fed back, `forwards` forward steps in all. Returns each step's
+/// next-token logits and the token chosen from them.
+pub fn greedy_on_engine(
+    model: &braid_engine::Model,
+    prompt: &[u32],
+    forwards: usize,
+) -> (Vec<Vec<f32>>, Vec<u32>) {
+    use braid_engine::{BlockAllocator, KvCache, SeqInput};
+    use candle_core::{DType, Device};
+
+    let block_size = 16;
+    let blocks_needed = (prompt.len() + forwards).div_ceil(block_size);
+    let cache = KvCache::new(
+        model.config(),
+        blocks_needed,
+        block_size,
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut alloc = BlockAllocator::new(blocks_needed);
+    let blocks: Vec<u32> = (0..blocks_needed).filter_map(|_| alloc.allocate()).collect();
+    let (mut rows, mut chosen) = (Vec::with_capacity(forwards), Vec::with_capacity(forwards));
+    let (mut input, mut start) = (prompt.to_vec(), 0);
+    for _ in 0..forwards {
+        let logits = model
+            .forward(
+                &[SeqInput {
+                    tokens: &input,
+                    start,
+                    blocks: &blocks,
+                }],
+                &cache,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        let next = braid_engine::model::argmax(&logits.squeeze(0).unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        rows.push(
+            logits
+                .flatten_all()
+                .and_then(|l| l.to_vec1::<f32>())
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        start += input.len();
+        input = vec![next];
+        chosen.push(next);
+    }
+    (rows, chosen)
+}
+
 /// The Python of the test venv (`.fixtures/venv`, made by scripts/setup), which has the
 /// `openai` client, nats-py, llama-cpp-python and gguf.
 pub fn venv_python() -> PathBuf {

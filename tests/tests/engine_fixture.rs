@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use braid_engine::{load_model, BlockAllocator, KvCache, SeqInput, Tokenizer};
+use braid_engine::{load_model, Tokenizer};
 use braid_tests::braid_bin;
 
 use candle_core::{DType, Device};
@@ -45,33 +45,7 @@ fn a_fixture_loads_tokenizes_and_decodes_like_a_checkpoint() {
         "special tokens are single ids"
     );
 
-    let run = || {
-        let cache =
-            KvCache::new(model.config(), 8, 16, DType::F32, &Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
-        let mut alloc = BlockAllocator::new(8);
-        let blocks: Vec<u32> = (0..8).filter_map(|_| alloc.allocate()).collect();
-        let mut out = Vec::new();
-        let mut input = ids.clone();
-        let mut start = 0;
-        for _ in 0..8 {
-            let logits = model
-                .forward(
-                    &[SeqInput {
-                        tokens: &input,
-                        start,
-                        blocks: &blocks,
-                    }],
-                    &cache,
-                )
-                .unwrap_or_else(|e| panic!("{e}"));
-            let next = braid_engine::model::argmax(&logits.squeeze(0).unwrap_or(logits.clone()))
-                .unwrap_or_else(|e| panic!("{e}"));
-            start += input.len();
-            input = vec![next];
-            out.push(next);
-        }
-        out
-    };
+    let run = || braid_tests::greedy_on_engine(&model, &ids, 8).1;
     let first = run();
     assert!(first.iter().all(|&t| (t as usize) < tok.vocab_size()));
     assert_eq!(first, run(), "greedy decoding is deterministic");

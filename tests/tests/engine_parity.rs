@@ -6,7 +6,7 @@
 //! the engine's own tests; they run here too, which checks the reference.)
 
 use braid_engine::fixture::{ModelSpec, MoeSpec};
-use braid_engine::{load_model, BlockAllocator, KvCache, SeqInput};
+use braid_engine::load_model;
 use candle_core::{DType, Device, Tensor};
 
 const PROMPT: [u32; 7] = [3, 141, 59, 26, 5, 358, 97];
@@ -30,33 +30,10 @@ fn matches_the_reference_with(name: &str, spec: &ModelSpec, rope_scaling: serde_
         std::fs::write(&path, config.to_string()).unwrap_or_else(|e| panic!("{e}"));
     }
     let model = load_model(&dir, DType::F32, &Device::Cpu, &mut |_, _| {}).unwrap_or_else(|e| panic!("{e}"));
-    let cache =
-        KvCache::new(model.config(), 8, 16, DType::F32, &Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
-    let mut alloc = BlockAllocator::new(8);
-    let blocks: Vec<u32> = (0..8).filter_map(|_| alloc.allocate()).collect();
-
-    let mut tokens = PROMPT.to_vec();
-    let mut ours: Vec<Vec<f32>> = Vec::new();
-    let (mut input, mut start) = (PROMPT.to_vec(), 0);
-    for _ in 0..=STEPS {
-        let logits = model
-            .forward(
-                &[SeqInput {
-                    tokens: &input,
-                    start,
-                    blocks: &blocks,
-                }],
-                &cache,
-            )
-            .and_then(|l| Ok(l.squeeze(0)?.to_vec1::<f32>()?))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let next = argmax(&logits);
-        ours.push(logits);
-        start += input.len();
-        input = vec![next];
-        tokens.push(next);
-    }
-    tokens.pop();
+    // The prompt and 16 greedy steps: 17 rows of logits; the reference sees the prompt
+    // and the 16 tokens chosen from the first 16 rows.
+    let (ours, chosen) = braid_tests::greedy_on_engine(&model, &PROMPT, STEPS + 1);
+    let tokens: Vec<u32> = PROMPT.iter().chain(&chosen[..STEPS]).copied().collect();
 
     let out = dir.join("reference.json");
     let list: Vec<String> = tokens.iter().map(u32::to_string).collect();
