@@ -3,7 +3,7 @@
 //! same causal core and rotary embedding.
 
 use candle_core::{DType, Module, Tensor, D};
-use candle_nn::{RmsNorm, VarBuilder};
+use candle_nn::RmsNorm;
 
 use crate::config::{ModelConfig, QkNorm};
 use crate::error::Result;
@@ -11,6 +11,7 @@ use crate::kv_cache::KvCache;
 use crate::linear::Proj;
 use crate::mla::LatentAttention;
 use crate::model::SeqInput;
+use crate::weights::Source;
 
 /// Positions' rotary tables for one step: `[tokens, rotary_dim / 2]` each.
 pub(crate) struct Rotary<'a> {
@@ -161,8 +162,8 @@ pub(crate) struct HeadsAttention {
 
 impl HeadsAttention {
     /// Loads `q_proj`, `k_proj`, `v_proj`, `o_proj` and, with q/k norms, `q_norm` and
-    /// `k_norm` under `vb` (a layer's `self_attn`).
-    pub(crate) fn load(cfg: &ModelConfig, vb: &VarBuilder) -> candle_core::Result<HeadsAttention> {
+    /// `k_norm` under `src` (a layer's `self_attn`).
+    pub(crate) fn load(cfg: &ModelConfig, src: &Source) -> candle_core::Result<HeadsAttention> {
         let (h, nh, nkv, hd) = (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         let norm = |name: &str, heads: usize| {
             let width = match cfg.qk_norm {
@@ -170,13 +171,13 @@ impl HeadsAttention {
                 QkNorm::PerHead => hd,
                 QkNorm::Whole => heads * hd,
             };
-            candle_nn::rms_norm(width, cfg.rms_norm_eps, vb.pp(name)).map(Some)
+            candle_nn::rms_norm(width, cfg.rms_norm_eps, src.vb().pp(name)).map(Some)
         };
         Ok(HeadsAttention {
-            q: Proj::load(h, nh * hd, cfg.qkv_bias, vb.pp("q_proj"))?,
-            k: Proj::load(h, nkv * hd, cfg.qkv_bias, vb.pp("k_proj"))?,
-            v: Proj::load(h, nkv * hd, cfg.qkv_bias, vb.pp("v_proj"))?,
-            o: Proj::load(nh * hd, h, false, vb.pp("o_proj"))?,
+            q: Proj::load(h, nh * hd, cfg.qkv_bias, &src.pp("q_proj"))?,
+            k: Proj::load(h, nkv * hd, cfg.qkv_bias, &src.pp("k_proj"))?,
+            v: Proj::load(h, nkv * hd, cfg.qkv_bias, &src.pp("v_proj"))?,
+            o: Proj::load(nh * hd, h, false, &src.pp("o_proj"))?,
             q_norm: norm("q_norm", nh)?,
             k_norm: norm("k_norm", nkv)?,
         })
@@ -274,11 +275,11 @@ pub(crate) enum Attention {
 }
 
 impl Attention {
-    /// The attention of a layer whose weights are under `vb` (`self_attn`).
-    pub(crate) fn load(cfg: &ModelConfig, vb: &VarBuilder) -> candle_core::Result<Attention> {
+    /// The attention of a layer whose weights are under `src` (`self_attn`).
+    pub(crate) fn load(cfg: &ModelConfig, src: &Source) -> candle_core::Result<Attention> {
         Ok(match &cfg.mla {
-            Some(mla) => Attention::Latent(LatentAttention::load(cfg, mla, vb)?),
-            None => Attention::Heads(HeadsAttention::load(cfg, vb)?),
+            Some(mla) => Attention::Latent(LatentAttention::load(cfg, mla, src)?),
+            None => Attention::Heads(HeadsAttention::load(cfg, src)?),
         })
     }
 

@@ -201,10 +201,9 @@ impl MoeConfig {
 }
 
 impl ModelConfig {
-    /// Reads `DIR/config.json`.
+    /// Reads `DIR/config.json`, or a GGUF file's metadata (see [`config_json`]).
     pub fn from_dir(dir: &Path) -> Result<ModelConfig> {
-        let path = dir.join("config.json");
-        let value = read_json(&path)?;
+        let (value, path) = config_json(dir)?;
         ModelConfig::from_json(&value, &path)
     }
 
@@ -441,6 +440,19 @@ pub(crate) fn token_ids(v: Option<&Value>) -> Vec<u32> {
         Some(Value::Array(a)) => a.iter().filter_map(Value::as_u64).map(|n| n as u32).collect(),
         _ => Vec::new(),
     }
+}
+
+/// A model's `config.json` and the file it came from: `DIR/config.json` for a folder; for
+/// a GGUF file, the one its metadata amounts to ([`crate::gguf::Gguf::config_json`]).
+pub fn config_json(model: &Path) -> Result<(Value, PathBuf)> {
+    if crate::gguf::is_gguf(model) {
+        return Ok((
+            crate::gguf::Gguf::open(model)?.config_json()?,
+            model.to_path_buf(),
+        ));
+    }
+    let path = model.join("config.json");
+    Ok((read_json(&path)?, path))
 }
 
 /// Reads a JSON file, naming it in errors.

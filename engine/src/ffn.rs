@@ -6,12 +6,12 @@
 //! never once per token. The weighted outputs are scattered back with one `index_add`.
 
 use candle_core::{DType, Tensor};
-use candle_nn::VarBuilder;
 
 use crate::config::MoeConfig;
 use crate::error::Result;
 use crate::linear::Proj;
 use crate::routing::{Routing, Scratch};
+use crate::weights::Source;
 
 /// A SwiGLU MLP: `down(silu(gate(x)) * up(x))`.
 #[derive(Debug)]
@@ -22,17 +22,17 @@ pub(crate) struct Mlp {
 }
 
 impl Mlp {
-    /// Loads the gate, up and down projections, named `names` in that order, under `vb`.
+    /// Loads the gate, up and down projections, named `names` in that order, under `src`.
     pub(crate) fn load(
         hidden: usize,
         intermediate: usize,
-        vb: &VarBuilder,
+        src: &Source,
         [gate, up, down]: [&str; 3],
     ) -> candle_core::Result<Mlp> {
         Ok(Mlp {
-            gate: Proj::load(hidden, intermediate, false, vb.pp(gate))?,
-            up: Proj::load(hidden, intermediate, false, vb.pp(up))?,
-            down: Proj::load(intermediate, hidden, false, vb.pp(down))?,
+            gate: Proj::load(hidden, intermediate, false, &src.pp(gate))?,
+            up: Proj::load(hidden, intermediate, false, &src.pp(up))?,
+            down: Proj::load(intermediate, hidden, false, &src.pp(down))?,
         })
     }
 
@@ -56,15 +56,15 @@ pub(crate) struct Experts {
 
 impl Experts {
     /// Loads `gate` (the router), `experts.N.*` and, where the config has them, the
-    /// correction bias and `shared_experts.*` under `vb` (the layer's sparse module), in
+    /// correction bias and `shared_experts.*` under `src` (the layer's sparse module), in
     /// the config's checkpoint names.
-    pub(crate) fn load(hidden: usize, cfg: &MoeConfig, vb: &VarBuilder) -> candle_core::Result<Experts> {
+    pub(crate) fn load(hidden: usize, cfg: &MoeConfig, src: &Source) -> candle_core::Result<Experts> {
         // The router and its bias stay f32 whatever the weights' dtype, as the published
         // code keeps them: in bf16, near-equal experts could be chosen differently.
-        let f32_vb = vb.clone().set_dtype(DType::F32);
-        let router = Proj::load(hidden, cfg.experts, false, f32_vb.pp("gate"))?;
+        let f32_src = src.set_dtype(DType::F32);
+        let router = Proj::load(hidden, cfg.experts, false, &f32_src.pp("gate"))?;
         let correction_bias = if cfg.correction_bias {
-            let b = f32_vb.get(cfg.experts, cfg.layout.correction_bias())?;
+            let b = f32_src.vb().get(cfg.experts, cfg.layout.correction_bias())?;
             Some(b.to_vec1::<f32>()?)
         } else {
             None
@@ -75,7 +75,7 @@ impl Experts {
                 Mlp::load(
                     hidden,
                     cfg.expert_intermediate_size,
-                    &vb.pp("experts").pp(e),
+                    &src.pp("experts").pp(e),
                     names,
                 )
             })
@@ -85,7 +85,7 @@ impl Experts {
                 Mlp::load(
                     hidden,
                     cfg.shared_intermediate_size,
-                    &vb.pp("shared_experts"),
+                    &src.pp("shared_experts"),
                     names,
                 )
             })

@@ -15,6 +15,7 @@ pub mod detokenize;
 pub mod error;
 mod ffn;
 pub mod fixture;
+pub mod gguf;
 pub mod guide;
 pub mod kv_cache;
 mod linear;
@@ -48,7 +49,8 @@ use std::path::Path;
 
 use candle_core::{DType, Device};
 
-/// Loads a model folder: `config.json` and its safetensors weights (memory-mapped).
+/// Loads a model: a folder (`config.json` and its safetensors weights, memory-mapped) or
+/// a GGUF file (its quantized weights kept quantized, the rest read as `dtype`).
 /// `progress` hears `(layers loaded, total)`.
 pub fn load_model(
     dir: &Path,
@@ -56,6 +58,21 @@ pub fn load_model(
     device: &Device,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Model> {
+    if gguf::is_gguf(dir) {
+        let file = gguf::Gguf::open(dir)?;
+        let cfg = ModelConfig::from_json(&file.config_json()?, dir)?;
+        let tensors = std::sync::Arc::new(file.tensors()?);
+        tracing::info!(
+            "{}: tensors stored as {:?}",
+            dir.display(),
+            tensors.dtype_counts()
+        );
+        let src = weights::Source::gguf(tensors, dtype, device);
+        return Model::load(&cfg, &src, progress).map_err(|source| Error::Weights {
+            path: dir.to_path_buf(),
+            source,
+        });
+    }
     let cfg = ModelConfig::from_dir(dir)?;
     let files = weights::safetensors_files(dir)?;
     let vb = weights::var_builder(&files, dtype, device)?;

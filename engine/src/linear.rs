@@ -1,43 +1,140 @@
-//! A linear layer that picks its product by shape: small-batch f32 products on the CPU go
-//! through [`MatVec`] (memory-bandwidth matrix-vector, bit-identical whatever the batch),
-//! the rest through candle's matmul.
+//! A linear layer that picks its product by how its weight is stored and the batch's
+//! shape: quantized weights (a GGUF file's Q8_0, Q4_K, …) through candle's quantized
+//! kernels; small-batch f32 products on the CPU through [`MatVec`] (memory-bandwidth
+//! matrix-vector, bit-identical whatever the batch); the rest through candle's matmul.
 
+use std::sync::Arc;
+
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::{Embedding, Linear};
 
 use crate::error::Result;
 use crate::matvec::{MatVec, MAX_ROWS};
+use crate::weights::Source;
 
 /// A linear layer (`x · Wᵀ + b`).
 #[derive(Debug)]
-pub(crate) struct Proj(Linear);
+pub(crate) enum Proj {
+    /// A plain weight.
+    Dense(Linear),
+    /// A weight kept quantized as the file stores it.
+    Quantized {
+        /// `[out, in]`, quantized.
+        weight: QMatMul,
+        /// The bias, plain.
+        bias: Option<Tensor>,
+    },
+}
 
 impl Proj {
     /// Loads `PREFIX.weight` (`[out, in]`) and, when `bias`, `PREFIX.bias`.
-    pub(crate) fn load(input: usize, output: usize, bias: bool, vb: VarBuilder) -> candle_core::Result<Proj> {
-        Ok(Proj(candle_nn::linear_b(input, output, bias, vb)?))
+    pub(crate) fn load(input: usize, output: usize, bias: bool, src: &Source) -> candle_core::Result<Proj> {
+        let Some(w) = src.quantized("weight")? else {
+            return Ok(Proj::Dense(candle_nn::linear_b(
+                input,
+                output,
+                bias,
+                src.vb().clone(),
+            )?));
+        };
+        if w.shape().dims() != [output, input] {
+            candle_core::bail!(
+                "shape mismatch for {}.weight: expected [{output}, {input}], the file has {:?}",
+                src.vb().prefix(),
+                w.shape()
+            )
+        }
+        Ok(Proj::Quantized {
+            weight: QMatMul::from_qtensor(w)?,
+            bias: if bias {
+                Some(src.vb().get(output, "bias")?)
+            } else {
+                None
+            },
+        })
     }
 
-    /// Wraps an existing weight (a tied LM head).
-    pub(crate) fn new(weight: Tensor) -> Proj {
-        Proj(Linear::new(weight, None))
+    /// The LM head that reuses the embedding's weight (tied embeddings).
+    pub(crate) fn tied(embed: &Embed) -> candle_core::Result<Proj> {
+        Ok(match embed {
+            Embed::Dense(e) => Proj::Dense(Linear::new(e.embeddings().clone(), None)),
+            Embed::Quantized { table, .. } => Proj::Quantized {
+                weight: QMatMul::from_arc(Arc::clone(table))?,
+                bias: None,
+            },
+        })
     }
 
     /// `x · Wᵀ + b` for `x` of `[rows, in]`.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let w = self.0.weight();
-        if x.rank() == 2
-            && x.dim(0)? <= MAX_ROWS
-            && x.dtype() == DType::F32
-            && x.device().is_cpu()
-            && w.is_contiguous()
-        {
-            let y = x.contiguous()?.apply_op2_no_bwd(w, &MatVec)?;
-            return Ok(match self.0.bias() {
-                Some(b) => y.broadcast_add(b)?,
-                None => y,
-            });
+        let (weight, bias) = match self {
+            Proj::Quantized { weight, bias } => (weight, bias),
+            Proj::Dense(linear) => {
+                let w = linear.weight();
+                if x.rank() == 2
+                    && x.dim(0)? <= MAX_ROWS
+                    && x.dtype() == DType::F32
+                    && x.device().is_cpu()
+                    && w.is_contiguous()
+                {
+                    let y = x.contiguous()?.apply_op2_no_bwd(w, &MatVec)?;
+                    return Ok(match linear.bias() {
+                        Some(b) => y.broadcast_add(b)?,
+                        None => y,
+                    });
+                }
+                return Ok(linear.forward(x)?);
+            }
+        };
+        let y = weight.forward(&x.contiguous()?)?.to_dtype(x.dtype())?;
+        Ok(match bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+}
+
+/// The token embedding: a plain table, or a quantized one whose rows are dequantized as
+/// tokens look them up.
+#[derive(Debug)]
+pub(crate) enum Embed {
+    /// A plain `[vocab, hidden]` table.
+    Dense(Embedding),
+    /// A quantized table; rows come out as `dtype`.
+    Quantized {
+        /// `[vocab, hidden]`, quantized.
+        table: Arc<QTensor>,
+        /// The model's dtype.
+        dtype: DType,
+    },
+}
+
+impl Embed {
+    /// Loads `PREFIX.weight` (`[vocab, hidden]`).
+    pub(crate) fn load(vocab: usize, hidden: usize, src: &Source) -> candle_core::Result<Embed> {
+        match src.quantized("weight")? {
+            Some(t)
+                if t.shape().dims() == [vocab, hidden] && hidden.is_multiple_of(t.dtype().block_size()) =>
+            {
+                Ok(Embed::Quantized {
+                    table: Arc::new(t),
+                    dtype: src.vb().dtype(),
+                })
+            }
+            _ => Ok(Embed::Dense(candle_nn::embedding(
+                vocab,
+                hidden,
+                src.vb().clone(),
+            )?)),
         }
-        Ok(self.0.forward(x)?)
+    }
+
+    /// The rows of `ids`.
+    pub(crate) fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Embed::Dense(e) => e.forward(ids),
+            Embed::Quantized { table, dtype } => table.embedding(ids)?.to_dtype(*dtype),
+        }
     }
 }

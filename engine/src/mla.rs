@@ -10,7 +10,7 @@
 //! sum of latents.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{RmsNorm, VarBuilder};
+use candle_nn::RmsNorm;
 
 use crate::attention::{causal, each_sequence, Rotary};
 use crate::config::{MlaConfig, ModelConfig};
@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
 use crate::linear::Proj;
 use crate::model::SeqInput;
+use crate::weights::Source;
 
 /// How the query is made: one projection, or through a low-rank compression.
 #[derive(Debug)]
@@ -52,19 +53,20 @@ impl LatentAttention {
     pub(crate) fn load(
         cfg: &ModelConfig,
         m: &MlaConfig,
-        vb: &VarBuilder,
+        src: &Source,
     ) -> candle_core::Result<LatentAttention> {
         let (h, heads, eps) = (cfg.hidden_size, cfg.num_heads, cfg.rms_norm_eps);
         let q_width = heads * (m.qk_nope_head_dim + m.qk_rope_head_dim);
         let query = match m.q_lora_rank {
             Some(r) => Query::Compressed {
-                down: Proj::load(h, r, false, vb.pp("q_a_proj"))?,
-                norm: candle_nn::rms_norm(r, eps, vb.pp("q_a_layernorm"))?,
-                up: Proj::load(r, q_width, false, vb.pp("q_b_proj"))?,
+                down: Proj::load(h, r, false, &src.pp("q_a_proj"))?,
+                norm: candle_nn::rms_norm(r, eps, src.vb().pp("q_a_layernorm"))?,
+                up: Proj::load(r, q_width, false, &src.pp("q_b_proj"))?,
             },
-            None => Query::Direct(Proj::load(h, q_width, false, vb.pp("q_proj"))?),
+            None => Query::Direct(Proj::load(h, q_width, false, &src.pp("q_proj"))?),
         };
-        let kv_b = vb
+        let kv_b = src
+            .vb()
             .pp("kv_b_proj")
             .get(
                 (heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank),
@@ -77,15 +79,15 @@ impl LatentAttention {
                 h,
                 m.kv_lora_rank + m.qk_rope_head_dim,
                 false,
-                vb.pp("kv_a_proj_with_mqa"),
+                &src.pp("kv_a_proj_with_mqa"),
             )?,
-            kv_norm: candle_nn::rms_norm(m.kv_lora_rank, eps, vb.pp("kv_a_layernorm"))?,
+            kv_norm: candle_nn::rms_norm(m.kv_lora_rank, eps, src.vb().pp("kv_a_layernorm"))?,
             absorb_k: kv_b.narrow(1, 0, m.qk_nope_head_dim)?.contiguous()?,
             expand_v: kv_b
                 .narrow(1, m.qk_nope_head_dim, m.v_head_dim)?
                 .transpose(1, 2)?
                 .contiguous()?,
-            o: Proj::load(heads * m.v_head_dim, h, false, vb.pp("o_proj"))?,
+            o: Proj::load(heads * m.v_head_dim, h, false, &src.pp("o_proj"))?,
             shape: m.clone(),
             heads,
             scale: cfg.rope_scaling.as_ref().map_or(1.0, |y| y.softmax_factor())

@@ -9,14 +9,15 @@
 //! which means one sequence per model).
 
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{Embedding, RmsNorm, VarBuilder};
+use candle_nn::{RmsNorm, VarBuilder};
 
 use crate::attention::{Attention, Rotary};
 use crate::config::{ModelConfig, DENSE_PROJECTIONS};
 use crate::error::{Error, Result};
 use crate::ffn::{Experts, FeedForward, Mlp};
 use crate::kv_cache::KvCache;
-use crate::linear::Proj;
+use crate::linear::{Embed, Proj};
+use crate::weights::Source;
 
 /// One sequence's share of a forward step.
 #[derive(Debug, Clone, Copy)]
@@ -41,7 +42,7 @@ struct Layer {
 #[derive(Debug)]
 pub struct Model {
     cfg: ModelConfig,
-    embed: Embedding,
+    embed: Embed,
     layers: Vec<Layer>,
     norm: RmsNorm,
     lm_head: Proj,
@@ -56,39 +57,49 @@ impl Model {
     /// (`model.layers.N.self_attn.q_proj.weight`, …). `progress` hears each layer loaded.
     pub fn new(
         cfg: &ModelConfig,
-        vb: &VarBuilder,
+        vb: &VarBuilder<'static>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> candle_core::Result<Model> {
+        Model::load(cfg, &Source::plain(vb.clone()), progress)
+    }
+
+    /// Builds the model from `src`'s tensors, under their Hugging Face names.
+    pub(crate) fn load(
+        cfg: &ModelConfig,
+        src: &Source,
         progress: &mut dyn FnMut(usize, usize),
     ) -> candle_core::Result<Model> {
         let h = cfg.hidden_size;
-        let embed = candle_nn::embedding(cfg.vocab_size, h, vb.pp("model.embed_tokens"))?;
+        let embed = Embed::load(cfg.vocab_size, h, &src.pp("model.embed_tokens"))?;
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
-            let vb = vb.pp("model.layers").pp(i);
-            let attn = vb.pp("self_attn");
+            let src = src.pp("model.layers").pp(i);
+            let vb = src.vb();
             let ffn = match &cfg.moe {
                 Some(moe) if moe.is_sparse(i) => {
-                    FeedForward::Experts(Experts::load(h, moe, &vb.pp(moe.layout.module()))?)
+                    FeedForward::Experts(Experts::load(h, moe, &src.pp(moe.layout.module()))?)
                 }
                 _ => FeedForward::Dense(Mlp::load(
                     h,
                     cfg.intermediate_size,
-                    &vb.pp("mlp"),
+                    &src.pp("mlp"),
                     DENSE_PROJECTIONS,
                 )?),
             };
             layers.push(Layer {
-                attn: Attention::load(cfg, &attn)?,
+                attn: Attention::load(cfg, &src.pp("self_attn"))?,
                 input_norm: candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("input_layernorm"))?,
                 post_norm: candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("post_attention_layernorm"))?,
                 ffn,
             });
             progress(i + 1, cfg.num_layers);
         }
+        let vb = src.vb();
         let norm = candle_nn::rms_norm(h, cfg.rms_norm_eps, vb.pp("model.norm"))?;
         let lm_head = if cfg.tie_word_embeddings {
-            Proj::new(embed.embeddings().clone())
+            Proj::tied(&embed)?
         } else {
-            Proj::load(h, cfg.vocab_size, false, vb.pp("lm_head"))?
+            Proj::load(h, cfg.vocab_size, false, &src.pp("lm_head"))?
         };
         let (cos, sin) = crate::rope::tables(cfg, vb.dtype(), vb.device())?;
         Ok(Model {

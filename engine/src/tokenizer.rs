@@ -42,7 +42,18 @@ fn cut(text: &str, size: usize) -> &str {
 impl Tokenizer {
     /// Loads `DIR/tokenizer.json`; EOS ids come from `generation_config.json`, then
     /// `config.json`, then `tokenizer_config.json`'s `eos_token`, whichever name them.
+    /// For a GGUF file, the vocabulary and EOS ids in its metadata
+    /// ([`crate::gguf::Gguf::tokenizer_json`]).
     pub fn from_dir(dir: &Path) -> Result<Tokenizer> {
+        if crate::gguf::is_gguf(dir) {
+            let file = crate::gguf::Gguf::open(dir)?;
+            let inner: tokenizers::Tokenizer = file.tokenizer_json()?.parse().map_err(|e| Error::Config {
+                path: dir.to_path_buf(),
+                field: "tokenizer.ggml.tokens".into(),
+                problem: format!("not a usable vocabulary: {e}"),
+            })?;
+            return Ok(Tokenizer::with_eos(inner, file.eos_token_ids()));
+        }
         let path = dir.join("tokenizer.json");
         if !path.exists() {
             return Err(Error::MissingFile { path });
@@ -69,14 +80,18 @@ impl Tokenizer {
             };
             eos.extend(token.and_then(|t| inner.token_to_id(&t)));
         }
+        Ok(Tokenizer::with_eos(inner, eos))
+    }
+
+    fn with_eos(inner: tokenizers::Tokenizer, mut eos: Vec<u32>) -> Tokenizer {
         eos.sort_unstable();
         eos.dedup();
         let bytes = TokenBytes::of(&inner).map(Arc::new);
-        Ok(Tokenizer {
+        Tokenizer {
             inner,
             eos_token_ids: eos,
             bytes,
-        })
+        }
     }
 
     /// Token ids of `text`, special tokens (`<|im_start|>`) recognised, none added.

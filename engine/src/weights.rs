@@ -1,13 +1,81 @@
-//! Finding a model folder's safetensors files and mapping them into memory.
+//! Where a model's tensors come from: a folder's safetensors files mapped into memory, or
+//! a GGUF file's tensors ([`Source`] serves both under Hugging Face names).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use serde_json::Value;
 
 use crate::config::read_json;
 use crate::error::{Error, Result};
+use crate::gguf::{Dequantizing, GgufTensors};
+
+/// A model's tensors under a name prefix, as the layers load them: plain tensors through a
+/// `VarBuilder` (safetensors, or a GGUF file's tensors dequantized) and, from a GGUF file,
+/// the quantized weights the linear layers keep as they are stored.
+#[derive(Clone)]
+pub(crate) struct Source {
+    vb: VarBuilder<'static>,
+    gguf: Option<Arc<GgufTensors>>,
+}
+
+impl Source {
+    /// Tensors of a `VarBuilder` (safetensors, or tensors built in memory).
+    pub(crate) fn plain(vb: VarBuilder<'static>) -> Source {
+        Source { vb, gguf: None }
+    }
+
+    /// A GGUF file's tensors; plain ones come out as `dtype`.
+    pub(crate) fn gguf(tensors: Arc<GgufTensors>, dtype: DType, device: &Device) -> Source {
+        let backend: Box<dyn candle_nn::var_builder::SimpleBackend> =
+            Box::new(Dequantizing(Arc::clone(&tensors)));
+        Source {
+            vb: VarBuilder::from_backend(backend, dtype, device.clone()),
+            gguf: Some(tensors),
+        }
+    }
+
+    /// The tensors under `prefix.name`.
+    pub(crate) fn pp(&self, name: impl ToString) -> Source {
+        Source {
+            vb: self.vb.pp(name),
+            gguf: self.gguf.clone(),
+        }
+    }
+
+    /// The same tensors, plain ones read as `dtype`.
+    pub(crate) fn set_dtype(&self, dtype: DType) -> Source {
+        Source {
+            vb: self.vb.clone().set_dtype(dtype),
+            gguf: self.gguf.clone(),
+        }
+    }
+
+    /// Plain access (norms, biases, embeddings, dense weights).
+    pub(crate) fn vb(&self) -> &VarBuilder<'static> {
+        &self.vb
+    }
+
+    /// The tensor `name` under the prefix as the file stores it, when it is stored
+    /// quantized (a GGUF file's Q8_0, Q4_K, …); `None` for plain tensors, which
+    /// [`Source::vb`] reads.
+    pub(crate) fn quantized(&self, name: &str) -> candle_core::Result<Option<QTensor>> {
+        let Some(g) = &self.gguf else {
+            return Ok(None);
+        };
+        let full = format!("{}.{name}", self.vb.prefix());
+        if !g.contains(&full) {
+            return Ok(None);
+        }
+        match g.dtype(&full)? {
+            GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => Ok(None),
+            _ => g.read(&full, self.vb.device()).map(Some),
+        }
+    }
+}
 
 /// The weight files of a model folder: `model.safetensors`, or the shards named by
 /// `model.safetensors.index.json`.

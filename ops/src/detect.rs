@@ -124,8 +124,7 @@ pub(crate) fn choose(dir: &Path, renderer: &ChatRenderer) -> Result<Choice, Stri
 
 /// `config.json`'s `model_type`.
 fn model_type(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
-    let config: Value = serde_json::from_str(&text).ok()?;
+    let (config, _) = braid_engine::config::config_json(dir).ok()?;
     config.get("model_type")?.as_str().map(str::to_owned)
 }
 

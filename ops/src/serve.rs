@@ -156,7 +156,7 @@ pub(crate) struct PipelineArgs {
 /// `braid serve`.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// The model folder (config.json, *.safetensors, tokenizer.json).
+    /// The model: a folder (config.json, *.safetensors, tokenizer.json) or a GGUF file.
     model: Option<PathBuf>,
     #[command(flatten)]
     pipeline: PipelineArgs,
@@ -396,7 +396,7 @@ fn executor(
         return Ok((factory, p.max_model_len.map(|m| m as u32)));
     }
     let dir = model
-        .context("the engine executor needs a model folder")?
+        .context("the engine executor needs a model folder or a GGUF file")?
         .to_path_buf();
     let cfg = ModelConfig::from_dir(&dir)?;
     let dt = p.dtype.candle();

@@ -116,7 +116,24 @@ impl ChatRenderer {
     /// The renderer of a model folder: `template` if given, else `chat_template.jinja`,
     /// else `tokenizer_config.json`'s `chat_template`, else DeepSeek's own encoder when
     /// `config.json` says `model_type` `deepseek_v32`, `deepseek_v4` or `deepseek_v41`.
+    /// For a GGUF file: `template` if given, else the file's `tokenizer.chat_template`.
     pub fn from_dir(dir: &Path, template: Option<&Path>) -> Result<ChatRenderer> {
+        if crate::gguf::is_gguf(dir) {
+            let file = crate::gguf::Gguf::open(dir)?;
+            let (source, name) = match template {
+                Some(t) => (read_text(t)?, t.display().to_string()),
+                None => (
+                    file.chat_template().ok_or_else(|| Error::Template {
+                        source_name: dir.display().to_string(),
+                        problem: "the GGUF file has no tokenizer.chat_template; give --chat-template FILE"
+                            .into(),
+                    })?,
+                    format!("{} (tokenizer.chat_template)", dir.display()),
+                ),
+            };
+            return JinjaTemplate::new(source, file.special_tokens(), &name)
+                .map(|t| ChatRenderer::Jinja(Box::new(t)));
+        }
         let tc_path = dir.join("tokenizer_config.json");
         let tc = if tc_path.exists() {
             read_json(&tc_path)?

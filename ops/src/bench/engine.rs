@@ -139,6 +139,9 @@ fn reference_model(
     arch: Architecture,
     dt: DType,
 ) -> anyhow::Result<Option<(&'static str, ReferenceModel)>> {
+    if braid_engine::gguf::is_gguf(&args.model) {
+        return gguf_reference_model(args, arch);
+    }
     let config = std::fs::read_to_string(args.model.join("config.json"))?;
     let mut tensors = HashMap::new();
     for file in braid_engine::weights::safetensors_files(&args.model)? {
@@ -167,6 +170,26 @@ fn reference_model(
         }
         _ => None,
     })
+}
+
+/// candle-transformers' own GGUF model on the same file (the same quantized kernels, its
+/// own decoder) for Qwen3; its `quantized_qwen3_moe` runs experts on CUDA only.
+fn gguf_reference_model(
+    args: &EngineBenchArgs,
+    arch: Architecture,
+) -> anyhow::Result<Option<(&'static str, ReferenceModel)>> {
+    use candle_core::quantized::gguf_file::Content;
+    use candle_transformers::models::quantized_qwen3;
+    if arch != Architecture::Qwen3 {
+        return Ok(None);
+    }
+    let mut file = std::fs::File::open(&args.model)?;
+    let content = Content::read(&mut file)?;
+    let mut m = quantized_qwen3::ModelWeights::from_gguf(content, &mut file, &Device::Cpu)?;
+    Ok(Some((
+        "candle-transformers quantized_qwen3 (single sequence)",
+        Box::new(move |x, o| m.forward(x, o)),
+    )))
 }
 
 /// The reference's single-sequence greedy decode: tokens per second and its tokens.
