@@ -90,6 +90,18 @@ const PRE_TOKENIZERS: &[(&str, &str, Option<&str>)] = &[(
 const TOKEN_CONTROL: i64 = 3;
 const TOKEN_USER_DEFINED: i64 = 4;
 
+/// Control tokens that end a turn whatever the metadata's EOS says (llama.cpp's list of
+/// end-of-generation texts, the families braid serves).
+const END_OF_GENERATION: &[&str] = &[
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|end_of_text|>",
+];
+
 /// Whether `path` is a GGUF file (by its magic bytes, not its name).
 pub fn is_gguf(path: &Path) -> bool {
     let mut magic = [0u8; 4];
@@ -108,20 +120,40 @@ pub struct Gguf {
 }
 
 impl Gguf {
-    /// Reads the file's header (metadata and tensor table; no tensor data).
+    /// Reads the file's header (metadata and tensor table; no tensor data) and checks
+    /// that every tensor lies within the file (a truncated download is named as one).
     pub fn open(path: &Path) -> Result<Gguf> {
-        let mut file = File::open(path).map_err(|source| Error::Io {
+        let io = |source| Error::Io {
             path: path.to_path_buf(),
             source,
-        })?;
-        let content = Content::read(&mut file).map_err(|source| Error::Weights {
+        };
+        let mut file = File::open(path).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        let content = Content::read(&mut file).map_err(|e| Error::Config {
             path: path.to_path_buf(),
-            source,
+            field: "(header)".into(),
+            problem: format!("not a readable GGUF file: {e}"),
         })?;
-        Ok(Gguf {
+        let gguf = Gguf {
             path: path.to_path_buf(),
             content,
-        })
+        };
+        for (name, info) in &gguf.content.tensor_infos {
+            let (dtype, elems) = (info.ggml_dtype, info.shape.elem_count());
+            let bytes = (elems / dtype.block_size() * dtype.type_size()) as u64;
+            let end = gguf
+                .content
+                .tensor_data_offset
+                .saturating_add(info.offset)
+                .saturating_add(bytes);
+            if end > size {
+                return Err(gguf.error(
+                    name,
+                    &format!("its data ends at byte {end}, past the end of the file ({size} bytes): the file is truncated"),
+                ));
+            }
+        }
+        Ok(gguf)
     }
 
     fn error(&self, key: &str, problem: &str) -> Error {
@@ -297,13 +329,34 @@ impl Gguf {
         Ok(tokenizer.to_string())
     }
 
-    /// The ids that end generation: the file's EOS and end-of-turn tokens.
+    /// The ids that end generation, as llama.cpp counts them: the file's EOS, end-of-turn
+    /// and end-of-message tokens, and the control tokens named as turn ends
+    /// ([`END_OF_GENERATION`]; Qwen3's files name only `<|im_end|>` as EOS, and a base
+    /// model ends with `<|endoftext|>`).
     pub fn eos_token_ids(&self) -> Vec<u32> {
-        ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"]
-            .iter()
-            .filter_map(|k| self.meta(k).and_then(json_of).and_then(|v| v.as_u64()))
-            .map(|id| id as u32)
-            .collect()
+        let mut ids: Vec<u32> = [
+            "tokenizer.ggml.eos_token_id",
+            "tokenizer.ggml.eot_token_id",
+            "tokenizer.ggml.eom_token_id",
+        ]
+        .iter()
+        .filter_map(|k| self.meta(k).and_then(json_of).and_then(|v| v.as_u64()))
+        .map(|id| id as u32)
+        .collect();
+        let types = match self.meta("tokenizer.ggml.token_type") {
+            Some(Meta::Array(t)) => t.as_slice(),
+            _ => &[],
+        };
+        let tokens = self.strings("tokenizer.ggml.tokens").unwrap_or_default();
+        for (id, token) in tokens.iter().enumerate() {
+            let control = types.get(id).and_then(json_of).and_then(|v| v.as_i64()) == Some(TOKEN_CONTROL);
+            if control && END_OF_GENERATION.contains(token) {
+                ids.push(id as u32);
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
     /// `tokenizer.chat_template`, if the file has one.
@@ -360,7 +413,8 @@ fn json_of(v: &Meta) -> Option<Value> {
         Meta::I32(x) => json!(x),
         Meta::U64(x) => json!(x),
         Meta::I64(x) => json!(x),
-        Meta::F32(x) => json!(x),
+        // The decimal the file's writer meant (1e-6, not 9.99999997e-7).
+        Meta::F32(x) => json!(x.to_string().parse::<f64>().ok()?),
         Meta::F64(x) => json!(x),
         Meta::Bool(x) => json!(x),
         Meta::String(_) | Meta::Array(_) => return None,
@@ -503,6 +557,117 @@ impl candle_nn::var_builder::SimpleBackend for Dequantizing {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::{ModelConfig, Tokenizer};
+
+    /// A small GGUF: a Qwen3 header (`edit` changes it) and one f32 embedding of 8 × 4.
+    fn write(name: &str, edit: impl FnOnce(&mut Vec<(&'static str, Meta)>)) -> PathBuf {
+        let mut meta: Vec<(&str, Meta)> = vec![
+            ("general.architecture", Meta::String("qwen3".into())),
+            ("qwen3.block_count", Meta::U32(1)),
+            ("qwen3.embedding_length", Meta::U32(4)),
+            ("qwen3.attention.head_count", Meta::U32(1)),
+            ("qwen3.attention.key_length", Meta::U32(4)),
+            ("qwen3.feed_forward_length", Meta::U32(8)),
+            ("qwen3.attention.layer_norm_rms_epsilon", Meta::F32(1e-6)),
+            ("tokenizer.ggml.model", Meta::String("gpt2".into())),
+            ("tokenizer.ggml.pre", Meta::String("qwen2".into())),
+            (
+                "tokenizer.ggml.tokens",
+                Meta::Array(
+                    ["a", "b", "ab", "<|im_end|>"]
+                        .map(|t| Meta::String(t.into()))
+                        .to_vec(),
+                ),
+            ),
+            (
+                "tokenizer.ggml.token_type",
+                Meta::Array([1, 1, 1, 3].map(Meta::I32).to_vec()),
+            ),
+            (
+                "tokenizer.ggml.merges",
+                Meta::Array(vec![Meta::String("a b".into())]),
+            ),
+        ];
+        edit(&mut meta);
+        let embed = QTensor::quantize(
+            &Tensor::ones((8, 4), DType::F32, &Device::Cpu).unwrap(),
+            GgmlDType::F32,
+        )
+        .unwrap();
+        let path = std::env::temp_dir().join(format!("braid-gguf-{name}-{}.gguf", std::process::id()));
+        let mut f = File::create(&path).unwrap();
+        let meta: Vec<(&str, &Meta)> = meta.iter().map(|(k, v)| (*k, v)).collect();
+        candle_core::quantized::gguf_file::write(&mut f, &meta, &[("token_embd.weight", &embed)]).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_metadata_reads_as_a_config_and_a_tokenizer() {
+        let path = write("good", |_| {});
+        assert!(is_gguf(&path));
+        let cfg = ModelConfig::from_dir(&path).unwrap();
+        assert_eq!((cfg.hidden_size, cfg.vocab_size, cfg.num_kv_heads), (4, 8, 1));
+        assert_eq!(cfg.rms_norm_eps, 1e-6, "the decimal the writer meant");
+        assert!(cfg.tie_word_embeddings, "no output.weight");
+        let tok = Tokenizer::from_dir(&path).unwrap();
+        assert_eq!(
+            tok.encode("abab<|im_end|>").unwrap(),
+            vec![2, 2, 3],
+            "merges and the control token"
+        );
+        assert_eq!(tok.eos_token_ids(), &[3], "<|im_end|> ends generation");
+        assert_eq!(tok.special_tokens(), vec![("<|im_end|>".to_owned(), 3)]);
+    }
+
+    #[test]
+    fn files_braid_cannot_run_are_refused_by_name() {
+        let set = |key: &'static str, v: Meta| {
+            move |m: &mut Vec<(&'static str, Meta)>| {
+                m.retain(|(k, _)| *k != key);
+                m.push((key, v));
+            }
+        };
+        let cases: Vec<(PathBuf, &str)> = vec![
+            (
+                write("llama", set("general.architecture", Meta::String("llama".into()))),
+                "architecture \"llama\" is not supported (supported: qwen3, qwen3moe)",
+            ),
+            (
+                write("no-width", |m| m.retain(|(k, _)| *k != "qwen3.embedding_length")),
+                "field `qwen3.embedding_length`: is missing",
+            ),
+            (
+                write("spm", set("tokenizer.ggml.model", Meta::String("llama".into()))),
+                "\"llama\" vocabularies are not supported",
+            ),
+            (
+                write("pre", set("tokenizer.ggml.pre", Meta::String("tekken".into()))),
+                "field `tokenizer.ggml.pre`: \"tekken\" is not supported (supported: qwen2)",
+            ),
+        ];
+        for (path, needle) in cases {
+            let err = match ModelConfig::from_dir(&path) {
+                Err(e) => e.to_string(),
+                Ok(_) => Tokenizer::from_dir(&path).unwrap_err().to_string(),
+            };
+            assert!(err.contains(needle), "{err}");
+        }
+
+        let path = write("cut", |_| {});
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 16]).unwrap();
+        let err = ModelConfig::from_dir(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("field `token_embd.weight`") && err.contains("the file is truncated"),
+            "{err}"
+        );
+        std::fs::write(&path, &bytes[..64]).unwrap();
+        let err = ModelConfig::from_dir(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("field `(header)`: not a readable GGUF file"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn hugging_face_names_map_to_gguf_names() {

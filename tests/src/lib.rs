@@ -385,6 +385,70 @@ pub fn greedy_on_engine(
     (rows, chosen)
 }
 
+/// Writes a Qwen3-shaped GGUF with the real Qwen3 tokenizer to `out` (`make_gguf.py`):
+/// random weights, or with `--weights DIR` a model folder's, stored as `--type` says
+/// (f32, f16, or quantized by llama.cpp's own quantizer: q8_0, q4_k_m).
+pub fn make_gguf(out: &Path, options: &[&str]) {
+    let tok = repo_root().join(".fixtures/tokenizer-qwen3");
+    let (tok, out) = (tok.display().to_string(), out.display().to_string());
+    let mut args = vec!["--tokenizer", tok.as_str(), "--out", out.as_str()];
+    args.extend_from_slice(options);
+    run_client("make_gguf.py", &args);
+}
+
+/// llama.cpp's next-token logits (llama-cpp-python, f32 KV cache) at every position of
+/// `prompt` on a GGUF file (`llama_bench.py --logits-out`).
+pub fn llama_cpp_logits(gguf: &Path, prompt: &[u32]) -> Vec<Vec<f64>> {
+    let list: Vec<String> = prompt.iter().map(u32::to_string).collect();
+    let out = gguf.with_extension("llama-logits.json");
+    run_client(
+        "llama_bench.py",
+        &[
+            "--gguf",
+            &gguf.to_string_lossy(),
+            "--tokens",
+            &list.join(","),
+            "--logits-out",
+            &out.to_string_lossy(),
+            "--decode-steps",
+            "0",
+        ],
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap_or_default()).unwrap_or_default();
+    let rows: Vec<Vec<f64>> = v["logits"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    r.as_array()
+                        .map(|r| r.iter().filter_map(serde_json::Value::as_f64).collect())
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(rows.len(), prompt.len(), "llama.cpp's rows of logits");
+    rows
+}
+
+/// The largest absolute difference between two rows of logits.
+pub fn max_abs_diff(a: &[f64], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "rows of different vocabularies");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - f64::from(*y)).abs())
+        .fold(0f64, f64::max)
+}
+
+/// Index of the largest value.
+pub fn argmax<T: PartialOrd + Copy>(v: &[T]) -> Option<usize> {
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.partial_cmp(b.1).unwrap_or(std::cmp::Ordering::Equal))
+        .map(|(i, _)| i)
+}
+
 /// The Python of the test venv (`.fixtures/venv`, made by scripts/setup), which has the
 /// `openai` client, nats-py, llama-cpp-python and gguf.
 pub fn venv_python() -> PathBuf {

@@ -8,6 +8,7 @@ mod cli_parse;
 mod conformance;
 mod engine_fixture;
 mod engine_parity;
+mod gguf;
 mod hardening;
 mod litellm_proxy;
 mod llama_cpp;

@@ -8,23 +8,8 @@
 
 use std::time::Duration;
 
-use braid_tests::{free_port, http, repo_root, sse_data, wait_healthy, wait_port, Proc};
+use braid_tests::{free_port, http, make_gguf, repo_root, sse_data, wait_healthy, wait_port, Proc};
 use serde_json::{json, Value};
-
-/// Writes a Qwen3-shaped GGUF with the real Qwen3 tokenizer to `out` (`make_gguf.py`;
-/// random weights unless `options` name a model folder's).
-fn make_gguf(out: &std::path::Path, options: &[&str]) {
-    let tok = repo_root().join(".fixtures/tokenizer-qwen3");
-    let mut args = vec![
-        "--tokenizer".to_owned(),
-        tok.display().to_string(),
-        "--out".to_owned(),
-    ];
-    args.push(out.display().to_string());
-    args.extend(options.iter().map(|o| (*o).to_owned()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    braid_tests::run_client("make_gguf.py", &args);
-}
 
 #[test]
 fn braid_in_front_of_llama_cpp() {
@@ -125,26 +110,7 @@ fn llama_cpp_scores_a_converted_fixture_as_braid_does() {
     make_gguf(&gguf, &["--weights", &model.to_string_lossy()]);
 
     let prompt: Vec<u32> = vec![9707, 11, 1879, 0, 151644, 872, 198, 3838, 374, 279, 9104, 30];
-    let list: Vec<String> = prompt.iter().map(u32::to_string).collect();
-    let out = model.join("llama-logits.json");
-    braid_tests::run_client(
-        "llama_bench.py",
-        &[
-            "--gguf",
-            &gguf.to_string_lossy(),
-            "--tokens",
-            &list.join(","),
-            "--logits-out",
-            &out.to_string_lossy(),
-            "--decode-steps",
-            "0",
-        ],
-    );
-    let theirs: Value =
-        serde_json::from_str(&std::fs::read_to_string(&out).unwrap_or_default()).unwrap_or_default();
-    let theirs = theirs["logits"].as_array().cloned().unwrap_or_default();
-    assert_eq!(theirs.len(), prompt.len(), "llama.cpp's rows");
-
+    let theirs = braid_tests::llama_cpp_logits(&gguf, &prompt);
     let engine =
         load_model(&model, DType::F32, &Device::Cpu, &mut |_, _| {}).unwrap_or_else(|e| panic!("{e}"));
     let cache =
@@ -164,25 +130,12 @@ fn llama_cpp_scores_a_converted_fixture_as_braid_does() {
             )
             .and_then(|l| Ok(l.flatten_all()?.to_vec1::<f32>()?))
             .unwrap_or_else(|e| panic!("{e}"));
-        let row: Vec<f64> = row
-            .as_array()
-            .map(|r| r.iter().filter_map(Value::as_f64).collect())
-            .unwrap_or_default();
-        assert_eq!(row.len(), ours.len(), "vocabulary at position {pos}");
-        let diff = row
-            .iter()
-            .zip(&ours)
-            .map(|(a, b)| (a - f64::from(*b)).abs())
-            .fold(0f64, f64::max);
-        worst = worst.max(diff);
-        let argmax = |v: &[f64]| {
-            v.iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(i, _)| i)
-        };
-        let ours64: Vec<f64> = ours.iter().map(|&x| f64::from(x)).collect();
-        assert_eq!(argmax(&row), argmax(&ours64), "greedy choice at position {pos}");
+        worst = worst.max(braid_tests::max_abs_diff(row, &ours));
+        assert_eq!(
+            braid_tests::argmax(row),
+            braid_tests::argmax(&ours),
+            "greedy choice at position {pos}"
+        );
     }
     eprintln!(
         "llama.cpp vs braid: max abs logit difference {worst:e} over {} positions",
