@@ -2,10 +2,12 @@
 """llama.cpp (llama-cpp-python) on a GGUF, as `braid bench engine` measures braid: the
 same deterministic prompt tokens, prefill tokens per second and single-sequence decode
 tokens per second on the same threads; and, with --logits-out, the next-token logits of
-every position of the prompt (to check llama.cpp runs the very model braid runs).
+every position of the prompt from --logits-from on (to check llama.cpp runs the very
+model braid runs); the tokens from --logits-from + 1 on are fed one at a time, as a
+decode feeds them.
 
 Usage: llama_bench.py --gguf FILE [--prompt-tokens 512] [--decode-steps 32] [--threads 2]
-                      [--logits-out FILE --tokens 1,2,3]
+                      [--logits-out FILE --tokens 1,2,3 [--logits-from 0]]
 Prints one JSON object."""
 
 import argparse
@@ -29,6 +31,7 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tokens")
     p.add_argument("--logits-out")
+    p.add_argument("--logits-from", type=int, default=0)
     a = p.parse_args()
     fixed = [int(t) for t in a.tokens.split(",")] if a.tokens else None
     n_ctx = (len(fixed) if fixed else a.prompt_tokens) + a.decode_steps + 16
@@ -38,8 +41,12 @@ def main():
                           type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32)
     vocab = llm.n_vocab()
     if fixed:
-        llm.eval(fixed)
-        logits = np.asarray(llm.scores[:len(fixed)], dtype=np.float64)
+        # The prompt in one batch, then one token per step.
+        first = a.logits_from + 1
+        llm.eval(fixed[:first])
+        for t in fixed[first:]:
+            llm.eval([t])
+        logits = np.asarray(llm.scores[a.logits_from:len(fixed)], dtype=np.float64)
         with open(a.logits_out, "w") as f:
             json.dump({"logits": logits.tolist()}, f)
         print(json.dumps({"positions": len(fixed), "vocab": vocab}))

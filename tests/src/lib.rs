@@ -396,9 +396,9 @@ pub fn make_gguf(out: &Path, options: &[&str]) {
     run_client("make_gguf.py", &args);
 }
 
-/// llama.cpp's next-token logits (llama-cpp-python, f32 KV cache) at every position of
-/// `prompt` on a GGUF file (`llama_bench.py --logits-out`).
-pub fn llama_cpp_logits(gguf: &Path, prompt: &[u32]) -> Vec<Vec<f64>> {
+/// llama.cpp's next-token logits (llama-cpp-python, f32 KV cache) at the positions of
+/// `prompt` from `from` on, on a GGUF file (`llama_bench.py --logits-out`).
+pub fn llama_cpp_logits(gguf: &Path, prompt: &[u32], from: usize) -> Vec<Vec<f64>> {
     let list: Vec<String> = prompt.iter().map(u32::to_string).collect();
     let out = gguf.with_extension("llama-logits.json");
     run_client(
@@ -410,12 +410,15 @@ pub fn llama_cpp_logits(gguf: &Path, prompt: &[u32]) -> Vec<Vec<f64>> {
             &list.join(","),
             "--logits-out",
             &out.to_string_lossy(),
+            "--logits-from",
+            &from.to_string(),
             "--decode-steps",
             "0",
         ],
     );
+    let text = std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
     let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out).unwrap_or_default()).unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
     let rows: Vec<Vec<f64>> = v["logits"]
         .as_array()
         .map(|rows| {
@@ -428,7 +431,7 @@ pub fn llama_cpp_logits(gguf: &Path, prompt: &[u32]) -> Vec<Vec<f64>> {
                 .collect()
         })
         .unwrap_or_default();
-    assert_eq!(rows.len(), prompt.len(), "llama.cpp's rows of logits");
+    assert_eq!(rows.len(), prompt.len() - from, "llama.cpp's rows of logits");
     rows
 }
 

@@ -110,7 +110,7 @@ fn llama_cpp_scores_a_converted_fixture_as_braid_does() {
     make_gguf(&gguf, &["--weights", &model.to_string_lossy()]);
 
     let prompt: Vec<u32> = vec![9707, 11, 1879, 0, 151644, 872, 198, 3838, 374, 279, 9104, 30];
-    let theirs = braid_tests::llama_cpp_logits(&gguf, &prompt);
+    let theirs = braid_tests::llama_cpp_logits(&gguf, &prompt, 0);
     let engine =
         load_model(&model, DType::F32, &Device::Cpu, &mut |_, _| {}).unwrap_or_else(|e| panic!("{e}"));
     let cache =

@@ -3,7 +3,7 @@
 //! weights as the reference, in one run.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -12,14 +12,14 @@ use braid_engine::{
     load_model, Architecture, Engine, EngineConfig, KvCache, Model, ModelConfig, Request, SamplingParams,
 };
 use candle_core::{DType, Device, Tensor};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::round;
 
 /// Options of `braid bench engine`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct EngineBenchArgs {
-    /// A model folder (e.g. from `braid fixture qwen3 --preset qwen3-0.6b`).
+    /// A model folder (e.g. from `braid fixture qwen3 --preset qwen3-0.6b`) or a GGUF file.
     #[arg(long)]
     model: PathBuf,
     /// Weight dtype: f32 or bf16.
@@ -40,6 +40,46 @@ pub(crate) struct EngineBenchArgs {
     /// KV cache budget in MiB.
     #[arg(long, default_value_t = 2048)]
     kv_cache_mib: usize,
+    /// A Python with llama-cpp-python (scripts/setup makes `.fixtures/venv/bin/python`):
+    /// on a GGUF model, llama.cpp runs the same prompt and batch-1 decode on the same
+    /// file and threads in this run, and the report gains its figures and braid's ratios.
+    #[arg(long)]
+    llama_cpp: Option<PathBuf>,
+}
+
+/// `tests/clients/llama_bench.py`: llama.cpp measured as this bench measures braid.
+const LLAMA_BENCH: &str = include_str!("../../../tests/clients/llama_bench.py");
+
+/// llama.cpp's prefill and batch-1 decode on the same GGUF file, prompt and threads.
+fn llama_cpp(python: &Path, args: &EngineBenchArgs, threads: usize) -> anyhow::Result<Value> {
+    if !braid_engine::gguf::is_gguf(&args.model) {
+        bail!(
+            "--llama-cpp compares on a GGUF file; {} is not one",
+            args.model.display()
+        );
+    }
+    let script = std::env::temp_dir().join(format!("braid-llama-bench-{}.py", std::process::id()));
+    std::fs::write(&script, LLAMA_BENCH).context("writing the llama.cpp bench script")?;
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .arg("--gguf")
+        .arg(&args.model)
+        .args(["--prompt-tokens", &args.prompt_tokens.to_string()])
+        .args(["--decode-steps", &args.decode_steps.to_string()])
+        .args(["--threads", &threads.to_string()])
+        .output()
+        .with_context(|| format!("running {}", python.display()));
+    let _ = std::fs::remove_file(&script);
+    let out = out?;
+    if !out.status.success() {
+        bail!(
+            "llama.cpp's bench failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap_or_default();
+    serde_json::from_str(last).with_context(|| format!("llama.cpp's bench printed {last:?}"))
 }
 
 fn dtype(name: &str) -> anyhow::Result<DType> {
@@ -233,6 +273,21 @@ pub(crate) fn run(args: &EngineBenchArgs) -> anyhow::Result<ExitCode> {
         bail!("--batches, --prompt-tokens and --decode-steps must be positive");
     }
     let cfg = ModelConfig::from_dir(&args.model)?;
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    // llama.cpp first, so neither side gains from running second (warm page cache).
+    let llama = match &args.llama_cpp {
+        Some(python) => Some(llama_cpp(python, args, threads)?),
+        None => None,
+    };
+    let gguf_types = if braid_engine::gguf::is_gguf(&args.model) {
+        Some(
+            braid_engine::gguf::Gguf::open(&args.model)?
+                .tensors()?
+                .dtype_counts(),
+        )
+    } else {
+        None
+    };
     let bar = crate::progress_bar(cfg.num_layers as u64, "{msg} {bar:30} {pos}/{len}");
     bar.set_message("loading layers");
     let load = |bar: &indicatif::ProgressBar| {
@@ -295,13 +350,28 @@ pub(crate) fn run(args: &EngineBenchArgs) -> anyhow::Result<ExitCode> {
     let hit_tokens = e.stats().prefix_hit_tokens;
     bar.finish_and_clear();
 
+    let batch1 = rows
+        .iter()
+        .find(|r| r["batch"] == 1)
+        .and_then(|r| r["tok_s"].as_f64());
+    let vs_llama_cpp = llama.as_ref().map(|l| {
+        let ratio = |ours: Option<f64>, theirs: Option<f64>| match (ours, theirs) {
+            (Some(a), Some(b)) if b > 0.0 => Some(round(a / b, 2)),
+            _ => None,
+        };
+        json!({
+            "prefill": ratio(Some(prefill_tok_s), l["prefill_tok_s"].as_f64()),
+            "decode_batch1": ratio(batch1, l["decode_tok_s"].as_f64()),
+        })
+    });
     let report = json!({
         "model": args.model,
         "dtype": args.dtype,
         "architecture": format!("{:?}", cfg.architecture),
         "params": cfg.num_params(),
         "active_params": cfg.active_params(),
-        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "gguf_tensor_types": gguf_types,
+        "threads": threads,
         "prefill_tokens": args.prompt_tokens,
         "prefill_tok_s": round(prefill_tok_s, 2),
         "prefill_peak_rss_mb": prefill_peak_rss_mb.map(|x| round(x, 2)),
@@ -313,6 +383,8 @@ pub(crate) fn run(args: &EngineBenchArgs) -> anyhow::Result<ExitCode> {
             "greedy_tokens_match": batch1_tokens.is_empty() || tokens.starts_with(&batch1_tokens)
                 || batch1_tokens.starts_with(&tokens),
         })),
+        "llama_cpp": llama,
+        "vs_llama_cpp": vs_llama_cpp,
         "prefix_cache": {
             "shared_prefix_tokens": args.shared_prefix,
             "hit_tokens": hit_tokens,
