@@ -43,7 +43,6 @@ const CONFIG_FIELDS: &[(&str, &str, bool)] = &[
     ("expert_count", "num_experts", false),
     ("expert_used_count", "num_experts_per_tok", false),
     ("expert_feed_forward_length", "moe_intermediate_size", false),
-    ("expert_weights_norm", "norm_topk_prob", false),
 ];
 
 /// Hugging Face names outside the layers → GGUF names.
@@ -129,28 +128,46 @@ impl Gguf {
         };
         let mut file = File::open(path).map_err(io)?;
         let size = file.metadata().map_err(io)?.len();
-        let content = Content::read(&mut file).map_err(|e| Error::Config {
+        let header = |problem: String| Error::Config {
             path: path.to_path_buf(),
             field: "(header)".into(),
-            problem: format!("not a readable GGUF file: {e}"),
-        })?;
+            problem,
+        };
+        // candle's reader divides by the file's `general.alignment`: a 0 there panics.
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Content::read(&mut file)));
+        let content = match read {
+            Ok(Ok(content)) => content,
+            Ok(Err(e)) => {
+                return Err(header(format!(
+                    "not a readable GGUF file, or one with a tensor type braid cannot run \
+                     (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q2_K to Q6_K are supported): {e}"
+                )))
+            }
+            Err(_) => return Err(header("not a readable GGUF file (its alignment is 0)".into())),
+        };
         let gguf = Gguf {
             path: path.to_path_buf(),
             content,
         };
         for (name, info) in &gguf.content.tensor_infos {
-            let (dtype, elems) = (info.ggml_dtype, info.shape.elem_count());
-            let bytes = (elems / dtype.block_size() * dtype.type_size()) as u64;
+            let Some(bytes) = stored_bytes(info.ggml_dtype, info.shape.dims()).filter(|b| *b > 0) else {
+                return Err(gguf.error(name, &format!("has an unusable shape {:?}", info.shape.dims())));
+            };
             let end = gguf
                 .content
                 .tensor_data_offset
-                .saturating_add(info.offset)
-                .saturating_add(bytes);
-            if end > size {
-                return Err(gguf.error(
-                    name,
-                    &format!("its data ends at byte {end}, past the end of the file ({size} bytes): the file is truncated"),
-                ));
+                .checked_add(info.offset)
+                .and_then(|start| start.checked_add(bytes as u64));
+            match end {
+                Some(end) if end <= size => {}
+                _ => {
+                    return Err(gguf.error(
+                        name,
+                        &format!(
+                            "its data ends past the end of the file ({size} bytes): the file is truncated"
+                        ),
+                    ))
+                }
             }
         }
         Ok(gguf)
@@ -240,8 +257,8 @@ impl Gguf {
         }
         if model_type == "qwen3_moe" {
             // llama.cpp runs every qwen3moe layer sparse and renormalises the top-k
-            // weights unless the file says otherwise.
-            c.entry("norm_topk_prob").or_insert(json!(true));
+            // weights.
+            c.insert("norm_topk_prob".into(), json!(true));
             c.insert("decoder_sparse_step".into(), json!(1));
             if let Some(w) = c.get("moe_intermediate_size").cloned() {
                 c.entry("intermediate_size").or_insert(w);
@@ -341,7 +358,7 @@ impl Gguf {
         ]
         .iter()
         .filter_map(|k| self.meta(k).and_then(json_of).and_then(|v| v.as_u64()))
-        .map(|id| id as u32)
+        .filter_map(|id| u32::try_from(id).ok())
         .collect();
         let types = match self.meta("tokenizer.ggml.token_type") {
             Some(Meta::Array(t)) => t.as_slice(),
@@ -400,6 +417,16 @@ impl Gguf {
             file: Mutex::new(file),
         })
     }
+}
+
+/// Bytes of a tensor of `dims` stored as `dtype`; `None` when the shape overflows or is not
+/// whole blocks.
+fn stored_bytes(dtype: GgmlDType, dims: &[usize]) -> Option<usize> {
+    let elems = dims.iter().try_fold(1usize, |n, d| n.checked_mul(*d))?;
+    elems
+        .is_multiple_of(dtype.block_size())
+        .then(|| (elems / dtype.block_size()).checked_mul(dtype.type_size()))
+        .flatten()
 }
 
 /// A metadata value as JSON (numbers and flags; `None` for strings and arrays).
@@ -495,11 +522,10 @@ impl GgufTensors {
             (Some(e), _) => candle_core::bail!("{name} {:?} has no expert {e}", info.shape),
         };
         let dtype = info.ggml_dtype;
-        let elems: usize = dims.iter().product();
-        if !elems.is_multiple_of(dtype.block_size()) {
-            candle_core::bail!("{name}: {elems} elements are not whole {dtype:?} blocks")
-        }
-        let bytes = elems / dtype.block_size() * dtype.type_size();
+        let Some(bytes) = stored_bytes(dtype, &dims) else {
+            candle_core::bail!("{name}: {dims:?} is not whole {dtype:?} blocks")
+        };
+        // `open` checked the whole tensor lies within the file, so this cannot overflow.
         let start = self.content.tensor_data_offset + info.offset + (index * bytes) as u64;
         let mut raw = vec![0u8; bytes];
         {
@@ -661,6 +687,9 @@ mod tests {
             err.contains("field `token_embd.weight`") && err.contains("the file is truncated"),
             "{err}"
         );
+        let aligned = write("align", |m| m.push(("general.alignment", Meta::U32(0))));
+        let err = ModelConfig::from_dir(&aligned).unwrap_err().to_string();
+        assert!(err.contains("alignment is 0"), "{err}");
         std::fs::write(&path, &bytes[..64]).unwrap();
         let err = ModelConfig::from_dir(&path).unwrap_err().to_string();
         assert!(

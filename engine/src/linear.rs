@@ -3,9 +3,10 @@
 //! kernels; small-batch f32 products on the CPU through [`MatVec`] (memory-bandwidth
 //! matrix-vector, bit-identical whatever the batch); the rest through candle's matmul.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{DType, Module, Tensor};
 use candle_nn::{Embedding, Linear};
 
@@ -88,13 +89,7 @@ impl Proj {
             }
         };
         let y = match expanded(weight, x)? {
-            Some((q, rows_as)) => {
-                // The rows rounded to the blocks the quantized product would make of
-                // them, so the result is that product's, summed in another order.
-                let rows = QTensor::quantize(&x.to_dtype(DType::F32)?, rows_as)?.dequantize(x.device())?;
-                let w = q.dequantize(x.device())?;
-                rows.matmul(&w.t()?)?.to_dtype(x.dtype())?
-            }
+            Some((q, rows_as)) => expanded_product(q, rows_as, x)?,
             None => weight.forward(&x.contiguous()?)?.to_dtype(x.dtype())?,
         };
         Ok(match bias {
@@ -104,22 +99,67 @@ impl Proj {
     }
 }
 
-/// For a prefill chunk (more than [`MAX_ROWS`] rows, on the CPU) against a weight whose
-/// quantized product has no tiled kernel here (all but Q4_K and Q6_K; candle's generic one
-/// runs a 512-token Q8_0 prefill at a quarter of llama.cpp's speed): the weight, to be
-/// expanded once for a plain matmul, and the block type its product quantizes rows to.
+/// For more rows than a decode batch (a prefill chunk, or a step of over [`MAX_ROWS`]
+/// sequences) on a CPU where candle's product for the weight's type has no tiled kernel
+/// (x86: Q4_0, Q5_0, Q2_K, Q3_K, Q5_K, and Q8_0 without VNNI; its generic one runs a
+/// 512-token Q8_0 prefill at a quarter of llama.cpp's speed): the weight, and the block
+/// type its product quantizes the rows to.
 fn expanded<'a>(weight: &'a QMatMul, x: &Tensor) -> Result<Option<(&'a QTensor, GgmlDType)>> {
     let QMatMul::QTensor(q) = weight else {
         return Ok(None);
     };
-    if x.dim(0)? <= MAX_ROWS || !x.device().is_cpu() {
+    if x.dim(0)? <= MAX_ROWS || !x.device().is_cpu() || !cfg!(target_arch = "x86_64") {
         return Ok(None);
     }
     Ok(match q.dtype() {
+        GgmlDType::Q8_0 if vnni() => None,
         GgmlDType::Q4_0 | GgmlDType::Q5_0 | GgmlDType::Q8_0 => Some((q, GgmlDType::Q8_0)),
         GgmlDType::Q2K | GgmlDType::Q3K | GgmlDType::Q5K => Some((q, GgmlDType::Q8K)),
         _ => None,
     })
+}
+
+/// Whether the CPU has the 8-bit dot products candle's tiled Q8_0 kernel needs.
+fn vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512vnni") || std::arch::is_x86_feature_detected!("avxvnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Weight values expanded at a time by [`expanded_product`] (16 MB of f32), so a large
+/// weight (an LM head of 150k rows) never exists expanded whole.
+const EXPANDED_VALUES: usize = 4 << 20;
+
+/// `x · Wᵀ` with `W` expanded to f32 a slab of rows at a time and `x`'s rows rounded to
+/// the blocks (`rows_as`) the quantized product would make of them: that product's
+/// numbers, summed in another order, at a plain matmul's speed.
+fn expanded_product(w: &QTensor, rows_as: GgmlDType, x: &Tensor) -> Result<Tensor> {
+    expanded_in_slabs(w, rows_as, x, EXPANDED_VALUES)
+}
+
+/// [`expanded_product`], expanding at most `values` weight values at a time.
+fn expanded_in_slabs(w: &QTensor, rows_as: GgmlDType, x: &Tensor, values: usize) -> Result<Tensor> {
+    let (out, k) = w.shape().dims2()?;
+    let rows = QTensor::quantize(&x.to_dtype(DType::F32)?, rows_as)?.dequantize(x.device())?;
+    let data = w.data()?;
+    let row_bytes = data.len() / out.max(1);
+    let slab = (values / k.max(1)).max(1);
+    let mut parts = Vec::with_capacity(out.div_ceil(slab));
+    for first in (0..out).step_by(slab) {
+        let n = slab.min(out - first);
+        let bytes = &data[first * row_bytes..(first + n) * row_bytes];
+        let part = QTensor::new(
+            QStorage::from_data(Cow::Borrowed(bytes), x.device(), w.dtype())?,
+            (n, k),
+        )?;
+        parts.push(rows.matmul(&part.dequantize(x.device())?.t()?)?);
+    }
+    Ok(Tensor::cat(&parts, 1)?.to_dtype(x.dtype())?)
 }
 
 /// The token embedding: a plain table, or a quantized one whose rows are dequantized as
@@ -162,6 +202,47 @@ impl Embed {
         match self {
             Embed::Dense(e) => e.forward(ids),
             Embed::Quantized { table, dtype } => table.embedding(ids)?.to_dtype(*dtype),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+
+    #[test]
+    fn an_expanded_product_gives_the_quantized_products_numbers_in_slabs() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (300, 256), &dev).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (40, 256), &dev).unwrap();
+        for (dtype, rows_as) in [
+            (GgmlDType::Q8_0, GgmlDType::Q8_0),
+            (GgmlDType::Q5K, GgmlDType::Q8K),
+        ] {
+            let q = Arc::new(QTensor::quantize(&w, dtype).unwrap());
+            let quantized = QMatMul::from_arc(Arc::clone(&q)).unwrap().forward(&x).unwrap();
+            // 7 rows of 256 a slab: 43 slabs, the last of 6 rows.
+            let expanded = expanded_in_slabs(&q, rows_as, &x, 7 * 256).unwrap();
+            assert_eq!(expanded.dims(), &[40, 300]);
+            let scale = quantized
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let diff = (expanded - &quantized)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(diff < 1e-5 * scale, "{dtype:?}: {diff} of {scale}");
         }
     }
 }

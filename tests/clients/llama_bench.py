@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """llama.cpp (llama-cpp-python) on a GGUF, as `braid bench engine` measures braid: the
-same deterministic prompt tokens, prefill tokens per second and single-sequence decode
-tokens per second on the same threads; and, with --logits-out, the next-token logits of
+same deterministic prompt tokens, prefill tokens per second, and single-sequence decode
+tokens per second after a 16-token prompt (as braid's decode rows), on the same threads; and, with --logits-out, the next-token logits of
 every position of the prompt from --logits-from on (to check llama.cpp runs the very
 model braid runs); the tokens from --logits-from + 1 on are fed one at a time, as a
 decode feeds them.
@@ -55,9 +55,14 @@ def main():
     t = time.perf_counter()
     llm.eval(tokens)
     prefill = time.perf_counter() - t
+    # Decode as braid's decode rows do: a fresh 16-token prompt (the batch's first), then
+    # one token per step.
+    llm.reset()
+    short = prompt(16, 1, vocab)
+    llm.eval(short)
     t = time.perf_counter()
     for step in range(a.decode_steps):
-        llm.eval([tokens[step % len(tokens)]])
+        llm.eval([short[step % len(short)]])
     decode = time.perf_counter() - t
     print(json.dumps({
         "engine": f"llama.cpp (llama-cpp-python {llama_cpp.__version__})",

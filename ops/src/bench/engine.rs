@@ -41,8 +41,9 @@ pub(crate) struct EngineBenchArgs {
     #[arg(long, default_value_t = 2048)]
     kv_cache_mib: usize,
     /// A Python with llama-cpp-python (scripts/setup makes `.fixtures/venv/bin/python`):
-    /// on a GGUF model, llama.cpp runs the same prompt and batch-1 decode on the same
-    /// file and threads in this run, and the report gains its figures and braid's ratios.
+    /// on a GGUF model, llama.cpp runs the same prefill prompt and a batch-1 decode after
+    /// the same 16-token prompt, on the same file and threads, in this run; the report
+    /// gains its figures and braid's ratios.
     #[arg(long)]
     llama_cpp: Option<PathBuf>,
 }
