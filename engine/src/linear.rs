@@ -227,21 +227,8 @@ mod tests {
             // 7 rows of 256 a slab: 43 slabs, the last of 6 rows.
             let expanded = expanded_in_slabs(&q, rows_as, &x, 7 * 256).unwrap();
             assert_eq!(expanded.dims(), &[40, 300]);
-            let scale = quantized
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            let diff = (expanded - &quantized)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let max_abs = |t: &Tensor| t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let (scale, diff) = (max_abs(&quantized), max_abs(&(expanded - &quantized).unwrap()));
             assert!(diff < 1e-5 * scale, "{dtype:?}: {diff} of {scale}");
         }
     }
