@@ -126,8 +126,11 @@ impl Gguf {
             path: path.to_path_buf(),
             source,
         };
-        let mut file = File::open(path).map_err(io)?;
+        let file = File::open(path).map_err(io)?;
         let size = file.metadata().map_err(io)?.len();
+        // The header is hundreds of thousands of small fields (the vocabulary): buffered,
+        // not a system call each.
+        let mut file = std::io::BufReader::with_capacity(1 << 20, file);
         let header = |problem: String| Error::Config {
             path: path.to_path_buf(),
             field: "(header)".into(),
