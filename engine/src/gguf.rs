@@ -584,9 +584,43 @@ impl candle_nn::var_builder::SimpleBackend for Dequantizing {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{ModelConfig, Tokenizer};
+
+    /// A dense Qwen3 model folder (`braid fixture`'s layout) converted to a GGUF file beside
+    /// it, its matrices stored as `dtype` (1-D tensors stay f32, as llama.cpp stores them).
+    pub(crate) fn convert(dir: &Path, dtype: GgmlDType) -> PathBuf {
+        let cfg = ModelConfig::from_dir(dir).unwrap();
+        let tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+        let mut stored = Vec::new();
+        for (hf, t) in &tensors {
+            let (name, _) = gguf_name(hf).unwrap();
+            let kind = if t.rank() > 1 { dtype } else { GgmlDType::F32 };
+            stored.push((name, QTensor::quantize(t, kind).unwrap()));
+        }
+        let n = |v: usize| Meta::U32(v as u32);
+        let meta = [
+            ("general.architecture", Meta::String("qwen3".into())),
+            ("qwen3.block_count", n(cfg.num_layers)),
+            ("qwen3.embedding_length", n(cfg.hidden_size)),
+            ("qwen3.feed_forward_length", n(cfg.intermediate_size)),
+            ("qwen3.attention.head_count", n(cfg.num_heads)),
+            ("qwen3.attention.head_count_kv", n(cfg.num_kv_heads)),
+            ("qwen3.attention.key_length", n(cfg.head_dim)),
+            ("qwen3.context_length", n(cfg.max_position_embeddings)),
+            ("qwen3.rope.freq_base", Meta::F32(cfg.rope_theta as f32)),
+            (
+                "qwen3.attention.layer_norm_rms_epsilon",
+                Meta::F32(cfg.rms_norm_eps as f32),
+            ),
+        ];
+        let path = dir.join(format!("model-{dtype:?}.gguf"));
+        let meta: Vec<(&str, &Meta)> = meta.iter().map(|(k, v)| (*k, v)).collect();
+        let stored: Vec<(&str, &QTensor)> = stored.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        candle_core::quantized::gguf_file::write(&mut File::create(&path).unwrap(), &meta, &stored).unwrap();
+        path
+    }
 
     /// A small GGUF: a Qwen3 header (`edit` changes it) and one f32 embedding of 8 × 4.
     fn write(name: &str, edit: impl FnOnce(&mut Vec<(&'static str, Meta)>)) -> PathBuf {

@@ -23,6 +23,7 @@ mod matvec;
 mod mla;
 pub mod model;
 pub mod prefix;
+mod q8_0;
 mod rng;
 pub mod rope;
 pub mod routing;

@@ -88,6 +88,12 @@ impl Proj {
                 return Ok(linear.forward(x)?);
             }
         };
+        if let Some(y) = q8_0_batch(weight, x)? {
+            return Ok(match bias {
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            });
+        }
         let y = match expanded(weight, x)? {
             Some((q, rows_as)) => expanded_product(q, rows_as, x)?,
             None => weight.forward(&x.contiguous()?)?.to_dtype(x.dtype())?,
@@ -97,6 +103,33 @@ impl Proj {
             None => y,
         })
     }
+}
+
+/// A decode batch (2 to [`MAX_ROWS`] f32 rows on the CPU) against a Q8_0 weight, through
+/// braid's kernel ([`crate::q8_0`]: candle's numbers, each weight block read once for up
+/// to 4 rows); `None` for other shapes and types, for one row (where candle's own kernel
+/// is faster, with the same numbers), and on CPUs with VNNI (where candle tiles Q8_0).
+fn q8_0_batch(weight: &QMatMul, x: &Tensor) -> Result<Option<Tensor>> {
+    let QMatMul::QTensor(q) = weight else {
+        return Ok(None);
+    };
+    let n = x.dim(0)?;
+    // With VNNI, candle has a tiled Q8_0 kernel of its own.
+    if vnni()
+        || q.dtype() != GgmlDType::Q8_0
+        || x.rank() != 2
+        || !(2..=MAX_ROWS).contains(&n)
+        || x.dtype() != DType::F32
+        || !x.device().is_cpu()
+    {
+        return Ok(None);
+    }
+    let (m, k) = q.shape().dims2()?;
+    let xs = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    Ok(match crate::q8_0::product(&q.data()?, m, k, &xs, n) {
+        Some(y) => Some(Tensor::from_vec(y, (n, m), x.device())?),
+        None => None,
+    })
 }
 
 /// For more rows than a decode batch (a prefill chunk, or a step of over [`MAX_ROWS`]

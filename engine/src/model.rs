@@ -203,7 +203,7 @@ pub fn argmax(logits: &Tensor) -> Result<u32> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
 
     use candle_core::{DType, Device, Tensor};
     use candle_transformers::models::{qwen3, qwen3_moe};
@@ -394,9 +394,21 @@ mod tests {
         batched_decode_is_exact("minimax-batch", &ModelSpec::minimax_m2_tiny(512));
     }
 
+    #[test]
+    fn q8_0_sequences_batched_together_decode_exactly_as_alone() {
+        // A GGUF file's Q8_0 weights: one row through candle's kernel, a batch through
+        // braid's (`q8_0.rs`), the same numbers.
+        let dir = fixture("q8-batch", &ModelSpec::tiny(512));
+        let file = crate::gguf::tests::convert(&dir, candle_core::quantized::GgmlDType::Q8_0);
+        batched_decode_is_exact_on(&file);
+    }
+
     fn batched_decode_is_exact(name: &str, spec: &ModelSpec) {
-        let dir = fixture(name, spec);
-        let model = load_model(&dir, DType::F32, &Device::Cpu, &mut |_, _| {}).unwrap();
+        batched_decode_is_exact_on(&fixture(name, spec));
+    }
+
+    fn batched_decode_is_exact_on(dir: &Path) {
+        let model = load_model(dir, DType::F32, &Device::Cpu, &mut |_, _| {}).unwrap();
         let prompts: Vec<Vec<u32>> = (0..8)
             .map(|i| {
                 (0..(1 + i * 3))

@@ -1,0 +1,236 @@
+//! Q8_0 weights (llama.cpp's 8-bit blocks: an f16 scale and 32 values) times the rows of a
+//! decode step, on x86 CPUs with AVX2. The rows are quantized to Q8_0 blocks and each
+//! output is the sum over blocks of `scale_w × scale_x × Σ w·x`, in eight lanes added up
+//! in the order llama.cpp's and candle's AVX2 dot product adds them: the same numbers, to
+//! the last bit, as candle's quantized product (which the tests check).
+//!
+//! candle computes each (weight row, row of x) pair as a call of its own, converting both
+//! f16 scales each time, so a batch of 8 costs about 8 batches of 1. Here a weight block
+//! is loaded and made unsigned once for a tile of up to 4 rows of x, and the rows'
+//! scales are converted once per step.
+
+use half::f16;
+use rayon::prelude::*;
+
+/// Values per block.
+const BLOCK: usize = 32;
+/// Bytes per stored block: the f16 scale, then 32 signed bytes.
+const BLOCK_BYTES: usize = 2 + BLOCK;
+/// Weight rows per parallel task.
+const ROWS_PER_TASK: usize = 32;
+/// Rows of `x` computed together against one weight row.
+const TILE: usize = 4;
+
+/// Whether this CPU runs the kernel (AVX2 and FMA).
+pub(crate) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Rows of `x` quantized to Q8_0 as candle's `BlockQ8_0::from_float` does: per block, the
+/// scale `max|x| / 127` (kept as f16, used as f32) and `round(x / scale)`.
+struct Rows {
+    scales: Vec<f32>,
+    /// The signed 8-bit values, as bytes.
+    quants: Vec<u8>,
+}
+
+fn quantize(x: &[f32]) -> Rows {
+    let mut scales = Vec::with_capacity(x.len() / BLOCK);
+    let mut quants = Vec::with_capacity(x.len());
+    for block in x.chunks_exact(BLOCK) {
+        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        scales.push(f16::from_f32(d).to_f32());
+        quants.extend(block.iter().map(|v| (v * id).round() as i8 as u8));
+    }
+    Rows { scales, quants }
+}
+
+/// `x [n, k] · Wᵀ` → `[n, m]`, for `w` holding `m` rows of `k / 32` Q8_0 blocks; `None`
+/// where the CPU lacks AVX2/FMA or the sizes do not fit (the caller then uses candle's).
+pub(crate) fn product(w: &[u8], m: usize, k: usize, x: &[f32], n: usize) -> Option<Vec<f32>> {
+    if !available() || !k.is_multiple_of(BLOCK) || w.len() != m * k / BLOCK * BLOCK_BYTES || x.len() != n * k
+    {
+        return None;
+    }
+    let rows = quantize(x);
+    let mut by_row = vec![0f32; m * n];
+    by_row
+        .par_chunks_mut(n * ROWS_PER_TASK)
+        .enumerate()
+        .for_each(|(task, out)| products(w, &rows, n, k, task * ROWS_PER_TASK, out));
+    if n == 1 {
+        return Some(by_row);
+    }
+    let mut t = vec![0f32; n * m];
+    for j in 0..m {
+        for i in 0..n {
+            t[i * m + j] = by_row[j * n + i];
+        }
+    }
+    Some(t)
+}
+
+/// The outputs of the weight rows from `first` on, as many as `out` holds
+/// (`out[r * n + i]` = row `first + r` · `x[i]`).
+fn products(w: &[u8], rows: &Rows, n: usize, k: usize, first: usize, out: &mut [f32]) {
+    let row_bytes = k / BLOCK * BLOCK_BYTES;
+    for (r, out_r) in out.chunks_exact_mut(n).enumerate() {
+        let w_r = &w[(first + r) * row_bytes..][..row_bytes];
+        let mut i = 0;
+        while i < n {
+            let c = TILE.min(n - i);
+            let o = &mut out_r[i..i + c];
+            match c {
+                1 => o.copy_from_slice(&avx2::dots::<1>(w_r, rows, k, i)),
+                2 => o.copy_from_slice(&avx2::dots::<2>(w_r, rows, k, i)),
+                3 => o.copy_from_slice(&avx2::dots::<3>(w_r, rows, k, i)),
+                _ => o.copy_from_slice(&avx2::dots::<TILE>(w_r, rows, k, i)),
+            }
+            i += c;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use half::f16;
+
+    use super::{Rows, BLOCK, BLOCK_BYTES};
+
+    /// One weight row's dot products with rows `first..first + C` of `x`.
+    pub(super) fn dots<const C: usize>(w_r: &[u8], rows: &Rows, k: usize, first: usize) -> [f32; C] {
+        // SAFETY: `product` runs only where `available()` found AVX2 and FMA.
+        #[allow(unsafe_code)]
+        unsafe {
+            dots_avx2::<C>(w_r, rows, k, first)
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn dots_avx2<const C: usize>(w_r: &[u8], rows: &Rows, k: usize, first: usize) -> [f32; C] {
+        let blocks = k / BLOCK;
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); C];
+        for (b, block) in w_r.chunks_exact(BLOCK_BYTES).enumerate() {
+            let dw = f16::from_le_bytes([block[0], block[1]]).to_f32();
+            let wv = load(&block[2..]);
+            let aw = _mm256_sign_epi8(wv, wv);
+            for (j, acc_j) in acc.iter_mut().enumerate() {
+                let row = first + j;
+                let xv = load(&rows.quants[row * k + b * BLOCK..]);
+                let sx = _mm256_sign_epi8(xv, wv);
+                let q = _mm256_cvtepi32_ps(_mm256_madd_epi16(ones, _mm256_maddubs_epi16(aw, sx)));
+                let d = _mm256_set1_ps(dw * rows.scales[row * blocks + b]);
+                *acc_j = _mm256_fmadd_ps(d, q, *acc_j);
+            }
+        }
+        acc.map(|a| hsum(a))
+    }
+
+    /// The first 32 bytes of `bytes` (which must hold that many) as one vector.
+    #[target_feature(enable = "avx2")]
+    fn load(bytes: &[u8]) -> __m256i {
+        let chunk: &[u8; BLOCK] = match bytes.get(..BLOCK).and_then(|c| c.try_into().ok()) {
+            Some(c) => c,
+            None => return _mm256_setzero_si256(),
+        };
+        // SAFETY: `chunk` is 32 readable bytes; the load has no alignment requirement.
+        #[allow(unsafe_code)]
+        unsafe {
+            _mm256_loadu_si256(chunk.as_ptr().cast())
+        }
+    }
+
+    /// The eight lanes' sum in the order candle's and llama.cpp's `hsum_float_8` add them.
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(x: __m256) -> f32 {
+        let r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+        let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+        let r = _mm_add_ss(r, _mm_movehdup_ps(r));
+        _mm_cvtss_f32(r)
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod avx2 {
+    use super::Rows;
+
+    /// Never called: `product` declines where AVX2 is absent.
+    pub(super) fn dots<const C: usize>(_: &[u8], _: &Rows, _: usize, _: usize) -> [f32; C] {
+        [0.0; C]
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::Instant;
+
+    use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+    use candle_core::{Device, Module, Tensor};
+
+    use super::*;
+
+    #[test]
+    fn the_product_is_candles_to_the_last_bit_alone_or_batched() {
+        if !available() {
+            eprintln!("no AVX2/FMA on this CPU: the kernel is not used, nothing to compare");
+            return;
+        }
+        let dev = Device::Cpu;
+        let (m, k) = (300, 256);
+        let w = QTensor::quantize(&Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap(), GgmlDType::Q8_0).unwrap();
+        let bytes = w.data().unwrap().to_vec();
+        let w = QMatMul::from_qtensor(w).unwrap();
+        for n in [1, 3, 8, 13] {
+            let x = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
+            let theirs = w
+                .forward(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let ours = product(&bytes, m, k, &xs, n).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&ours), bits(&theirs), "batch {n}");
+        }
+    }
+
+    #[test]
+    #[ignore = "a timing, run by hand"]
+    fn timing() {
+        let dev = Device::Cpu;
+        let (m, k) = (3072, 1024);
+        let w = QTensor::quantize(&Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap(), GgmlDType::Q8_0).unwrap();
+        let bytes = w.data().unwrap().to_vec();
+        let w = QMatMul::from_qtensor(w).unwrap();
+        for n in [1, 8, 32] {
+            let x = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
+            let xv = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let t = Instant::now();
+            for _ in 0..50 {
+                w.forward(&x).unwrap();
+            }
+            let candle = t.elapsed() / 50;
+            let t = Instant::now();
+            for _ in 0..50 {
+                product(&bytes, m, k, &xv, n);
+            }
+            let braid = t.elapsed() / 50;
+            eprintln!("n {n}: candle {candle:?}, braid {braid:?}");
+        }
+    }
+}
