@@ -1,6 +1,8 @@
 //! A linear layer that picks its product by how its weight is stored and the batch's
 //! shape: quantized weights (a GGUF file's Q8_0, Q4_K, …) through candle's quantized
-//! kernels; small-batch f32 products on the CPU through [`MatVec`] (memory-bandwidth
+//! kernels, but Q8_0 decode batches through braid's ([`crate::q8_0`]) and long prefill
+//! chunks, where candle has no tiled kernel, as a matmul of the expanded weight;
+//! small-batch f32 products on the CPU through [`MatVec`] (memory-bandwidth
 //! matrix-vector, bit-identical whatever the batch); the rest through candle's matmul.
 
 use std::borrow::Cow;
