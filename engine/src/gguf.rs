@@ -408,6 +408,16 @@ impl Gguf {
         out
     }
 
+    /// How many tensors of each storage type the file holds (`{"Q4K": 20, "F32": 9}`),
+    /// for the log and the bench.
+    pub fn dtype_counts(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for info in self.content.tensor_infos.values() {
+            *out.entry(format!("{:?}", info.ggml_dtype)).or_insert(0) += 1;
+        }
+        out
+    }
+
     /// The file's tensors, read on demand.
     pub fn tensors(self) -> Result<GgufTensors> {
         let file = File::open(&self.path).map_err(|source| Error::Io {
@@ -492,16 +502,6 @@ impl GgufTensors {
             Some(info) => Ok((info, expert, name)),
             None => candle_core::bail!("cannot find tensor {name} (for {hf})"),
         }
-    }
-
-    /// How many tensors of each storage type the file holds (`{"Q4K": 20, "F32": 9}`),
-    /// for the log and the bench.
-    pub fn dtype_counts(&self) -> BTreeMap<String, usize> {
-        let mut out = BTreeMap::new();
-        for info in self.content.tensor_infos.values() {
-            *out.entry(format!("{:?}", info.ggml_dtype)).or_insert(0) += 1;
-        }
-        out
     }
 
     /// Whether the file holds the tensor of this Hugging Face name.

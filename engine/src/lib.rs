@@ -62,12 +62,8 @@ pub fn load_model(
     if gguf::is_gguf(dir) {
         let file = gguf::Gguf::open(dir)?;
         let cfg = ModelConfig::from_json(&file.config_json()?, dir)?;
+        tracing::info!("{}: tensors stored as {:?}", dir.display(), file.dtype_counts());
         let tensors = std::sync::Arc::new(file.tensors()?);
-        tracing::info!(
-            "{}: tensors stored as {:?}",
-            dir.display(),
-            tensors.dtype_counts()
-        );
         let src = weights::Source::gguf(tensors, dtype, device);
         return Model::load(&cfg, &src, progress).map_err(|source| Error::Weights {
             path: dir.to_path_buf(),

@@ -90,15 +90,10 @@ impl Proj {
                 return Ok(linear.forward(x)?);
             }
         };
-        if let Some(y) = q8_0_batch(weight, x)? {
-            return Ok(match bias {
-                Some(b) => y.broadcast_add(b)?,
-                None => y,
-            });
-        }
-        let y = match expanded(weight, x)? {
-            Some((q, rows_as)) => expanded_product(q, rows_as, x)?,
-            None => weight.forward(&x.contiguous()?)?.to_dtype(x.dtype())?,
+        let y = match (q8_0_batch(weight, x)?, expanded(weight, x)?) {
+            (Some(y), _) => y,
+            (None, Some((q, rows_as))) => expanded_product(q, rows_as, x)?,
+            (None, None) => weight.forward(&x.contiguous()?)?.to_dtype(x.dtype())?,
         };
         Ok(match bias {
             Some(b) => y.broadcast_add(b)?,

@@ -57,19 +57,23 @@ impl CustomOp2 for MatVec {
             .par_chunks_mut(n * ROWS_PER_TASK)
             .enumerate()
             .for_each(|(task, out)| products(x, n, k, w, task * ROWS_PER_TASK, out));
-        let out = if n == 1 {
-            by_row
-        } else {
-            let mut t = vec![0f32; n * m];
-            for j in 0..m {
-                for i in 0..n {
-                    t[i * m + j] = by_row[j * n + i];
-                }
-            }
-            t
-        };
-        Ok((CpuStorage::F32(out), Shape::from((n, m))))
+        Ok((CpuStorage::F32(by_batch_row(by_row, n, m)), Shape::from((n, m))))
     }
+}
+
+/// Outputs computed by weight row (`by_row[j * n + i]`: weight row `j`, batch row `i`)
+/// laid out by batch row (`[n, m]`), as the product's result is.
+pub(crate) fn by_batch_row(by_row: Vec<f32>, n: usize, m: usize) -> Vec<f32> {
+    if n == 1 {
+        return by_row;
+    }
+    let mut t = vec![0f32; n * m];
+    for j in 0..m {
+        for i in 0..n {
+            t[i * m + j] = by_row[j * n + i];
+        }
+    }
+    t
 }
 
 /// Lanes of one accumulator: the dot products' order of additions (fixed, so a row's

@@ -67,16 +67,7 @@ pub(crate) fn product(w: &[u8], m: usize, k: usize, x: &[f32], n: usize) -> Opti
         .par_chunks_mut(n * ROWS_PER_TASK)
         .enumerate()
         .for_each(|(task, out)| products(w, &rows, n, k, task * ROWS_PER_TASK, out));
-    if n == 1 {
-        return Some(by_row);
-    }
-    let mut t = vec![0f32; n * m];
-    for j in 0..m {
-        for i in 0..n {
-            t[i * m + j] = by_row[j * n + i];
-        }
-    }
-    Some(t)
+    Some(crate::matvec::by_batch_row(by_row, n, m))
 }
 
 /// The outputs of the weight rows from `first` on, as many as `out` holds

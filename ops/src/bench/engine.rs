@@ -281,11 +281,7 @@ pub(crate) fn run(args: &EngineBenchArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let gguf_types = if braid_engine::gguf::is_gguf(&args.model) {
-        Some(
-            braid_engine::gguf::Gguf::open(&args.model)?
-                .tensors()?
-                .dtype_counts(),
-        )
+        Some(braid_engine::gguf::Gguf::open(&args.model)?.dtype_counts())
     } else {
         None
     };
