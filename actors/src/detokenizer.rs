@@ -1,5 +1,6 @@
-//! The detokenizer stage: each engine step's token ids in, whole UTF-8 text out, stop
-//! strings applied (and the executor told to stop when one matches).
+//! The detokenizer stage: each engine step's token ids (or an upstream engine's text) in,
+//! whole UTF-8 text out, special tokens skipped as the request asks, stop strings applied
+//! (and the executor told to stop when one matches).
 
 use std::sync::Arc;
 
@@ -53,9 +54,17 @@ impl Stateful for Detokenizer {
         setup: Option<Box<Setup>>,
         out: &mut Outbox,
     ) -> Option<(Text, bool)> {
-        st.tokens += step.tokens.len() as u32;
         st.raw.clear();
-        st.decoder.push(&step.tokens, &mut st.raw);
+        match &step.text {
+            Some(t) => {
+                st.tokens += t.tokens;
+                st.decoder.push_text(&t.text, &mut st.raw);
+            }
+            None => {
+                st.tokens += step.tokens.len() as u32;
+                st.decoder.push(&step.tokens, &mut st.raw);
+            }
+        }
         let mut finish = step.finish;
         if finish.is_some() {
             st.decoder.finish(&mut st.raw);

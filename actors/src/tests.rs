@@ -249,6 +249,7 @@ async fn overload_is_refused_at_admission_and_a_panicking_stage_restarts() {
         header: braid_bus::Header::new(a.id, 9, false),
         body: braid_bus::Step {
             tokens: vec![1],
+            text: None,
             finish: None,
             setup: None,
             reported: None,

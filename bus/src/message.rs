@@ -19,7 +19,7 @@ use crate::id::{InstanceId, RequestId, Stage};
 
 /// The wire schema version. A message of another version is refused by [`crate::decode`]
 /// with [`crate::Error::Version`], so mixed deployments fail loudly, not subtly.
-pub const SCHEMA_VERSION: u16 = 7;
+pub const SCHEMA_VERSION: u16 = 8;
 
 /// What every message starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -307,8 +307,14 @@ pub enum FailureKind {
 /// executor → detokenizer: every token one engine step produced for one request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
-    /// The step's token ids (possibly none, e.g. on abort).
+    /// The step's token ids (possibly none, e.g. on abort, or when `text` carries the
+    /// step).
     pub tokens: Vec<u32>,
+    /// The step as text, from an executor that has text rather than ids (an upstream
+    /// engine streams text): the detokenizer takes it as decoded, without tokenizing it
+    /// again. `tokens` is then empty.
+    #[serde(default)]
+    pub text: Option<StepText>,
     /// Set on the last step.
     pub finish: Option<Finish>,
     /// On the first step only.
@@ -317,6 +323,15 @@ pub struct Step {
     /// last step; they replace braid's own count of prompt and completion tokens.
     #[serde(default)]
     pub reported: Option<Usage>,
+}
+
+/// A step's output as text ([`Step::text`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepText {
+    /// The text, special tokens included as the executor wrote them.
+    pub text: String,
+    /// How many tokens made it, as the executor counts them.
+    pub tokens: u32,
 }
 
 /// detokenizer → splitter: text that is safe to emit (whole UTF-8, stop strings applied).

@@ -373,6 +373,7 @@ mod tests {
             header: Header::new(crate::RequestId(7), 3, false),
             body: Step {
                 tokens: vec![1, 2],
+                text: None,
                 finish: None,
                 setup: None,
                 reported: None,

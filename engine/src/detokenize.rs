@@ -129,6 +129,17 @@ impl IncrementalDecoder {
         }
     }
 
+    /// Appends `text`, a step that came as text (an upstream engine's), to `out`,
+    /// without its special tokens when this output skips them: the text decoding its
+    /// tokens would give.
+    pub fn push_text(&mut self, text: &str, out: &mut String) {
+        if self.skip_special {
+            self.tokenizer.push_without_special(text, out);
+        } else {
+            out.push_str(text);
+        }
+    }
+
     /// Appends the text that `ids` complete to `out`.
     pub fn push(&mut self, ids: &[u32], out: &mut String) {
         match &mut self.mode {
@@ -347,6 +358,27 @@ mod tests {
         d.push(&ids, &mut out);
         d.finish(&mut out);
         assert_eq!(out, "hi");
+    }
+
+    #[test]
+    fn text_steps_read_as_their_tokens_would_decode() {
+        let tok = qwen();
+        let texts = [
+            "<|im_start|>hi<|im_end|>",
+            "<think>a</think> <tool_call>{}</tool_call><|endoftext|>",
+            "<|im_end|><|im_end|>x<|im_start",
+            "plain 世界 🦀",
+            "",
+        ];
+        for text in texts {
+            for skip in [true, false] {
+                let ids = tok.encode(text).unwrap();
+                let mut d = IncrementalDecoder::new(Arc::clone(&tok), skip);
+                let mut out = String::new();
+                d.push_text(text, &mut out);
+                assert_eq!(out, tok.decode_lossy(&ids, skip), "{text:?}, skip {skip}");
+            }
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use std::sync::Arc;
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use serde_json::Value;
 
 use crate::config::{read_json, token_ids};
@@ -17,6 +18,8 @@ pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     eos_token_ids: Vec<u32>,
     bytes: Option<Arc<TokenBytes>>,
+    /// Finds the special tokens' texts in text (none when there are none).
+    specials: Option<Arc<AhoCorasick>>,
 }
 
 /// Bytes of text counted at once by [`Tokenizer::encode_within`].
@@ -87,11 +90,40 @@ impl Tokenizer {
         eos.sort_unstable();
         eos.dedup();
         let bytes = TokenBytes::of(&inner).map(Arc::new);
+        let special: Vec<String> = inner
+            .get_added_tokens_decoder()
+            .into_values()
+            .filter(|t| t.special && !t.content.is_empty())
+            .map(|t| t.content)
+            .collect();
+        // Leftmost-longest, as the tokenizer splits added tokens out of text.
+        let specials = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&special)
+            .ok()
+            .filter(|_| !special.is_empty())
+            .map(Arc::new);
         Tokenizer {
             inner,
             eos_token_ids: eos,
             bytes,
+            specials,
         }
+    }
+
+    /// Appends `text` to `out` without the special tokens in it: what encoding `text`
+    /// and decoding it with `skip_special_tokens` gives, without doing either.
+    pub fn push_without_special(&self, text: &str, out: &mut String) {
+        let Some(specials) = &self.specials else {
+            out.push_str(text);
+            return;
+        };
+        let mut from = 0;
+        for m in specials.find_iter(text) {
+            out.push_str(&text[from..m.start()]);
+            from = m.end();
+        }
+        out.push_str(&text[from..]);
     }
 
     /// Token ids of `text`, special tokens (`<|im_start|>`) recognised, none added.

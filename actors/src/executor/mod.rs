@@ -378,6 +378,7 @@ fn run(
                 let last = o.finish.is_some();
                 let step = Step {
                     tokens: o.tokens,
+                    text: None,
                     finish: o.finish,
                     setup: l.setup.take(),
                     reported: o.reported,

@@ -9,9 +9,10 @@
 //! thread and no batching wait sit between the upstream and the bus.
 //!
 //! Prompts go as token ids (vLLM, SGLang and llama.cpp accept them) or as text. The
-//! upstream's text is tokenized again by braid's tokenizer for the detokenizer stage
-//! (decoding gives the same text back); usage comes from the upstream when it reports
-//! it. Several upstreams take requests in turn; one that cannot be reached is left out
+//! upstream's text travels as text ([`braid_bus::StepText`]): the detokenizer takes it as
+//! decoded (skipping special tokens when the request does), so nothing is tokenized
+//! again. Each event of the upstream's stream counts as one token until the upstream's
+//! own usage, which it reports at the end, replaces the count. Several upstreams take requests in turn; one that cannot be reached is left out
 //! for [`RETRY_AFTER`]. Cancelling a request drops its HTTP stream, which cancels it
 //! upstream.
 
@@ -20,12 +21,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::borrow::Cow;
+
 use braid_bus::{
     decode, encode, subject, Bus, Envelope, Failure, FailureKind, Finish, Header, InstanceId, Members,
-    Message, Prefill, RequestId, Setup, Stage, Step, Usage,
+    Message, Prefill, RequestId, Setup, Stage, Step, StepText, Usage,
 };
 use braid_engine::Tokenizer;
 use futures_util::StreamExt;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
@@ -144,7 +148,6 @@ impl UpstreamExecutor {
             .collect();
         let steps = Steps {
             bus: bus.clone(),
-            tokenizer: Arc::clone(&self.tokenizer),
             id,
             to,
             seq: 0,
@@ -164,7 +167,6 @@ impl UpstreamExecutor {
 /// Publishes one request's steps to its detokenizer, in order.
 struct Steps {
     bus: Bus,
-    tokenizer: Arc<Tokenizer>,
     id: RequestId,
     to: Arc<str>,
     seq: u32,
@@ -173,37 +175,23 @@ struct Steps {
 }
 
 impl Steps {
-    /// The upstream's text, as tokens; false when the request had to end (text braid's
-    /// tokenizer cannot encode).
-    async fn text(&mut self, text: &str) -> bool {
-        match self.tokenizer.encode(text) {
-            Ok(tokens) => {
-                self.send(tokens, None, None).await;
-                true
-            }
-            Err(e) => {
-                let f = Finish::Failed(Failure::new(
-                    FailureKind::Internal,
-                    Stage::Executor,
-                    e.to_string(),
-                ));
-                self.send(Vec::new(), Some(f), None).await;
-                false
-            }
-        }
+    /// A step of the upstream's text, made of `tokens` tokens.
+    async fn text(&mut self, text: String, tokens: u32) {
+        self.send(Some(StepText { text, tokens }), None, None).await;
     }
 
     /// The request's last step.
     async fn end(mut self, finish: Finish, usage: Option<Usage>) {
-        self.send(Vec::new(), Some(finish), usage).await;
+        self.send(None, Some(finish), usage).await;
     }
 
-    async fn send(&mut self, tokens: Vec<u32>, finish: Option<Finish>, reported: Option<Usage>) {
+    async fn send(&mut self, text: Option<StepText>, finish: Option<Finish>, reported: Option<Usage>) {
         let last = finish.is_some();
         let env = Envelope {
             header: Header::new(self.id, self.seq, last),
             body: Step {
-                tokens,
+                tokens: Vec::new(),
+                text,
                 finish,
                 setup: self.setup.take(),
                 reported,
@@ -219,6 +207,27 @@ impl Steps {
             tracing::warn!("executor: {e}");
         }
     }
+}
+
+/// One event of the upstream's stream: the fields braid reads (text borrowed from the
+/// line where it has no escapes).
+#[derive(Deserialize)]
+struct Event<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<ChoiceEvent<'a>>,
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+/// A choice of an [`Event`].
+#[derive(Deserialize)]
+struct ChoiceEvent<'a> {
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
 }
 
 /// The request body upstream.
@@ -358,6 +367,7 @@ async fn stream(
     // Bytes, not text: a read may end inside a character.
     let mut buf: Vec<u8> = Vec::new();
     let mut text = String::new();
+    let mut events = 0u32;
     let (mut finish, mut usage): (Option<Finish>, Option<Usage>) = (None, None);
     loop {
         let piece = match tokio::time::timeout(spec.timeout, body.next()).await {
@@ -380,26 +390,26 @@ async fn stream(
         buf.extend_from_slice(&piece);
         let mut done = false;
         let mut used = 0;
-        while let Some(at) = buf[used..].iter().position(|&b| b == b'\n') {
-            let line = String::from_utf8_lossy(&buf[used..used + at]);
+        while let Some(at) = memchr::memchr(b'\n', &buf[used..]) {
+            let line = buf[used..used + at].trim_ascii();
             used += at + 1;
-            let Some(data) = line.trim().strip_prefix("data:").map(str::trim) else {
+            let Some(data) = line.strip_prefix(b"data:").map(<[u8]>::trim_ascii) else {
                 continue;
             };
-            if data == "[DONE]" {
+            if data == b"[DONE]" {
                 done = true;
                 break;
             }
-            let Ok(v) = serde_json::from_str::<Value>(data) else {
+            let Ok(event) = serde_json::from_slice::<Event>(data) else {
                 continue;
             };
-            if let Some(e) = v.get("error") {
-                let m = e["message"].as_str().unwrap_or("error").to_owned();
+            if let Some(e) = event.error {
+                let m = e["message"].as_str().or(e.as_str()).unwrap_or("error").to_owned();
                 return steps
                     .end(failed(format!("the upstream {url} failed: {m}")), None)
                     .await;
             }
-            if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+            if let Some(u) = event.usage.filter(Value::is_object) {
                 usage = Some(Usage {
                     prompt_tokens: u["prompt_tokens"].as_u64().unwrap_or(0) as u32,
                     completion_tokens: u["completion_tokens"].as_u64().unwrap_or(0) as u32,
@@ -411,11 +421,12 @@ async fn stream(
                         .unwrap_or(0) as u32,
                 });
             }
-            if let Some(choice) = v["choices"].get(0) {
-                if let Some(t) = choice["text"].as_str() {
+            if let Some(choice) = event.choices.first() {
+                if let Some(t) = choice.text.as_deref().filter(|t| !t.is_empty()) {
                     text.push_str(t);
+                    events += 1;
                 }
-                match choice["finish_reason"].as_str() {
+                match choice.finish_reason.as_deref() {
                     Some("length") => finish = Some(Finish::Length),
                     Some(_) => finish = Some(Finish::Stop),
                     None => {}
@@ -425,10 +436,7 @@ async fn stream(
         buf.drain(..used);
         // One step per read: what this read brought, as soon as it came.
         if !text.is_empty() {
-            if !steps.text(&text).await {
-                return;
-            }
-            text.clear();
+            steps.text(std::mem::take(&mut text), std::mem::take(&mut events)).await;
         }
         if done {
             return steps.end(finish.unwrap_or(Finish::Stop), usage).await;
