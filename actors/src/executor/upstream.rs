@@ -436,7 +436,9 @@ async fn stream(
         buf.drain(..used);
         // One step per read: what this read brought, as soon as it came.
         if !text.is_empty() {
-            steps.text(std::mem::take(&mut text), std::mem::take(&mut events)).await;
+            steps
+                .text(std::mem::take(&mut text), std::mem::take(&mut events))
+                .await;
         }
         if done {
             return steps.end(finish.unwrap_or(Finish::Stop), usage).await;

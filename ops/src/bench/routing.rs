@@ -1,10 +1,16 @@
 //! `braid bench routing`: what prefix-aware routing buys. Multi-round conversations with
 //! a long shared system prompt and a long first turn of their own (a file an agent read),
-//! every round re-sending the whole conversation plus a short tool result after a short
-//! pause (the tool running), as agents do, run against braid's engine on one executor replica, then on two
-//! with `--executor-routing prefix`, then on two with `round-robin`, in one run: the
-//! prefix-cache hit rate (prompt tokens served from cache over prompt tokens), TTFT of the
-//! rounds after the first, and requests per replica.
+//! every round re-sending the whole conversation plus a short tool result after a pause
+//! (the tool running), as agents do, run against braid's engine on one executor replica,
+//! then on two with `--executor-routing prefix`, then on two with `round-robin`, in one
+//! run: the prefix-cache hit rate (prompt tokens served from cache over prompt tokens),
+//! TTFT of the rounds after the first, and requests per replica.
+//!
+//! Every run has the same KV memory: the one replica holds what the two hold between
+//! them. By default that is the conversations' working set plus a quarter, as a cache
+//! sized for its sessions would be. Routed by prefix, each conversation lives on one
+//! replica; in turn, it ends up on both, so each replica's cache must hold twice as much
+//! and evicts what the next round needed.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -28,7 +34,7 @@ pub(crate) struct RoutingBenchArgs {
     #[arg(long)]
     model: PathBuf,
     /// Conversations running at once.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 12)]
     conversations: usize,
     /// Rounds per conversation.
     #[arg(long, default_value_t = 6)]
@@ -44,10 +50,10 @@ pub(crate) struct RoutingBenchArgs {
     turn_tokens: usize,
     /// Longest pause between rounds (the tool running), milliseconds; each pause is
     /// drawn between 0 and this.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 1000)]
     tool_ms: u64,
     /// Milliseconds between two conversations' starts (agents do not all begin at once).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 250)]
     stagger_ms: u64,
     /// Tokens generated per round.
     #[arg(long, default_value_t = 8)]
@@ -55,9 +61,15 @@ pub(crate) struct RoutingBenchArgs {
     /// Executor replicas in the routed runs.
     #[arg(long, default_value_t = 2)]
     replicas: usize,
-    /// KV cache per executor replica, MiB.
-    #[arg(long, default_value_t = 256)]
-    kv_cache_mib: usize,
+    /// KV cache per executor replica in the routed runs, MiB; the one-replica run gets
+    /// all of theirs (the same memory in one place). Default: the conversations' working
+    /// set once, plus a quarter, shared out over the replicas (a cache sized for its
+    /// sessions, as deployments size it).
+    #[arg(long)]
+    kv_cache_mib: Option<usize>,
+    /// Tokens one engine step may take (prompts longer than this prefill in chunks).
+    #[arg(long, default_value_t = 2048)]
+    max_num_batched_tokens: usize,
 }
 
 /// One round as the client saw it.
@@ -255,37 +267,42 @@ pub(crate) fn run(args: &RoutingBenchArgs) -> anyhow::Result<ExitCode> {
     }
     let cfg = ModelConfig::from_dir(&args.model)?;
     let tok = Arc::new(Tokenizer::from_dir(&args.model)?);
-    let block_size = 16;
-    let num_blocks = KvCache::blocks_for_budget(&cfg, args.kv_cache_mib << 20, block_size, DType::F32);
-    let longest = args.system_tokens
-        + args.first_turn_tokens
-        + args.turn_tokens * args.rounds
-        + args.output_tokens as usize;
-    if num_blocks * block_size < longest {
-        bail!(
-            "--kv-cache-mib {} holds {} tokens; a conversation reaches {longest}",
-            args.kv_cache_mib,
-            num_blocks * block_size
-        );
-    }
-    let engine_cfg = EngineConfig {
-        block_size,
-        num_blocks,
-        max_model_len: num_blocks * block_size,
-        max_num_batched_tokens: 2048,
-        enable_prefix_caching: true,
-        ..EngineConfig::default()
-    };
-    let dir = args.model.clone();
-    let factory: ExecutorFactory = Arc::new(move || {
-        let model = load_model(&dir, DType::F32, &Device::Cpu, &mut |_, _| {})
-            .map_err(|e| braid_actors::StageError::Config(e.to_string()))?;
-        let engine = Engine::new(model, Vec::new(), engine_cfg.clone())
-            .map_err(|e| braid_actors::StageError::Config(e.to_string()))?;
-        Ok(Executing::Stepped(Box::new(EngineExecutor::new(
-            engine, None, None,
-        ))))
+    let own = args.first_turn_tokens + (args.turn_tokens + args.output_tokens as usize) * args.rounds;
+    let longest = args.system_tokens + own;
+    let kv_cache_mib = args.kv_cache_mib.unwrap_or_else(|| {
+        let working_set =
+            (args.system_tokens + args.conversations * own) * KvCache::bytes_per_token(&cfg, DType::F32);
+        (working_set * 5 / 4 / args.replicas).div_ceil(1 << 20)
     });
+    // An executor factory whose engines hold `mib` of KV cache.
+    let executors = |mib: usize| -> anyhow::Result<ExecutorFactory> {
+        let block_size = 16;
+        let num_blocks = KvCache::blocks_for_budget(&cfg, mib << 20, block_size, DType::F32);
+        if num_blocks * block_size < longest {
+            bail!(
+                "{mib} MiB of KV cache holds {} tokens; a conversation reaches {longest}",
+                num_blocks * block_size
+            );
+        }
+        let engine_cfg = EngineConfig {
+            block_size,
+            num_blocks,
+            max_model_len: num_blocks * block_size,
+            max_num_batched_tokens: args.max_num_batched_tokens,
+            enable_prefix_caching: true,
+            ..EngineConfig::default()
+        };
+        let dir = args.model.clone();
+        Ok(Arc::new(move || {
+            let model = load_model(&dir, DType::F32, &Device::Cpu, &mut |_, _| {})
+                .map_err(|e| braid_actors::StageError::Config(e.to_string()))?;
+            let engine = Engine::new(model, Vec::new(), engine_cfg.clone())
+                .map_err(|e| braid_actors::StageError::Config(e.to_string()))?;
+            Ok(Executing::Stepped(Box::new(EngineExecutor::new(
+                engine, None, None,
+            ))))
+        }))
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let bar = crate::progress_bar(3, "{msg} {bar:30} {pos}/{len}");
     let mut runs = Vec::new();
@@ -295,7 +312,11 @@ pub(crate) fn run(args: &RoutingBenchArgs) -> anyhow::Result<ExitCode> {
         (args.replicas, Routing::RoundRobin, "replicas in turn"),
     ] {
         bar.set_message(what);
-        runs.push(runtime.block_on(measure(args, &factory, &tok, replicas, routing))?);
+        let mib = kv_cache_mib * args.replicas / replicas;
+        let factory = executors(mib)?;
+        let mut run = runtime.block_on(measure(args, &factory, &tok, replicas, routing))?;
+        run["kv_cache_mib_per_replica"] = json!(mib);
+        runs.push(run);
         bar.inc(1);
     }
     bar.finish_and_clear();
