@@ -388,27 +388,73 @@ fn a_flood_of_conversations_never_grows_the_shared_bucket_past_its_bound() {
     );
 }
 
+/// `prompt` (token ids) completed through `/v1/completions` on `port`, two tokens.
+fn complete(port: u16, prompt: &[u32]) -> serde_json::Value {
+    let body = json!({"prompt": prompt, "max_tokens": 2}).to_string();
+    let (status, _, body) = http_full(port, "POST", "/v1/completions", &body, &[]);
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// Conversation `c`'s first round: six full blocks of 16 tokens of its own.
+fn first_round(c: u32) -> Vec<u32> {
+    (0..96).map(|i| 1000 + c * 997 + i * 13).collect()
+}
+
+/// The routing decisions with `outcome` counted by the tokenizer whose `/metrics` is on
+/// `metrics`.
+fn decisions(metrics: u16, outcome: &str) -> f64 {
+    let label = format!("outcome=\"{outcome}\"");
+    let (_, _, text) = http_full(metrics, "GET", "/metrics", "", &[]);
+    text.lines()
+        .filter(|l| l.starts_with("braid_routing_decisions_total") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>()
+}
+
+/// Braid stages over a fresh nats-server on `model`: `stage(stages, flags, name)`.
+struct Stages {
+    nats: NatsServer,
+    model: String,
+    name: &'static str,
+}
+
+impl Stages {
+    fn new(name: &'static str) -> Stages {
+        Stages {
+            nats: NatsServer::start(&[]),
+            model: braid_tests::qwen3_fixture(name).display().to_string(),
+            name,
+        }
+    }
+
+    fn start(&self, stages: &str, extra: &[&str], who: &str) -> Proc {
+        let url = self.nats.url(None);
+        let mut args = vec![
+            "stage",
+            stages,
+            "--bus",
+            url.as_str(),
+            "--model",
+            self.model.as_str(),
+        ];
+        args.extend(extra);
+        Proc::braid(&args, &format!("{}-{who}", self.name))
+    }
+}
+
 #[test]
 fn each_round_goes_to_the_executor_replica_that_cached_its_conversation() {
-    let model = braid_tests::qwen3_fixture("routing");
-    let m = model.display().to_string();
-    let nats = NatsServer::start(&[]);
-    let url = nats.url(None);
+    let stages = Stages::new("routing");
     let (port, metrics) = (free_port(), free_port());
-    let stage = |stages: &str, extra: &[&str], who: &str| {
-        let mut args = vec!["stage", stages, "--bus", url.as_str(), "--model", m.as_str()];
-        args.extend(extra);
-        Proc::braid(&args, &format!("routing-{who}"))
-    };
-    let _executors = stage("executor", &["--replicas", "2"], "executors");
+    let _executors = stages.start("executor", &["--replicas", "2"], "executors");
     // The router's view comes from the executors' news over NATS and from its own
-    // decisions. One tokenizer keeps the count exact: with several, a round may be
-    // routed by one that knows its conversation from the news alone (the router's unit
-    // tests cover that path).
+    // decisions. One tokenizer keeps the count exact; the next test covers a tokenizer
+    // that knows a conversation from the news alone.
     let m_port = metrics.to_string();
-    let _tokenizer = stage("tokenizer", &["--metrics-port", &m_port], "tokenizer");
+    let _tokenizer = stages.start("tokenizer", &["--metrics-port", &m_port], "tokenizer");
     let p = port.to_string();
-    let _front = stage("ingress,detokenizer,splitter,extractor", &["--port", &p], "front");
+    let _front = stages.start("ingress,detokenizer,splitter,extractor", &["--port", &p], "front");
     assert!(
         wait_healthy(port, Duration::from_secs(60)),
         "the deployment did not come up"
@@ -417,16 +463,9 @@ fn each_round_goes_to_the_executor_replica_that_cached_its_conversation() {
     // heard both executors yet (they beat every 200 ms), and routes only among those it
     // has heard. Give every process a second (the beat timeout) to hear every replica.
     std::thread::sleep(Duration::from_secs(1));
-    let complete = |prompt: &[u32]| -> serde_json::Value {
-        let body = json!({"prompt": prompt, "max_tokens": 2}).to_string();
-        let (status, _, body) = http_full(port, "POST", "/v1/completions", &body, &[]);
-        assert_eq!(status, 200, "{body}");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
-    };
     for c in 0..6u32 {
-        // A conversation of its own from the first token: six full blocks of 16.
-        let mut prompt: Vec<u32> = (0..96).map(|i| 1000 + c * 997 + i * 13).collect();
-        let first = complete(&prompt);
+        let mut prompt = first_round(c);
+        let first = complete(port, &prompt);
         assert_eq!(
             first["usage"]["prompt_tokens_details"]["cached_tokens"], 0,
             "{first}"
@@ -435,20 +474,60 @@ fn each_round_goes_to_the_executor_replica_that_cached_its_conversation() {
         // news of its cache travels to the router.
         std::thread::sleep(Duration::from_millis(200));
         prompt.extend(5000..5016);
-        let second = complete(&prompt);
+        let second = complete(port, &prompt);
         assert_eq!(
             second["usage"]["prompt_tokens_details"]["cached_tokens"], 96,
             "conversation {c}'s second round found its first round's blocks: {second}"
         );
     }
-    let decisions = |outcome: &str| {
-        let label = format!("outcome=\"{outcome}\"");
-        let (_, _, text) = http_full(metrics, "GET", "/metrics", "", &[]);
-        text.lines()
-            .filter(|l| l.starts_with("braid_routing_decisions_total") && l.contains(&label))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
-    assert_eq!(decisions("prefix_hit"), 6.0, "every second round");
-    assert_eq!(decisions("load_fallback"), 6.0, "every first round");
+    assert_eq!(decisions(metrics, "prefix_hit"), 6.0, "every second round");
+    assert_eq!(decisions(metrics, "load_fallback"), 6.0, "every first round");
+}
+
+/// Tokenizers are a queue group, so a round may reach one that never routed its
+/// conversation. Here every second round does: the tokenizer that routed the first rounds
+/// is replaced by one started after them, which knows the executors' caches only from
+/// their news (each announces its whole cache every 2 s).
+#[test]
+fn a_tokenizer_that_knows_a_conversation_only_from_the_news_routes_it_to_its_cache() {
+    let stages = Stages::new("routing-news");
+    let (port, metrics_a, metrics_b) = (free_port(), free_port(), free_port());
+    let _executors = stages.start("executor", &["--replicas", "2"], "executors");
+    let m_a = metrics_a.to_string();
+    let mut a = stages.start("tokenizer", &["--metrics-port", &m_a], "tokenizer-a");
+    let p = port.to_string();
+    let _front = stages.start("ingress,detokenizer,splitter,extractor", &["--port", &p], "front");
+    assert!(
+        wait_healthy(port, Duration::from_secs(60)),
+        "the deployment did not come up"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let mut prompts: Vec<Vec<u32>> = (0..6).map(first_round).collect();
+    for prompt in &prompts {
+        let first = complete(port, prompt);
+        assert_eq!(
+            first["usage"]["prompt_tokens_details"]["cached_tokens"], 0,
+            "{first}"
+        );
+    }
+    assert_eq!(decisions(metrics_a, "load_fallback"), 6.0, "every first round");
+    let m_b = metrics_b.to_string();
+    let _b = stages.start("tokenizer", &["--metrics-port", &m_b], "tokenizer-b");
+    assert!(
+        wait_port(metrics_b, Duration::from_secs(30)),
+        "the second tokenizer did not start"
+    );
+    a.kill();
+    // Two whole-cache announcements' time for the new tokenizer to hear both executors
+    // and what they hold.
+    std::thread::sleep(Duration::from_secs(4));
+    for (c, prompt) in prompts.iter_mut().enumerate() {
+        prompt.extend(5000..5016);
+        let second = complete(port, prompt);
+        assert_eq!(
+            second["usage"]["prompt_tokens_details"]["cached_tokens"], 96,
+            "conversation {c}'s second round, routed by the news alone: {second}"
+        );
+    }
+    assert_eq!(decisions(metrics_b, "prefix_hit"), 6.0, "every second round");
 }
