@@ -102,10 +102,10 @@ impl Proj {
     }
 }
 
-/// A decode batch (2 to [`MAX_ROWS`] f32 rows on the CPU) against a Q8_0 weight, through
+/// A decode batch (1 to [`MAX_ROWS`] f32 rows on the CPU) against a Q8_0 weight, through
 /// braid's kernel ([`crate::q8_0`]: candle's numbers, each weight block read once for up
-/// to 4 rows); `None` for other shapes and types, for one row (where candle's own kernel
-/// is faster, with the same numbers), and on CPUs with VNNI (where candle tiles Q8_0).
+/// to 4 rows, a single row read once for 4 weight rows); `None` for other shapes and
+/// types, and on CPUs with VNNI (where candle tiles Q8_0).
 fn q8_0_batch(weight: &QMatMul, x: &Tensor) -> Result<Option<Tensor>> {
     let QMatMul::QTensor(q) = weight else {
         return Ok(None);
@@ -115,7 +115,7 @@ fn q8_0_batch(weight: &QMatMul, x: &Tensor) -> Result<Option<Tensor>> {
     if vnni()
         || q.dtype() != GgmlDType::Q8_0
         || x.rank() != 2
-        || !(2..=MAX_ROWS).contains(&n)
+        || !(1..=MAX_ROWS).contains(&n)
         || x.dtype() != DType::F32
         || !x.device().is_cpu()
     {
