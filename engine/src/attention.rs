@@ -11,6 +11,7 @@ use crate::kv_cache::KvCache;
 use crate::linear::Proj;
 use crate::mla::LatentAttention;
 use crate::model::SeqInput;
+use crate::paged_attention::Heads;
 use crate::weights::Source;
 
 /// Positions' rotary tables for one step: `[tokens, rotary_dim / 2]` each.
@@ -218,8 +219,15 @@ impl HeadsAttention {
         let q = Self::rotate(cfg, &q, rotary)?;
         let k = Self::rotate(cfg, &k, rotary)?.reshape((n, nkv * hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let out = each_sequence(layer, batch, cache, &k, Some(&v), |s, offset, keys, values| {
+        let out = each_sequence(layer, batch, cache, &k, Some(&v), |s, offset, cached| {
             let (len, ctx) = (s.tokens.len(), s.start + s.tokens.len());
+            if len == 1 {
+                let last = q.narrow(0, offset, 1)?;
+                if let Some(out) = cached.attend_last(&last, nkv, ValueRows::Own { dim: hd }, scale)? {
+                    return Ok(out.to_dtype(x.dtype())?);
+                }
+            }
+            let (keys, values) = cached.gather()?;
             let values = values.ok_or_else(|| crate::Error::Cache("the cache holds no values".into()))?;
             let out = causal(
                 &q.narrow(0, offset, len)?,
@@ -236,15 +244,15 @@ impl HeadsAttention {
 
 /// For each sequence of the step, in order: writes its rows of the step's new `keys` and
 /// `values` (`[tokens, width]`; no values for latent attention) into the cache at its
-/// positions, then calls `attend(sequence, offset of its rows in the step, every cached
-/// key row of its context, every cached value row)`. Returns the outputs concatenated.
+/// positions, then calls `attend(sequence, offset of its rows in the step, its cached
+/// context)`. Returns the outputs concatenated.
 pub(crate) fn each_sequence(
     layer: usize,
     batch: &[SeqInput<'_>],
     cache: &KvCache,
     keys: &Tensor,
     values: Option<&Tensor>,
-    mut attend: impl FnMut(&SeqInput<'_>, usize, Tensor, Option<Tensor>) -> Result<Tensor>,
+    mut attend: impl FnMut(&SeqInput<'_>, usize, Cached<'_>) -> Result<Tensor>,
 ) -> Result<Tensor> {
     let mut outs = Vec::with_capacity(batch.len());
     let mut offset = 0;
@@ -258,11 +266,73 @@ pub(crate) fn each_sequence(
             &keys.narrow(0, offset, len)?,
             new_values.as_ref(),
         )?;
-        let (cached_keys, cached_values) = cache.read(layer, s.blocks, s.start + len)?;
-        outs.push(attend(s, offset, cached_keys, cached_values)?);
+        let cached = Cached {
+            cache,
+            layer,
+            blocks: s.blocks,
+            len: s.start + len,
+        };
+        outs.push(attend(s, offset, cached)?);
         offset += len;
     }
     Ok(Tensor::cat(&outs, 0)?)
+}
+
+/// A sequence's context in one layer of the cache: read in place for a single new query
+/// ([`Cached::attend_last`]), gathered into tensors otherwise ([`Cached::gather`]).
+pub(crate) struct Cached<'a> {
+    cache: &'a KvCache,
+    layer: usize,
+    blocks: &'a [u32],
+    /// Positions cached, the step's own included.
+    len: usize,
+}
+
+/// Where the values of a cache's rows are.
+#[derive(Clone, Copy)]
+pub(crate) enum ValueRows {
+    /// In the value rows, `dim` columns per head.
+    Own { dim: usize },
+    /// The first `dim` columns of the key rows (latent attention: the latent is both).
+    InKeys { dim: usize },
+}
+
+impl Cached<'_> {
+    /// Every cached key row and value row (none for latent attention), `[len, width]`.
+    pub(crate) fn gather(&self) -> Result<(Tensor, Option<Tensor>)> {
+        self.cache.read(self.layer, self.blocks, self.len)
+    }
+
+    /// The attention `[1, q_heads × value dim]` (f32) of the context's last position,
+    /// its query `q` `[1, q_heads, key dim]`, over `kv_heads` cached heads, read where
+    /// the rows lie ([`crate::paged_attention`]); `None` where the cache is not f32 in
+    /// CPU memory (then [`Cached::gather`] and [`causal`]).
+    pub(crate) fn attend_last(
+        &self,
+        q: &Tensor,
+        kv_heads: usize,
+        values: ValueRows,
+        scale: f64,
+    ) -> Result<Option<Tensor>> {
+        let (_, q_heads, dk) = q.dims3()?;
+        let runs = self.cache.runs(self.blocks, 0, self.len)?;
+        let qs = q.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let out = self.cache.in_place(self.layer, |k, v| {
+            let keys = Heads { rows: k, dim: dk };
+            let values = match (values, v) {
+                (ValueRows::Own { dim }, Some(rows)) => Heads { rows, dim },
+                (ValueRows::InKeys { dim }, _) => Heads { rows: k, dim },
+                (ValueRows::Own { .. }, None) => {
+                    return Err(crate::Error::Cache("the cache holds no values".into()))
+                }
+            };
+            crate::paged_attention::attend(&qs, q_heads, kv_heads, keys, values, &runs, scale as f32)
+        });
+        let Some(out) = out else { return Ok(None) };
+        let out = out?;
+        let width = out.len();
+        Ok(Some(Tensor::from_vec(out, (1, width), q.device())?))
+    }
 }
 
 /// A layer's attention.

@@ -6,7 +6,7 @@
 //! slot `table[p / block_size] * block_size + p % block_size`. Blocks are reference
 //! counted so that sequences sharing a prompt prefix can share its blocks.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -147,6 +147,20 @@ impl KvCache {
         Ok(*block as usize * self.block_size + pos % self.block_size)
     }
 
+    /// The contiguous runs of slots holding positions `start..start + n`, in position
+    /// order: `(first slot, positions)`, each run ending at its block's end at the latest.
+    pub(crate) fn runs(&self, blocks: &[u32], start: usize, n: usize) -> Result<Vec<(usize, usize)>> {
+        let mut runs = Vec::with_capacity(n.div_ceil(self.block_size) + 1);
+        let mut i = 0;
+        while i < n {
+            let pos = start + i;
+            let run = (self.block_size - pos % self.block_size).min(n - i);
+            runs.push((self.slot(blocks, pos)?, run));
+            i += run;
+        }
+        Ok(runs)
+    }
+
     /// Writes key and value rows `[n, width]` for positions `start..start + n` (no value
     /// rows for latent attention).
     pub(crate) fn write(
@@ -158,13 +172,8 @@ impl KvCache {
         v: Option<&Tensor>,
     ) -> Result<()> {
         let (kc, vc) = &self.layers[layer];
-        let n = k.dim(0)?;
         let mut i = 0;
-        while i < n {
-            // One contiguous run: up to the end of the current block.
-            let pos = start + i;
-            let run = (self.block_size - pos % self.block_size).min(n - i);
-            let slot = self.slot(blocks, pos)?;
+        for (slot, run) in self.runs(blocks, start, k.dim(0)?)? {
             kc.slice_set(&k.narrow(0, i, run)?, 0, slot)?;
             if let (Some(vc), Some(v)) = (vc, v) {
                 vc.slice_set(&v.narrow(0, i, run)?, 0, slot)?;
@@ -174,27 +183,65 @@ impl KvCache {
         Ok(())
     }
 
-    /// The key and value rows of positions `0..len`, `[len, width]` each (no value rows
-    /// for latent attention).
+    /// The key and value rows of positions `0..len`, gathered into `[len, width]`
+    /// tensors (no value rows for latent attention).
     pub(crate) fn read(&self, layer: usize, blocks: &[u32], len: usize) -> Result<(Tensor, Option<Tensor>)> {
         let (kc, vc) = &self.layers[layer];
         let mut parts_k = Vec::new();
         let mut parts_v = Vec::new();
-        let mut pos = 0;
-        while pos < len {
-            let run = (self.block_size - pos % self.block_size).min(len - pos);
-            let slot = self.slot(blocks, pos)?;
+        for (slot, run) in self.runs(blocks, 0, len)? {
             parts_k.push(kc.narrow(0, slot, run)?);
             if let Some(vc) = vc {
                 parts_v.push(vc.narrow(0, slot, run)?);
             }
-            pos += run;
         }
         let v = (!parts_v.is_empty())
             .then(|| Tensor::cat(&parts_v, 0))
             .transpose()?;
         Ok((Tensor::cat(&parts_k, 0)?, v))
     }
+
+    /// `f` of a layer's key rows and value rows (none for latent attention), read where
+    /// they lie; `None` where the cache is not f32 in CPU memory.
+    pub(crate) fn in_place<R>(
+        &self,
+        layer: usize,
+        f: impl FnOnce(Rows<'_>, Option<Rows<'_>>) -> R,
+    ) -> Option<R> {
+        let (kc, vc) = self.layers.get(layer)?;
+        let (k_storage, k_layout) = kc.storage_and_layout();
+        let Storage::Cpu(CpuStorage::F32(keys)) = &*k_storage else {
+            return None;
+        };
+        let keys = Rows {
+            data: keys.get(k_layout.start_offset()..)?,
+            width: kc.dim(1).ok()?,
+        };
+        match vc {
+            None => Some(f(keys, None)),
+            Some(vc) => {
+                let (v_storage, v_layout) = vc.storage_and_layout();
+                let Storage::Cpu(CpuStorage::F32(values)) = &*v_storage else {
+                    return None;
+                };
+                let values = Rows {
+                    data: values.get(v_layout.start_offset()..)?,
+                    width: vc.dim(1).ok()?,
+                };
+                Some(f(keys, Some(values)))
+            }
+        }
+    }
+}
+
+/// One layer's cache rows (keys, values or latents) as they lie in memory: slot `s` is
+/// `data[s × width ..][.. width]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Rows<'a> {
+    /// Every slot's row, one after another.
+    pub(crate) data: &'a [f32],
+    /// Values per row.
+    pub(crate) width: usize,
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ mod linear;
 mod matvec;
 mod mla;
 pub mod model;
+mod paged_attention;
 pub mod prefix;
 mod q8_0;
 mod rng;

@@ -167,7 +167,7 @@ fn as_lanes(chunk: &[f32]) -> &[f32; LANES] {
 /// A dot product with eight independent accumulators (vectorisable, fixed order); the
 /// order every [`tile`] sums in.
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ra, rb) = (ca.remainder(), cb.remainder());

@@ -12,7 +12,7 @@
 use candle_core::{Module, Tensor};
 use candle_nn::RmsNorm;
 
-use crate::attention::{causal, each_sequence, Rotary};
+use crate::attention::{causal, each_sequence, Rotary, ValueRows};
 use crate::config::{MlaConfig, ModelConfig};
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
@@ -130,8 +130,17 @@ impl LatentAttention {
             .reshape((n, rope))?;
         let rows = Tensor::cat(&[&latent, &k_rope], 1)?;
 
-        let latents = each_sequence(layer, batch, cache, &rows, None, |s, offset, cached, _| {
+        let latents = each_sequence(layer, batch, cache, &rows, None, |s, offset, cached| {
             let (len, ctx) = (s.tokens.len(), s.start + s.tokens.len());
+            if len == 1 {
+                let last = q.narrow(0, offset, 1)?;
+                if let Some(out) =
+                    cached.attend_last(&last, 1, ValueRows::InKeys { dim: rank }, self.scale)?
+                {
+                    return Ok(out);
+                }
+            }
+            let (cached, _) = cached.gather()?;
             if cached.dim(1)? != rank + rope {
                 return Err(Error::Cache(format!(
                     "cache rows are {} wide, latent attention needs {}",
