@@ -20,7 +20,7 @@ import sys
 import msgpack
 import nats
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 DELTAS = ("reasoning", "content", "tool_call_start", "tool_call_arguments",
           "tool_call_end", "tool_call_aborted", "fallback")
 FIELDS = {
