@@ -47,6 +47,12 @@ impl<'a> Heads<'a> {
 /// positions)`, in position order; the query is the last position, so all are visible).
 /// Query head `h` reads key/value head `h / (q_heads / kv_heads)`; scores are scaled by
 /// `scale`.
+///
+/// The positions are walked in order, every head of a cached row read together, so the
+/// cache streams from memory row after row (a head's part of a row alone is a few hundred
+/// bytes a page apart, which the hardware prefetchers do not follow). From
+/// [`PARALLEL_FROM`] positions on, the threads take a share of the positions each and
+/// their partial sums are added at the end.
 pub(crate) fn attend(
     q: &[f32],
     q_heads: usize,
@@ -69,75 +75,120 @@ pub(crate) fn attend(
             keys.dim, keys.dim, values.dim
         )));
     }
-    let groups = q_heads / kv_heads;
-    let mut out = vec![0f32; q_heads * values.dim];
-    let head = |(h, out): (usize, &mut [f32])| {
-        let q = &q[h * groups * keys.dim..][..groups * keys.dim];
-        one_head(q, h, groups, keys, values, runs, ctx, scale, out);
+    let shape = Shape {
+        q_heads,
+        groups: q_heads / kv_heads,
+        keys,
+        values,
     };
-    if ctx >= PARALLEL_FROM {
-        out.par_chunks_mut(groups * values.dim).enumerate().for_each(head);
-    } else {
-        out.chunks_mut(groups * values.dim).enumerate().for_each(head);
+    let slots: Vec<usize> = runs.iter().flat_map(|&(first, run)| first..first + run).collect();
+    let parallel = ctx >= PARALLEL_FROM;
+    let share = match parallel {
+        true => ctx.div_ceil(rayon::current_num_threads().max(1)),
+        false => ctx,
+    };
+    // Every position's score for every query head, position after position.
+    let mut scores = vec![0f32; ctx * q_heads];
+    let score = |(scores, slots): (&mut [f32], &[usize])| shape.scores(q, slots, scale, scores);
+    match parallel {
+        true => scores
+            .par_chunks_mut(share * q_heads)
+            .zip(slots.par_chunks(share))
+            .for_each(score),
+        false => scores
+            .chunks_mut(share * q_heads)
+            .zip(slots.chunks(share))
+            .for_each(score),
+    }
+    let mut max = vec![f32::NEG_INFINITY; q_heads];
+    for row in scores.chunks_exact(q_heads) {
+        for (m, &s) in max.iter_mut().zip(row) {
+            *m = m.max(s);
+        }
+    }
+    // Each share's softmax numerators' sums and weighted values, then added up in order.
+    let weigh = |(scores, slots): (&mut [f32], &[usize])| shape.weigh(&max, slots, scores);
+    let parts: Vec<(Vec<f32>, Vec<f32>)> = match parallel {
+        true => scores
+            .par_chunks_mut(share * q_heads)
+            .zip(slots.par_chunks(share))
+            .map(weigh)
+            .collect(),
+        false => scores
+            .chunks_mut(share * q_heads)
+            .zip(slots.chunks(share))
+            .map(weigh)
+            .collect(),
+    };
+    let mut parts = parts.into_iter();
+    let (mut sums, mut out) = parts.next().unwrap_or_default();
+    for (part_sums, part_out) in parts {
+        sums.iter_mut().zip(&part_sums).for_each(|(a, b)| *a += b);
+        out.iter_mut().zip(&part_out).for_each(|(a, b)| *a += b);
+    }
+    for (acc, sum) in out.chunks_exact_mut(values.dim).zip(&sums) {
+        for a in acc.iter_mut() {
+            *a /= sum;
+        }
     }
     Ok(out)
 }
 
-/// Key/value head `h` for its `groups` queries (`q`, one after another): their outputs
-/// into `out`, one after another.
-#[allow(clippy::too_many_arguments)]
-#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-fn one_head(
-    q: &[f32],
-    h: usize,
+/// The heads of one call of [`attend`].
+#[derive(Clone, Copy)]
+struct Shape<'a> {
+    q_heads: usize,
+    /// Query heads per key/value head.
     groups: usize,
-    keys: Heads<'_>,
-    values: Heads<'_>,
-    runs: &[(usize, usize)],
-    ctx: usize,
-    scale: f32,
-    out: &mut [f32],
-) {
-    let (dk, dv) = (keys.dim, values.dim);
-    // Scores, one row of `ctx` per query of the group.
-    let mut scores = vec![0f32; groups * ctx];
-    let mut p = 0;
-    for &(first, run) in runs {
-        for slot in first..first + run {
-            let k = keys.at(slot, h);
-            for (g, qg) in q.chunks_exact(dk).enumerate() {
-                scores[g * ctx + p] = dot(qg, k) * scale;
+    keys: Heads<'a>,
+    values: Heads<'a>,
+}
+
+impl Shape<'_> {
+    /// The scores of the positions in `slots`, `q_heads` per position, into `out`.
+    fn scores(&self, q: &[f32], slots: &[usize], scale: f32, out: &mut [f32]) {
+        scores(*self, q, slots, scale, out)
+    }
+
+    /// Turns the scores of the positions in `slots` into softmax numerators (against
+    /// `max`, per query head) in place; returns their sums per query head and the
+    /// weighted values `[q_heads × values.dim]`.
+    fn weigh(&self, max: &[f32], slots: &[usize], scores: &mut [f32]) -> (Vec<f32>, Vec<f32>) {
+        let mut sums = vec![0f32; self.q_heads];
+        for row in scores.chunks_exact_mut(self.q_heads) {
+            for ((s, m), sum) in row.iter_mut().zip(max).zip(&mut sums) {
+                *s = (*s - m).exp();
+                *sum += *s;
             }
-            p += 1;
+        }
+        let mut out = vec![0f32; self.q_heads * self.values.dim];
+        weighted_values(*self, slots, scores, &mut out);
+        (sums, out)
+    }
+}
+
+/// [`Shape::scores`], compiled for the vector widths at hand.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn scores(shape: Shape<'_>, q: &[f32], slots: &[usize], scale: f32, out: &mut [f32]) {
+    let dk = shape.keys.dim;
+    for (&slot, row) in slots.iter().zip(out.chunks_exact_mut(shape.q_heads)) {
+        for (qh, s) in row.iter_mut().enumerate() {
+            let k = shape.keys.at(slot, qh / shape.groups);
+            *s = dot(&q[qh * dk..][..dk], k) * scale;
         }
     }
-    // Softmax numerators in place, and their sums.
-    let mut sums = vec![0f32; groups];
-    for (row, sum) in scores.chunks_exact_mut(ctx).zip(&mut sums) {
-        let max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-        for s in row.iter_mut() {
-            *s = (*s - max).exp();
-            *sum += *s;
-        }
-    }
-    // The weighted values.
-    out.fill(0.0);
-    let mut p = 0;
-    for &(first, run) in runs {
-        for slot in first..first + run {
-            let v = values.at(slot, h);
-            for (g, acc) in out.chunks_exact_mut(dv).enumerate() {
-                let w = scores[g * ctx + p];
-                for (a, &x) in acc.iter_mut().zip(v) {
-                    *a += w * x;
-                }
+}
+
+/// `out += Σ weight × value row` over the positions in `slots`, per query head.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn weighted_values(shape: Shape<'_>, slots: &[usize], weights: &[f32], out: &mut [f32]) {
+    let dv = shape.values.dim;
+    for (&slot, row) in slots.iter().zip(weights.chunks_exact(shape.q_heads)) {
+        for ((qh, acc), &w) in out.chunks_exact_mut(dv).enumerate().zip(row) {
+            let v = shape.values.at(slot, qh / shape.groups);
+            for (a, &x) in acc.iter_mut().zip(v) {
+                *a += w * x;
             }
-            p += 1;
-        }
-    }
-    for (acc, sum) in out.chunks_exact_mut(dv).zip(&sums) {
-        for a in acc.iter_mut() {
-            *a /= sum;
         }
     }
 }
@@ -149,12 +200,16 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn reads_scattered_blocks_as_the_gathered_context_reads() {
-        // 4 query heads over 2 key/value heads; blocks of 4 slots given out of order, the
-        // last one partly filled: 11 positions in slots 8..12, 0..4, 12..15.
-        let (nq, nkv, dk, dv, slots) = (4, 2, 8, 6, 16);
-        let runs = [(8, 4), (0, 4), (12, 3)];
+    /// `attend` over `ctx` positions in blocks of `block` slots handed out in reverse
+    /// order (the last one partly filled), against the gathered context through
+    /// [`crate::attention::causal`].
+    fn check_scattered(ctx: usize, block: usize) {
+        let (nq, nkv, dk, dv) = (4, 2, 8, 6);
+        let blocks = ctx.div_ceil(block);
+        let slots = blocks * block;
+        let runs: Vec<(usize, usize)> = (0..blocks)
+            .map(|b| ((blocks - 1 - b) * block, block.min(ctx - b * block)))
+            .collect();
         let mut rng = crate::rng::SplitMix::new(7);
         let mut rand = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.next_f64() as f32 * 2.0 - 1.0).collect() };
         let (k_rows, v_rows, q) = (rand(slots * nkv * dk), rand(slots * nkv * dv), rand(nq * dk));
@@ -180,7 +235,6 @@ mod tests {
                 .collect()
         };
         let dev = Device::Cpu;
-        let ctx = 11;
         let k = Tensor::from_vec(gather(&k_rows, nkv * dk), (ctx, nkv, dk), &dev).unwrap();
         let v = Tensor::from_vec(gather(&v_rows, nkv * dv), (ctx, nkv, dv), &dev).unwrap();
         let q = Tensor::from_vec(q, (1, nq, dk), &dev).unwrap();
@@ -192,8 +246,20 @@ mod tests {
             .unwrap();
         assert_eq!(got.len(), want.len());
         for (a, b) in got.iter().zip(&want) {
-            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+            assert!((a - b).abs() < 1e-6, "{ctx} positions: {a} vs {b}");
         }
+    }
+
+    #[test]
+    fn reads_scattered_blocks_as_the_gathered_context_reads() {
+        check_scattered(11, 4);
+    }
+
+    #[test]
+    fn threads_sharing_a_long_context_add_up_to_the_gathered_reading() {
+        // Past PARALLEL_FROM: the positions are shared between threads (the causal core
+        // here runs two key tiles, so its running softmax is checked too).
+        check_scattered(PARALLEL_FROM + 333, 16);
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub(crate) struct EngineBenchArgs {
     /// Batch sizes for decode.
     #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
     batches: Vec<usize>,
+    /// Also time a batch-1 decode after a prompt this long (0: not), as every tool round
+    /// of a long conversation decodes: the attention then reads the whole context.
+    #[arg(long, default_value_t = 0)]
+    long_context: usize,
     /// Shared prefix for the prefix-cache TTFT figure.
     #[arg(long, default_value_t = 2048)]
     shared_prefix: usize,
@@ -143,8 +147,19 @@ fn time_to_first_token(e: &mut Engine, id: u64) -> anyhow::Result<f64> {
 
 /// Decode tokens per second at `batch`, and the greedy tokens of request 0.
 fn decode(e: &mut Engine, batch: usize, steps: usize, vocab: usize) -> anyhow::Result<(f64, Vec<u32>)> {
+    decode_after(e, batch, 16, steps, vocab)
+}
+
+/// [`decode`] after prompts of `context` tokens.
+fn decode_after(
+    e: &mut Engine,
+    batch: usize,
+    context: usize,
+    steps: usize,
+    vocab: usize,
+) -> anyhow::Result<(f64, Vec<u32>)> {
     for b in 0..batch {
-        e.add(request(b as u64, tokens(16, b as u32 + 1, vocab), steps + 1))?;
+        e.add(request(b as u64, tokens(context, b as u32 + 1, vocab), steps + 1))?;
     }
     let mut first: Vec<u32> = Vec::new();
     // Prefill until every sequence has its first token.
@@ -328,6 +343,15 @@ pub(crate) fn run(args: &EngineBenchArgs) -> anyhow::Result<ExitCode> {
         }
         rows.push(json!({"batch": batch, "tok_s": round(tok_s, 2)}));
     }
+    let long = match args.long_context {
+        0 => None,
+        context => {
+            step(&format!("decode after {context} tokens"));
+            let mut e = engine(load(&bar)?, &cfg, args, dt)?;
+            let (tok_s, _) = decode_after(&mut e, 1, context, args.decode_steps, vocab)?;
+            Some(json!({"context": context, "batch": 1, "tok_s": round(tok_s, 2)}))
+        }
+    };
 
     // Prefix cache: the same long prefix twice, with different endings.
     step("prefix cache");
@@ -374,6 +398,7 @@ pub(crate) fn run(args: &EngineBenchArgs) -> anyhow::Result<ExitCode> {
         "prefill_peak_rss_mb": prefill_peak_rss_mb.map(|x| round(x, 2)),
         "ttft_ms": round(ttft_ms, 2),
         "decode": rows,
+        "decode_long_context": long,
         "reference": reference_run.map(|(name, (tok_s, tokens))| json!({
             "name": name,
             "decode_tok_s": round(tok_s, 2),
