@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """llama.cpp (llama-cpp-python) on a GGUF, as `braid bench engine` measures braid: the
 same deterministic prompt tokens, prefill tokens per second, and single-sequence decode
-tokens per second after a 16-token prompt (as braid's decode rows), on the same threads; and, with --logits-out, the next-token logits of
+tokens per second after a 16-token prompt (as braid's decode rows) and, with
+--long-context N, after an N-token one (as braid's decode_long_context), on the same
+threads; and, with --logits-out, the next-token logits of
 every position of the prompt from --logits-from on (to check llama.cpp runs the very
 model braid runs); the tokens from --logits-from + 1 on are fed one at a time, as a
 decode feeds them.
 
 Usage: llama_bench.py --gguf FILE [--prompt-tokens 512] [--decode-steps 32] [--threads 2]
+                      [--long-context 0]
                       [--logits-out FILE --tokens 1,2,3 [--logits-from 0]]
 Prints one JSON object."""
 
@@ -29,12 +32,13 @@ def main():
     p.add_argument("--prompt-tokens", type=int, default=512)
     p.add_argument("--decode-steps", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--long-context", type=int, default=0)
     p.add_argument("--tokens")
     p.add_argument("--logits-out")
     p.add_argument("--logits-from", type=int, default=0)
     a = p.parse_args()
     fixed = [int(t) for t in a.tokens.split(",")] if a.tokens else None
-    n_ctx = (len(fixed) if fixed else a.prompt_tokens) + a.decode_steps + 16
+    n_ctx = (len(fixed) if fixed else max(a.prompt_tokens, a.long_context)) + a.decode_steps + 16
     # An f32 KV cache, as braid keeps for f32 weights (llama.cpp's default is f16).
     llm = llama_cpp.Llama(model_path=a.gguf, n_ctx=n_ctx, n_batch=512, n_threads=a.threads,
                           n_threads_batch=a.threads, logits_all=bool(a.logits_out), verbose=False,
@@ -64,6 +68,17 @@ def main():
     for step in range(a.decode_steps):
         llm.eval([short[step % len(short)]])
     decode = time.perf_counter() - t
+    long_context = long_prefill = None
+    if a.long_context > 0:
+        llm.reset()
+        long = prompt(a.long_context, 1, vocab)
+        t = time.perf_counter()
+        llm.eval(long)
+        long_prefill = round(a.long_context / (time.perf_counter() - t), 2)
+        t = time.perf_counter()
+        for step in range(a.decode_steps):
+            llm.eval([long[step % len(long)]])
+        long_context = round(a.decode_steps / (time.perf_counter() - t), 2)
     print(json.dumps({
         "engine": f"llama.cpp (llama-cpp-python {llama_cpp.__version__})",
         "threads": a.threads,
@@ -71,6 +86,8 @@ def main():
         "prefill_tok_s": round(a.prompt_tokens / prefill, 2),
         "ttft_ms": round(prefill * 1e3, 2),
         "decode_tok_s": round(a.decode_steps / decode, 2),
+        "prefill_long_context_tok_s": long_prefill,
+        "decode_long_context_tok_s": long_context,
     }))
 
 

@@ -55,7 +55,8 @@ pub(crate) struct EngineBenchArgs {
 /// `tests/clients/llama_bench.py`: llama.cpp measured as this bench measures braid.
 const LLAMA_BENCH: &str = include_str!("../../../tests/clients/llama_bench.py");
 
-/// llama.cpp's prefill and batch-1 decode on the same GGUF file, prompt and threads.
+/// llama.cpp's prefill and batch-1 decodes (after 16 tokens, and after `--long-context`
+/// ones) on the same GGUF file, prompts and threads.
 fn llama_cpp(python: &Path, args: &EngineBenchArgs, threads: usize) -> anyhow::Result<Value> {
     if !braid_engine::gguf::is_gguf(&args.model) {
         bail!(
@@ -72,6 +73,7 @@ fn llama_cpp(python: &Path, args: &EngineBenchArgs, threads: usize) -> anyhow::R
         .args(["--prompt-tokens", &args.prompt_tokens.to_string()])
         .args(["--decode-steps", &args.decode_steps.to_string()])
         .args(["--threads", &threads.to_string()])
+        .args(["--long-context", &args.long_context.to_string()])
         .output()
         .with_context(|| format!("running {}", python.display()));
     let _ = std::fs::remove_file(&script);
@@ -147,17 +149,20 @@ fn time_to_first_token(e: &mut Engine, id: u64) -> anyhow::Result<f64> {
 
 /// Decode tokens per second at `batch`, and the greedy tokens of request 0.
 fn decode(e: &mut Engine, batch: usize, steps: usize, vocab: usize) -> anyhow::Result<(f64, Vec<u32>)> {
-    decode_after(e, batch, 16, steps, vocab)
+    let (tok_s, first, _) = decode_after(e, batch, 16, steps, vocab)?;
+    Ok((tok_s, first))
 }
 
-/// [`decode`] after prompts of `context` tokens.
+/// [`decode`] after prompts of `context` tokens; also the seconds until every sequence
+/// had its first token (the prefill).
 fn decode_after(
     e: &mut Engine,
     batch: usize,
     context: usize,
     steps: usize,
     vocab: usize,
-) -> anyhow::Result<(f64, Vec<u32>)> {
+) -> anyhow::Result<(f64, Vec<u32>, f64)> {
+    let prefill = Instant::now();
     for b in 0..batch {
         e.add(request(b as u64, tokens(context, b as u32 + 1, vocab), steps + 1))?;
     }
@@ -172,6 +177,7 @@ fn decode_after(
             started += 1;
         }
     }
+    let prefill = prefill.elapsed().as_secs_f64();
     let t = Instant::now();
     let mut produced = 0;
     while e.has_work() {
@@ -182,7 +188,7 @@ fn decode_after(
             }
         }
     }
-    Ok((produced as f64 / t.elapsed().as_secs_f64(), first))
+    Ok((produced as f64 / t.elapsed().as_secs_f64(), first, prefill))
 }
 
 /// A candle-transformers decoder over `config.json` and the weights: `forward(input, offset)`.
@@ -348,8 +354,13 @@ pub(crate) fn run(args: &EngineBenchArgs) -> anyhow::Result<ExitCode> {
         context => {
             step(&format!("decode after {context} tokens"));
             let mut e = engine(load(&bar)?, &cfg, args, dt)?;
-            let (tok_s, _) = decode_after(&mut e, 1, context, args.decode_steps, vocab)?;
-            Some(json!({"context": context, "batch": 1, "tok_s": round(tok_s, 2)}))
+            let (tok_s, _, prefill) = decode_after(&mut e, 1, context, args.decode_steps, vocab)?;
+            Some(json!({
+                "context": context,
+                "prefill_tok_s": round(context as f64 / prefill, 2),
+                "batch": 1,
+                "tok_s": round(tok_s, 2),
+            }))
         }
     };
 
@@ -383,6 +394,14 @@ pub(crate) fn run(args: &EngineBenchArgs) -> anyhow::Result<ExitCode> {
         json!({
             "prefill": ratio(Some(prefill_tok_s), l["prefill_tok_s"].as_f64()),
             "decode_batch1": ratio(batch1, l["decode_tok_s"].as_f64()),
+            "prefill_long_context": ratio(
+                long.as_ref().and_then(|r| r["prefill_tok_s"].as_f64()),
+                l["prefill_long_context_tok_s"].as_f64()
+            ),
+            "decode_long_context": ratio(
+                long.as_ref().and_then(|r| r["tok_s"].as_f64()),
+                l["decode_long_context_tok_s"].as_f64()
+            ),
         })
     });
     let report = json!({
