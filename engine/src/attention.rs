@@ -58,8 +58,8 @@ const K_TILE: usize = 1024;
 ///
 /// Tiled with a running softmax (the FlashAttention recurrence): the full `len × ctx`
 /// score matrix never exists, and key tiles wholly after a query tile's last position are
-/// skipped. A query tile whose keys fit one tile (every decode step up to 1024 tokens of
-/// context) takes one plain softmax.
+/// skipped. A query tile whose keys fit one tile takes one plain softmax. (A decode step
+/// on an f32 cache in CPU memory reads the cache in place instead: [`Cached::attend_last`].)
 pub(crate) fn causal(q: &Tensor, k: &Tensor, v: &Tensor, start: usize, scale: f64) -> Result<Tensor> {
     causal_tiled(q, k, v, start, scale, Q_TILE, K_TILE)
 }
@@ -221,14 +221,11 @@ impl HeadsAttention {
         let scale = 1.0 / (hd as f64).sqrt();
         let out = each_sequence(layer, batch, cache, &k, Some(&v), |s, offset, cached| {
             let (len, ctx) = (s.tokens.len(), s.start + s.tokens.len());
-            if len == 1 {
-                let last = q.narrow(0, offset, 1)?;
-                if let Some(out) = cached.attend_last(&last, nkv, ValueRows::Own { dim: hd }, scale)? {
-                    return Ok(out.to_dtype(x.dtype())?);
-                }
+            if let Some(out) = cached.attend_last(s, &q, offset, nkv, ValueRows::Own { dim: hd }, scale)? {
+                return Ok(out.to_dtype(x.dtype())?);
             }
             let (keys, values) = cached.gather()?;
-            let values = values.ok_or_else(|| crate::Error::Cache("the cache holds no values".into()))?;
+            let values = values.ok_or_else(no_values)?;
             let out = causal(
                 &q.narrow(0, offset, len)?,
                 &keys.reshape((ctx, nkv, hd))?,
@@ -278,6 +275,11 @@ pub(crate) fn each_sequence(
     Ok(Tensor::cat(&outs, 0)?)
 }
 
+/// A per-head attention's cache that holds no value rows.
+fn no_values() -> crate::Error {
+    crate::Error::Cache("the cache holds no values".into())
+}
+
 /// A sequence's context in one layer of the cache: read in place for a single new query
 /// ([`Cached::attend_last`]), gathered into tensors otherwise ([`Cached::gather`]).
 pub(crate) struct Cached<'a> {
@@ -303,28 +305,36 @@ impl Cached<'_> {
         self.cache.read(self.layer, self.blocks, self.len)
     }
 
-    /// The attention `[1, q_heads × value dim]` (f32) of the context's last position,
-    /// its query `q` `[1, q_heads, key dim]`, over `kv_heads` cached heads, read where
-    /// the rows lie ([`crate::paged_attention`]); `None` where the cache is not f32 in
-    /// CPU memory (then [`Cached::gather`] and [`causal`]).
+    /// For a sequence with a single new token (a decode step), the attention
+    /// `[1, q_heads × value dim]` (f32) of its query, row `offset` of the step's queries
+    /// `q` `[tokens, q_heads, key dim]`, over `kv_heads` cached heads, read where the rows
+    /// lie ([`crate::paged_attention`]); `None` for more new tokens, or where the cache is
+    /// not f32 in CPU memory (then [`Cached::gather`] and [`causal`]).
     pub(crate) fn attend_last(
         &self,
+        s: &SeqInput<'_>,
         q: &Tensor,
+        offset: usize,
         kv_heads: usize,
         values: ValueRows,
         scale: f64,
     ) -> Result<Option<Tensor>> {
+        if s.tokens.len() != 1 {
+            return Ok(None);
+        }
         let (_, q_heads, dk) = q.dims3()?;
-        let runs = self.cache.runs(self.blocks, 0, self.len)?;
-        let qs = q.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         let out = self.cache.in_place(self.layer, |k, v| {
+            let runs = self.cache.runs(self.blocks, 0, self.len)?;
+            let qs = q
+                .narrow(0, offset, 1)?
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
             let keys = Heads { rows: k, dim: dk };
             let values = match (values, v) {
                 (ValueRows::Own { dim }, Some(rows)) => Heads { rows, dim },
                 (ValueRows::InKeys { dim }, _) => Heads { rows: k, dim },
-                (ValueRows::Own { .. }, None) => {
-                    return Err(crate::Error::Cache("the cache holds no values".into()))
-                }
+                (ValueRows::Own { .. }, None) => return Err(no_values()),
             };
             crate::paged_attention::attend(&qs, q_heads, kv_heads, keys, values, &runs, scale as f32)
         });

@@ -209,6 +209,9 @@ impl KvCache {
         f: impl FnOnce(Rows<'_>, Option<Rows<'_>>) -> R,
     ) -> Option<R> {
         let (kc, vc) = self.layers.get(layer)?;
+        if !kc.is_contiguous() || vc.as_ref().is_some_and(|v| !v.is_contiguous()) {
+            return None;
+        }
         let (k_storage, k_layout) = kc.storage_and_layout();
         let Storage::Cpu(CpuStorage::F32(keys)) = &*k_storage else {
             return None;

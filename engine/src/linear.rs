@@ -103,8 +103,8 @@ impl Proj {
 }
 
 /// A decode batch (1 to [`MAX_ROWS`] f32 rows on the CPU) against a Q8_0 weight, through
-/// braid's kernel ([`crate::q8_0`]: candle's numbers, each weight block read once for up
-/// to 4 rows); `None` for other shapes and types.
+/// braid's kernel ([`crate::q8_0`]: llama.cpp's AVX2 numbers, each weight block read once
+/// for up to 4 rows); `None` for other shapes and types.
 fn q8_0_batch(weight: &QMatMul, x: &Tensor) -> Result<Option<Tensor>> {
     let QMatMul::QTensor(q) = weight else {
         return Ok(None);

@@ -132,13 +132,10 @@ impl LatentAttention {
 
         let latents = each_sequence(layer, batch, cache, &rows, None, |s, offset, cached| {
             let (len, ctx) = (s.tokens.len(), s.start + s.tokens.len());
-            if len == 1 {
-                let last = q.narrow(0, offset, 1)?;
-                if let Some(out) =
-                    cached.attend_last(&last, 1, ValueRows::InKeys { dim: rank }, self.scale)?
-                {
-                    return Ok(out);
-                }
+            if let Some(out) =
+                cached.attend_last(s, &q, offset, 1, ValueRows::InKeys { dim: rank }, self.scale)?
+            {
+                return Ok(out);
             }
             let (cached, _) = cached.gather()?;
             if cached.dim(1)? != rank + rope {

@@ -5,8 +5,8 @@
 //! tensor, then lays keys and values out per head for its matmuls: the whole context
 //! copied three times per layer per step, more memory traffic than the attention reads
 //! once the context is a few hundred tokens long. Here each cached row is read once, in
-//! place: per key/value head, every position's score for the head's query group, one
-//! softmax, and the weighted sum of the value rows.
+//! place, position after position with every head of the row together: the scores, one
+//! softmax per query head, and the weighted sum of the value rows.
 
 use rayon::prelude::*;
 
@@ -14,9 +14,14 @@ use crate::error::{Error, Result};
 use crate::kv_cache::Rows;
 use crate::matvec::dot;
 
-/// Context length from which the key/value heads are computed in parallel (below it a
-/// head's work is too small to be worth handing to another thread).
+/// Context length from which the positions are shared between threads (below it the
+/// work is too small to be worth handing to another thread).
 const PARALLEL_FROM: usize = 1024;
+
+/// Positions per share of a long context: fixed, so the sums are grouped the same way
+/// (and the numbers are the same) whatever the number of threads, and a thread held up
+/// elsewhere delays only its own shares.
+const SHARE: usize = 256;
 
 /// Where each head's columns sit in a layer's cache rows: head `h` is columns
 /// `h × dim .. (h + 1) × dim`.
@@ -51,8 +56,8 @@ impl<'a> Heads<'a> {
 /// The positions are walked in order, every head of a cached row read together, so the
 /// cache streams from memory row after row (a head's part of a row alone is a few hundred
 /// bytes a page apart, which the hardware prefetchers do not follow). From
-/// [`PARALLEL_FROM`] positions on, the threads take a share of the positions each and
-/// their partial sums are added at the end.
+/// [`PARALLEL_FROM`] positions on, the threads take shares of [`SHARE`] positions and
+/// the shares' partial sums are added in order at the end.
 pub(crate) fn attend(
     q: &[f32],
     q_heads: usize,
@@ -64,6 +69,9 @@ pub(crate) fn attend(
 ) -> Result<Vec<f32>> {
     let ctx: usize = runs.iter().map(|&(_, run)| run).sum();
     if kv_heads == 0
+        || q_heads == 0
+        || keys.dim == 0
+        || values.dim == 0
         || !q_heads.is_multiple_of(kv_heads)
         || q.len() != q_heads * keys.dim
         || ctx == 0
@@ -83,10 +91,7 @@ pub(crate) fn attend(
     };
     let slots: Vec<usize> = runs.iter().flat_map(|&(first, run)| first..first + run).collect();
     let parallel = ctx >= PARALLEL_FROM;
-    let share = match parallel {
-        true => ctx.div_ceil(rayon::current_num_threads().max(1)),
-        false => ctx,
-    };
+    let share = if parallel { SHARE } else { ctx };
     // Every position's score for every query head, position after position.
     let mut scores = vec![0f32; ctx * q_heads];
     let score = |(scores, slots): (&mut [f32], &[usize])| shape.scores(q, slots, scale, scores);

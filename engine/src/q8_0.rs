@@ -1,8 +1,9 @@
 //! Q8_0 weights (llama.cpp's 8-bit blocks: an f16 scale and 32 values) times the rows of a
 //! decode step, on x86 CPUs with AVX2. The rows are quantized to Q8_0 blocks and each
 //! output is the sum over blocks of `scale_w × scale_x × Σ w·x`, in eight lanes added up
-//! in the order llama.cpp's and candle's AVX2 dot product adds them: the same numbers, to
-//! the last bit, as candle's quantized product (which the tests check).
+//! in the order llama.cpp's and candle's AVX2 dot product adds them: llama.cpp's AVX2
+//! numbers, to the last bit, which are candle's untiled product's (the tests check
+//! against that one).
 //!
 //! candle computes each (weight row, row of x) pair as a call of its own, converting both
 //! f16 scales each time through a function call, so a batch of 8 costs about 8 batches
@@ -265,7 +266,9 @@ mod tests {
             return;
         }
         let dev = Device::Cpu;
-        // 302 rows: a last task of 14, so a single row also meets weight rows past the tiles of 4.
+        // 302 rows: a last task of 14, so a single row also meets weight rows past the tiles of 4;
+        // and not a multiple of 16, so candle takes its untiled product, whose numbers are
+        // llama.cpp's (its tiled one on VNNI CPUs, for rows in sixteens, rounds x otherwise).
         let (m, k) = (302, 256);
         let w = QTensor::quantize(&Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap(), GgmlDType::Q8_0).unwrap();
         let bytes = w.data().unwrap().to_vec();

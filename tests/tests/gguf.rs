@@ -184,9 +184,11 @@ fn braid_scores_quantized_gguf_files_as_llama_cpp_does() {
             // On CPUs with VNNI, candle's tiled kernels take a prefill (the 40-token prompt):
             // its Q8_0 one rounds the rows to 256-value blocks where llama.cpp rounds them to
             // 32, and every later step inherits that cache (about 5e-3 of the range off);
-            // Qwen3-MoE at Q4_K_M is off as much, worst 8e-2 on one step (a routing choice
-            // flipped, as far as we can tell; not pinned down). The greedy choices agree.
-            let (worst_bound, median_bound) = match vnni() && (quant == "q8_0" || kind == "qwen3-moe") {
+            // Qwen3-MoE at Q4_K_M is off as much there, worst 8e-2 on one step (measured on an
+            // AVX-512 EPYC; a routing choice flipped, as far as we can tell; not pinned
+            // down). The greedy choices agree.
+            let measured_off = quant == "q8_0" || (kind == "qwen3-moe" && quant == "q4_k_m");
+            let (worst_bound, median_bound) = match vnni() && measured_off {
                 true => (1e-1, 1e-2),
                 false => (5e-3, 1e-6),
             };
