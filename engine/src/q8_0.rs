@@ -10,11 +10,12 @@
 //! of 1. Here a weight block is loaded and made unsigned once for a tile of up to 4 rows
 //! of x, two weight rows share each block of x (batch 8 171 → 238 tok/s, batch 32 140 →
 //! 182 on a 0.26B Qwen3 Q8_0, AVX-512 EPYC), the rows' scales are converted once per step
-//! and the weights' in one F16C instruction. A single row (batch-1 decode) runs against 4 weight rows at a time, its
-//! block loaded once for the four, where that is faster: on the AVX2-only EPYC braid was
-//! measured on (decode 45.6 → 54.7 tok/s, 0.26B Qwen3 Q8_0), but not on the AVX-512/VNNI
-//! one, where four weight streams a thread wait on memory (43 tok/s) and one row at a
-//! time runs at 80; so with VNNI a single row streams the weight rows one by one.
+//! and the weights' in one F16C instruction. A single row (batch-1 decode) runs against 4
+//! weight rows at a time, its block loaded once for the four, where that is faster: on
+//! the AVX2-only EPYC braid was measured on (decode 45.6 → 54.7 tok/s, 0.26B Qwen3 Q8_0),
+//! but not on the AVX-512/VNNI one, where four weight streams a thread wait on memory (43
+//! tok/s) and one row at a time runs at 80; so with VNNI a single row streams the weight
+//! rows one by one.
 //!
 //! candle has a tiled Q8_0 kernel of its own on VNNI CPUs, but it rounds the rows to
 //! blocks of 256 values (Q8_K) rather than 32: its logits differ from llama.cpp's by
