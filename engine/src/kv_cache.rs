@@ -209,31 +209,11 @@ impl KvCache {
         f: impl FnOnce(Rows<'_>, Option<Rows<'_>>) -> R,
     ) -> Option<R> {
         let (kc, vc) = self.layers.get(layer)?;
-        if !kc.is_contiguous() || vc.as_ref().is_some_and(|v| !v.is_contiguous()) {
-            return None;
-        }
-        let (k_storage, k_layout) = kc.storage_and_layout();
-        let Storage::Cpu(CpuStorage::F32(keys)) = &*k_storage else {
-            return None;
-        };
-        let keys = Rows {
-            data: keys.get(k_layout.start_offset()..)?,
-            width: kc.dim(1).ok()?,
-        };
-        match vc {
+        Rows::of(kc, |keys| match vc {
             None => Some(f(keys, None)),
-            Some(vc) => {
-                let (v_storage, v_layout) = vc.storage_and_layout();
-                let Storage::Cpu(CpuStorage::F32(values)) = &*v_storage else {
-                    return None;
-                };
-                let values = Rows {
-                    data: values.get(v_layout.start_offset()..)?,
-                    width: vc.dim(1).ok()?,
-                };
-                Some(f(keys, Some(values)))
-            }
-        }
+            Some(vc) => Rows::of(vc, |values| f(keys, Some(values))),
+        })
+        .flatten()
     }
 }
 
@@ -245,6 +225,24 @@ pub(crate) struct Rows<'a> {
     pub(crate) data: &'a [f32],
     /// Values per row.
     pub(crate) width: usize,
+}
+
+impl Rows<'_> {
+    /// `f` of the rows of `t` (`[slots, width]`), read where they lie; `None` where `t` is
+    /// not contiguous f32 in CPU memory.
+    fn of<R>(t: &Tensor, f: impl FnOnce(Rows<'_>) -> R) -> Option<R> {
+        if !t.is_contiguous() {
+            return None;
+        }
+        let (storage, layout) = t.storage_and_layout();
+        let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
+            return None;
+        };
+        Some(f(Rows {
+            data: data.get(layout.start_offset()..)?,
+            width: t.dim(1).ok()?,
+        }))
+    }
 }
 
 #[cfg(test)]
