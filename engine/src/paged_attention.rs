@@ -94,17 +94,9 @@ pub(crate) fn attend(
     let share = if parallel { SHARE } else { ctx };
     // Every position's score for every query head, position after position.
     let mut scores = vec![0f32; ctx * q_heads];
-    let score = |(scores, slots): (&mut [f32], &[usize])| shape.scores(q, slots, scale, scores);
-    match parallel {
-        true => scores
-            .par_chunks_mut(share * q_heads)
-            .zip(slots.par_chunks(share))
-            .for_each(score),
-        false => scores
-            .chunks_mut(share * q_heads)
-            .zip(slots.chunks(share))
-            .for_each(score),
-    }
+    by_share(&mut scores, &slots, share, parallel, |scores, slots| {
+        score_rows(shape, q, slots, scale, scores)
+    });
     let mut max = vec![f32::NEG_INFINITY; q_heads];
     for row in scores.chunks_exact(q_heads) {
         for (m, &s) in max.iter_mut().zip(row) {
@@ -112,19 +104,9 @@ pub(crate) fn attend(
         }
     }
     // Each share's softmax numerators' sums and weighted values, then added up in order.
-    let weigh = |(scores, slots): (&mut [f32], &[usize])| shape.weigh(&max, slots, scores);
-    let parts: Vec<(Vec<f32>, Vec<f32>)> = match parallel {
-        true => scores
-            .par_chunks_mut(share * q_heads)
-            .zip(slots.par_chunks(share))
-            .map(weigh)
-            .collect(),
-        false => scores
-            .chunks_mut(share * q_heads)
-            .zip(slots.chunks(share))
-            .map(weigh)
-            .collect(),
-    };
+    let parts = by_share(&mut scores, &slots, share, parallel, |scores, slots| {
+        shape.weigh(&max, slots, scores)
+    });
     let mut parts = parts.into_iter();
     let (mut sums, mut out) = parts.next().unwrap_or_default();
     for (part_sums, part_out) in parts {
@@ -139,6 +121,32 @@ pub(crate) fn attend(
     Ok(out)
 }
 
+/// `work` of each share of `share` positions (its rows of `scores`, position after
+/// position, and its slots), the results in position order; on the thread pool when
+/// `parallel`.
+fn by_share<T: Send>(
+    scores: &mut [f32],
+    slots: &[usize],
+    share: usize,
+    parallel: bool,
+    work: impl Fn(&mut [f32], &[usize]) -> T + Sync + Send,
+) -> Vec<T> {
+    let rows = share * (scores.len() / slots.len().max(1));
+    if parallel {
+        scores
+            .par_chunks_mut(rows)
+            .zip(slots.par_chunks(share))
+            .map(|(s, p)| work(s, p))
+            .collect()
+    } else {
+        scores
+            .chunks_mut(rows)
+            .zip(slots.chunks(share))
+            .map(|(s, p)| work(s, p))
+            .collect()
+    }
+}
+
 /// The heads of one call of [`attend`].
 #[derive(Clone, Copy)]
 struct Shape<'a> {
@@ -150,11 +158,6 @@ struct Shape<'a> {
 }
 
 impl Shape<'_> {
-    /// The scores of the positions in `slots`, `q_heads` per position, into `out`.
-    fn scores(&self, q: &[f32], slots: &[usize], scale: f32, out: &mut [f32]) {
-        scores(*self, q, slots, scale, out)
-    }
-
     /// Turns the scores of the positions in `slots` into softmax numerators (against
     /// `max`, per query head) in place; returns their sums per query head and the
     /// weighted values `[q_heads × values.dim]`.
@@ -172,9 +175,9 @@ impl Shape<'_> {
     }
 }
 
-/// [`Shape::scores`], compiled for the vector widths at hand.
+/// The scores of the positions in `slots`, `q_heads` per position, into `out`.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-fn scores(shape: Shape<'_>, q: &[f32], slots: &[usize], scale: f32, out: &mut [f32]) {
+fn score_rows(shape: Shape<'_>, q: &[f32], slots: &[usize], scale: f32, out: &mut [f32]) {
     let dk = shape.keys.dim;
     for (&slot, row) in slots.iter().zip(out.chunks_exact_mut(shape.q_heads)) {
         for (qh, s) in row.iter_mut().enumerate() {
