@@ -155,7 +155,13 @@ fn one_row(w: &[u8], rows: &Rows, k: usize, first: usize, out: &mut [f32]) {
         r += WEIGHT_TILE;
     }
     for o in tiles.into_remainder() {
-        *o = avx2::dots::<1>(&w[r * row_bytes..][..row_bytes], rows, k, 0)[0];
+        one_weight_row(
+            &w[r * row_bytes..][..row_bytes],
+            rows,
+            k,
+            0,
+            std::slice::from_mut(o),
+        );
         r += 1;
     }
 }
@@ -181,7 +187,6 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma,f16c")]
     fn dots_avx2<const C: usize>(w_r: &[u8], rows: &Rows, k: usize, first: usize) -> [f32; C] {
         let blocks = k / BLOCK;
-        let ones = _mm256_set1_epi16(1);
         let mut acc = [_mm256_setzero_ps(); C];
         for (b, block) in w_r.chunks_exact(BLOCK_BYTES).enumerate() {
             let dw = scale(block);
@@ -189,9 +194,7 @@ mod avx2 {
             let aw = _mm256_sign_epi8(wv, wv);
             for (j, acc_j) in acc.iter_mut().enumerate() {
                 let row = first + j;
-                let xv = load(&rows.quants[row * k + b * BLOCK..]);
-                let sx = _mm256_sign_epi8(xv, wv);
-                let q = _mm256_cvtepi32_ps(_mm256_madd_epi16(ones, _mm256_maddubs_epi16(aw, sx)));
+                let q = block_dot(wv, aw, load(&rows.quants[row * k + b * BLOCK..]));
                 let d = _mm256_set1_ps(dw * rows.scales[row * blocks + b]);
                 *acc_j = _mm256_fmadd_ps(d, q, *acc_j);
             }
@@ -215,7 +218,6 @@ mod avx2 {
         let blocks = k / BLOCK;
         let row_bytes = blocks * BLOCK_BYTES;
         let (w0, w1) = w_pair.split_at(row_bytes);
-        let ones = _mm256_set1_epi16(1);
         let mut acc0 = [_mm256_setzero_ps(); 4];
         let mut acc1 = [_mm256_setzero_ps(); 4];
         for (b, (block0, block1)) in w0
@@ -230,14 +232,7 @@ mod avx2 {
                 let row = first + j;
                 let xv = load(&rows.quants[row * k + b * BLOCK..]);
                 let dx = rows.scales[row * blocks + b];
-                let q0 = _mm256_cvtepi32_ps(_mm256_madd_epi16(
-                    ones,
-                    _mm256_maddubs_epi16(aw0, _mm256_sign_epi8(xv, wv0)),
-                ));
-                let q1 = _mm256_cvtepi32_ps(_mm256_madd_epi16(
-                    ones,
-                    _mm256_maddubs_epi16(aw1, _mm256_sign_epi8(xv, wv1)),
-                ));
+                let (q0, q1) = (block_dot(wv0, aw0, xv), block_dot(wv1, aw1, xv));
                 acc0[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw0 * dx), q0, acc0[j]);
                 acc1[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw1 * dx), q1, acc1[j]);
             }
@@ -259,21 +254,29 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma,f16c")]
     fn rows_dot_avx2(w_t: &[u8], rows: &Rows, k: usize) -> [f32; WEIGHT_TILE] {
         let row_bytes = k / BLOCK * BLOCK_BYTES;
-        let ones = _mm256_set1_epi16(1);
         let mut acc = [_mm256_setzero_ps(); WEIGHT_TILE];
         for (b, (xq, &dx)) in rows.quants.chunks_exact(BLOCK).zip(&rows.scales).enumerate() {
             let xv = load(xq);
             for (j, acc_j) in acc.iter_mut().enumerate() {
                 let block = &w_t[j * row_bytes + b * BLOCK_BYTES..][..BLOCK_BYTES];
                 let wv = load(&block[2..]);
-                let aw = _mm256_sign_epi8(wv, wv);
-                let sx = _mm256_sign_epi8(xv, wv);
-                let q = _mm256_cvtepi32_ps(_mm256_madd_epi16(ones, _mm256_maddubs_epi16(aw, sx)));
+                let q = block_dot(wv, _mm256_sign_epi8(wv, wv), xv);
                 let d = _mm256_set1_ps(scale(block) * dx);
                 *acc_j = _mm256_fmadd_ps(d, q, *acc_j);
             }
         }
         acc.map(|a| hsum(a))
+    }
+
+    /// A weight block's 32 values `wv` (`aw`: their absolute values) times a block of x,
+    /// `xv`: the products summed four by four into eight lanes, as f32, the way
+    /// llama.cpp's AVX2 dot product forms them (x takes w's signs, so the unsigned ×
+    /// signed multiply-add applies).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn block_dot(wv: __m256i, aw: __m256i, xv: __m256i) -> __m256 {
+        let pairs = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv));
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), pairs))
     }
 
     /// A block's f16 scale (its first two bytes, little-endian) as f32, exactly.
