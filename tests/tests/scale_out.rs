@@ -441,6 +441,21 @@ impl Stages {
         args.extend(extra);
         Proc::braid(&args, &format!("{}-{who}", self.name))
     }
+
+    /// The ingress (on `port`) with the detokenizer, splitter and extractor, once it is
+    /// healthy and every process has had a second (the beat timeout) to hear every
+    /// replica: the ingress is healthy once it has heard every stage, but a tokenizer
+    /// routes only among the executors it has heard (they beat every 200 ms).
+    fn front(&self, port: u16) -> Proc {
+        let p = port.to_string();
+        let front = self.start("ingress,detokenizer,splitter,extractor", &["--port", &p], "front");
+        assert!(
+            wait_healthy(port, Duration::from_secs(60)),
+            "the deployment did not come up"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        front
+    }
 }
 
 #[test]
@@ -453,16 +468,7 @@ fn each_round_goes_to_the_executor_replica_that_cached_its_conversation() {
     // that knows a conversation from the news alone.
     let m_port = metrics.to_string();
     let _tokenizer = stages.start("tokenizer", &["--metrics-port", &m_port], "tokenizer");
-    let p = port.to_string();
-    let _front = stages.start("ingress,detokenizer,splitter,extractor", &["--port", &p], "front");
-    assert!(
-        wait_healthy(port, Duration::from_secs(60)),
-        "the deployment did not come up"
-    );
-    // The ingress is healthy once it has heard every stage; the tokenizer may not have
-    // heard both executors yet (they beat every 200 ms), and routes only among those it
-    // has heard. Give every process a second (the beat timeout) to hear every replica.
-    std::thread::sleep(Duration::from_secs(1));
+    let _front = stages.front(port);
     for c in 0..6u32 {
         let mut prompt = first_round(c);
         let first = complete(port, &prompt);
@@ -495,13 +501,7 @@ fn a_tokenizer_that_knows_a_conversation_only_from_the_news_routes_it_to_its_cac
     let _executors = stages.start("executor", &["--replicas", "2"], "executors");
     let m_a = metrics_a.to_string();
     let mut a = stages.start("tokenizer", &["--metrics-port", &m_a], "tokenizer-a");
-    let p = port.to_string();
-    let _front = stages.start("ingress,detokenizer,splitter,extractor", &["--port", &p], "front");
-    assert!(
-        wait_healthy(port, Duration::from_secs(60)),
-        "the deployment did not come up"
-    );
-    std::thread::sleep(Duration::from_secs(1));
+    let _front = stages.front(port);
     let mut prompts: Vec<Vec<u32>> = (0..6).map(first_round).collect();
     for prompt in &prompts {
         let first = complete(port, prompt);
