@@ -12,16 +12,15 @@
 //! upstream's text travels as text ([`braid_bus::StepText`]): the detokenizer takes it as
 //! decoded (skipping special tokens when the request does), so nothing is tokenized
 //! again. Each event of the upstream's stream counts as one token until the upstream's
-//! own usage, which it reports at the end, replaces the count. Several upstreams take requests in turn; one that cannot be reached is left out
-//! for [`RETRY_AFTER`]. Cancelling a request drops its HTTP stream, which cancels it
-//! upstream.
+//! own usage, which it reports at the end, replaces the count. Several upstreams take
+//! requests in turn; one that cannot be reached is left out for [`RETRY_AFTER`].
+//! Cancelling a request drops its HTTP stream, which cancels it upstream.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use std::borrow::Cow;
 
 use braid_bus::{
     decode, encode, subject, Bus, Envelope, Failure, FailureKind, Finish, Header, InstanceId, Members,
