@@ -175,6 +175,11 @@ mod avx2 {
 
     use super::{Rows, BLOCK, BLOCK_BYTES, WEIGHT_TILE};
 
+    /// How far ahead (in bytes) a pair of weight rows asks for its next blocks: a tile of
+    /// four rows of `x` per block leaves the hardware prefetchers behind (batch 32,
+    /// 0.26B Qwen3 Q8_0: 178–188 → 197–199 tok/s; batch 8 unchanged).
+    const PREFETCH: usize = 1024;
+
     /// One weight row's dot products with rows `first..first + C` of `x`.
     pub(super) fn dots<const C: usize>(w_r: &[u8], rows: &Rows, k: usize, first: usize) -> [f32; C] {
         // SAFETY: `product` runs only where `available()` found AVX2 and FMA.
@@ -225,6 +230,8 @@ mod avx2 {
             .zip(w1.chunks_exact(BLOCK_BYTES))
             .enumerate()
         {
+            _mm_prefetch::<_MM_HINT_T0>(block0.as_ptr().wrapping_add(PREFETCH).cast());
+            _mm_prefetch::<_MM_HINT_T0>(block1.as_ptr().wrapping_add(PREFETCH).cast());
             let (dw0, dw1) = (scale(block0), scale(block1));
             let (wv0, wv1) = (load(&block0[2..]), load(&block1[2..]));
             let (aw0, aw1) = (_mm256_sign_epi8(wv0, wv0), _mm256_sign_epi8(wv1, wv1));
