@@ -23,6 +23,7 @@ mod matvec;
 mod mla;
 pub mod model;
 mod paged_attention;
+mod parallel;
 pub mod prefix;
 mod q8_0;
 mod rng;

@@ -12,7 +12,6 @@
 //! on which other rows share the batch, nor on the instruction set.
 
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Shape};
-use rayon::prelude::*;
 
 /// Rows of `x` up to which [`MatVec`] is used instead of candle's matmul (prefill chunks
 /// are longer and go to candle). `braid bench engine` on a 0.26B Qwen3 (7 layers of the
@@ -54,10 +53,9 @@ impl CustomOp2 for MatVec {
         let (x, w) = (&x[xa..xb], &w[wa..wb]);
         // Computed as [m, n] (each weight row's outputs together), then laid out [n, m].
         let mut by_row = vec![0f32; m * n];
-        by_row
-            .par_chunks_mut(n * ROWS_PER_TASK)
-            .enumerate()
-            .for_each(|(task, out)| products(x, n, k, w, task * ROWS_PER_TASK, out));
+        crate::parallel::for_each_chunk(&mut by_row, n * ROWS_PER_TASK, |task, out| {
+            products(x, n, k, w, task * ROWS_PER_TASK, out)
+        });
         Ok((CpuStorage::F32(by_batch_row(by_row, n, m)), Shape::from((n, m))))
     }
 }

@@ -8,8 +8,6 @@
 //! place, position after position with every head of the row together: the scores, one
 //! softmax per query head, and the weighted sum of the value rows.
 
-use rayon::prelude::*;
-
 use crate::error::{Error, Result};
 use crate::kv_cache::Rows;
 
@@ -132,11 +130,9 @@ fn by_share<T: Send>(
 ) -> Vec<T> {
     let rows = share * (scores.len() / slots.len().max(1));
     if parallel {
-        scores
-            .par_chunks_mut(rows)
-            .zip(slots.par_chunks(share))
-            .map(|(s, p)| work(s, p))
-            .collect()
+        crate::parallel::map_chunks(scores, rows, |i, s| {
+            work(s, &slots[i * share..(i * share + share).min(slots.len())])
+        })
     } else {
         scores
             .chunks_mut(rows)

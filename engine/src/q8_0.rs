@@ -23,7 +23,8 @@
 //! nearly. Decode batches take this kernel on every x86 CPU with AVX2.
 
 use half::f16;
-use rayon::prelude::*;
+
+use crate::parallel::for_each_chunk;
 
 /// Values per block.
 const BLOCK: usize = 32;
@@ -81,19 +82,16 @@ pub(crate) fn product(w: &[u8], m: usize, k: usize, x: &[f32], n: usize) -> Opti
     if n == 1 {
         let mut out = vec![0f32; m];
         let row_by_row = crate::linear::vnni();
-        out.par_chunks_mut(ROWS_PER_TASK)
-            .enumerate()
-            .for_each(|(task, out)| match row_by_row {
-                true => products(w, &rows, 1, k, task * ROWS_PER_TASK, out),
-                false => one_row(w, &rows, k, task * ROWS_PER_TASK, out),
-            });
+        for_each_chunk(&mut out, ROWS_PER_TASK, |task, out| match row_by_row {
+            true => products(w, &rows, 1, k, task * ROWS_PER_TASK, out),
+            false => one_row(w, &rows, k, task * ROWS_PER_TASK, out),
+        });
         return Some(out);
     }
     let mut by_row = vec![0f32; m * n];
-    by_row
-        .par_chunks_mut(n * ROWS_PER_TASK)
-        .enumerate()
-        .for_each(|(task, out)| products(w, &rows, n, k, task * ROWS_PER_TASK, out));
+    for_each_chunk(&mut by_row, n * ROWS_PER_TASK, |task, out| {
+        products(w, &rows, n, k, task * ROWS_PER_TASK, out)
+    });
     Some(crate::matvec::by_batch_row(by_row, n, m))
 }
 
@@ -194,6 +192,7 @@ mod avx2 {
         let blocks = k / BLOCK;
         let mut acc = [_mm256_setzero_ps(); C];
         for (b, block) in w_r.chunks_exact(BLOCK_BYTES).enumerate() {
+            _mm_prefetch::<_MM_HINT_T0>(block.as_ptr().wrapping_add(PREFETCH).cast());
             let dw = scale(block);
             let wv = load(&block[2..]);
             let aw = _mm256_sign_epi8(wv, wv);
