@@ -86,7 +86,7 @@ const LANES: usize = 8;
 /// on, so a batch of 8 streams each weight row once) so each loaded weight serves several
 /// rows and each loaded `x` chunk several weights. 0.26B Qwen3 f32, 2 threads, decode
 /// tok/s before → after (8 lanes multiplied and added apart, tiles of 4 × 2): batch 8
-/// 134–137 → 198–204, batch 32 159–164 → 205–207, batch 1 unchanged (41, or 53–55).
+/// 134–137 → 198–204, batch 32 159–164 → 205–207, batch 1 unchanged (about 41).
 fn products(x: &[f32], n: usize, k: usize, w: &[f32], first: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -100,7 +100,8 @@ fn products(x: &[f32], n: usize, k: usize, w: &[f32], first: usize, out: &mut [f
     portable_products(x, n, k, w, first, out)
 }
 
-/// [`products`] one [`fused_dot`] at a time, for CPUs without the vector kernels.
+/// [`products`] one [`fused_dot`] at a time, for CPUs without the vector kernels (slow on
+/// an x86 without FMA, where each fused multiply-add is a library call).
 fn portable_products(x: &[f32], n: usize, k: usize, w: &[f32], first: usize, out: &mut [f32]) {
     for (r, outs) in out.chunks_exact_mut(n).enumerate() {
         let w_r = &w[(first + r) * k..][..k];
@@ -160,13 +161,17 @@ mod x86 {
     }
 
     /// [`super::products`] in tiles of 4 weight rows × 4 rows of `x`, or 3 × 8.
+    /// Call only where [`avx512`] holds.
     pub(super) fn products_avx512(x: &[f32], n: usize, k: usize, w: &[f32], first: usize, out: &mut [f32]) {
+        debug_assert!(avx512());
         // SAFETY: called only where `avx512()` found these features.
         unsafe { walk_avx512(x, n, k, w, first, out) }
     }
 
     /// [`super::products`] in tiles of 4 weight rows × 2 rows of `x`.
+    /// Call only where [`avx2`] holds.
     pub(super) fn products_avx2(x: &[f32], n: usize, k: usize, w: &[f32], first: usize, out: &mut [f32]) {
+        debug_assert!(avx2());
         // SAFETY: called only where `avx2()` found these features.
         unsafe { walk_avx2(x, n, k, w, first, out) }
     }
@@ -190,7 +195,11 @@ mod x86 {
     }
 
     /// Covers `out` with tiles of `R` weight rows (then single rows) × `C` rows of `x`
-    /// (then 2, then 1). Inlined into a caller with AVX2 and FMA enabled.
+    /// (then 2, then 1).
+    ///
+    /// # Safety
+    /// The caller has AVX2 and FMA enabled (this is inlined into it), and AVX-512VL when
+    /// `R * C + R + 1` exceeds AVX2's 16 vector registers.
     #[inline(always)]
     unsafe fn walk<const R: usize, const C: usize>(
         x: &[f32],
@@ -238,6 +247,9 @@ mod x86 {
 
     /// The dot products of `R` weight rows (from `at.0`) with `C` rows of `x` (from
     /// `at.1`), each summed exactly as [`super::fused_dot`] sums one.
+    ///
+    /// # Safety
+    /// As [`walk`]'s.
     #[inline(always)]
     unsafe fn tile<const R: usize, const C: usize>(
         w: &[f32],
@@ -376,7 +388,7 @@ mod tests {
                 if x86::avx512() {
                     kernels.push(("avx512", x86::products_avx512));
                 }
-                assert!(!kernels.is_empty() || !std::arch::is_x86_feature_detected!("fma"));
+                assert_eq!(kernels.is_empty(), !x86::avx2());
                 for (name, kernel) in kernels {
                     let mut got = vec![0f32; rows * n];
                     kernel(&x, n, k, &w, 3, &mut got);
@@ -388,7 +400,7 @@ mod tests {
     }
 
     #[test]
-    #[ignore]
+    #[ignore = "a timing, run by hand"]
     fn timing() {
         let dev = Device::Cpu;
         for (m, k) in [(3072, 1024), (1024, 3072), (151_936, 1024)] {

@@ -182,7 +182,9 @@ fn score_rows(shape: Shape<'_>, q: &[f32], slots: &[usize], scale: f32, out: &mu
     }
 }
 
-/// A dot product in eight independent lanes (vectorised in the callers' instruction sets).
+/// A dot product in eight independent lanes (vectorised in the callers' instruction sets):
+/// multiplies and adds apart, as attention always summed (the linear layers' kernel,
+/// `matvec`, fuses them).
 #[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     const LANES: usize = 8;

@@ -1,17 +1,28 @@
-//! Data-parallel loops on candle's own CPU thread pool.
+//! Data-parallel loops on the thread pool candle's quantized products use.
 //!
-//! candle runs its CPU ops on a barrier pool (the calling thread plus workers that spin a
-//! while before parking). braid's kernels used rayon's pool beside it: on 2 cores, every
-//! product handed its work to two rayon threads and slept, while candle's worker was
-//! still spinning, so a decode step of many small products (a mixture of experts: 17
-//! per layer) spent its time in wake-ups and context switches. Running braid's kernels
-//! on candle's pool too keeps one set of threads for the whole step, and the calling
-//! thread does a share of the work instead of waiting.
+//! candle 0.11 runs its quantized products on a barrier pool (the calling thread plus
+//! workers that spin a while before parking). braid's kernels used rayon's pool beside
+//! it: on 2 cores, every product handed its work to two rayon threads and slept while
+//! candle's worker was still spinning, so a decode step of many small products (a mixture
+//! of experts: ~17 per layer) spent its time in wake-ups and context switches. Running
+//! braid's kernels on candle's pool too keeps one set of threads for a decode step's
+//! products, and the calling thread does a share of the work instead of waiting.
 
+use std::any::Any;
+use std::cell::Cell;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, PoisonError};
 
+thread_local! {
+    /// Whether this thread is inside [`map_chunks`] (a nested call runs inline: candle's
+    /// pool serialises its callers, so the calling thread would wait for itself).
+    static INSIDE: Cell<bool> = const { Cell::new(false) };
+}
+
 /// `work(index, chunk)` for each chunk of `size` values of `data` (the last may be
-/// shorter), spread over candle's CPU thread pool; the results in chunk order.
+/// shorter), spread over candle's pool; the results in chunk order. A panic in `work` is
+/// caught on the thread it happened on and resumed here once every chunk is done, so the
+/// pool itself never unwinds (a panic through it would poison its lock for good).
 pub(crate) fn map_chunks<T: Send, R: Send>(
     data: &mut [T],
     size: usize,
@@ -21,21 +32,36 @@ pub(crate) fn map_chunks<T: Send, R: Send>(
         .chunks_mut(size.max(1))
         .map(|chunk| Mutex::new((chunk, None)))
         .collect();
+    let panicked: Mutex<Option<Box<dyn Any + Send>>> = Mutex::new(None);
     let run = |i: usize| {
-        // A panic in `work` propagates to the caller; a poisoned piece is never reused.
         let mut piece = pieces[i].lock().unwrap_or_else(PoisonError::into_inner);
-        let result = work(i, piece.0);
-        piece.1 = Some(result);
+        match catch_unwind(AssertUnwindSafe(|| work(i, piece.0))) {
+            Ok(result) => piece.1 = Some(result),
+            Err(payload) => {
+                panicked
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get_or_insert(payload);
+            }
+        }
     };
-    if pieces.len() <= 1 {
+    if pieces.len() <= 1 || INSIDE.get() {
         (0..pieces.len()).for_each(run);
     } else {
+        INSIDE.set(true);
         candle_core::utils::barrier_pool().execute_chunked(pieces.len(), |range| range.for_each(run));
+        INSIDE.set(false);
     }
-    pieces
+    if let Some(payload) = panicked.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        resume_unwind(payload);
+    }
+    let count = pieces.len();
+    let results: Vec<R> = pieces
         .into_iter()
         .filter_map(|p| p.into_inner().unwrap_or_else(PoisonError::into_inner).1)
-        .collect()
+        .collect();
+    debug_assert_eq!(results.len(), count, "a chunk without its result");
+    results
 }
 
 /// `work(index, chunk)` for each chunk of `size` values of `data`, on candle's pool.
@@ -61,5 +87,28 @@ mod tests {
         assert!(data.iter().enumerate().all(|(i, v)| *v == i));
         let mut none: Vec<u8> = Vec::new();
         assert!(map_chunks(&mut none, 4, |_, _| 1).is_empty());
+    }
+
+    #[test]
+    fn a_panic_reaches_the_caller_and_the_pool_still_works() {
+        let mut data = vec![0u32; 64];
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            for_each_chunk(&mut data, 4, |i, _| assert!(i != 5, "chunk five"));
+        }));
+        assert!(caught.is_err());
+        let counts = map_chunks(&mut data, 4, |_, chunk| chunk.len());
+        assert_eq!(counts, vec![4; 16]);
+    }
+
+    #[test]
+    fn a_nested_call_runs_inline() {
+        let mut outer = vec![0u32; 8];
+        let inner_sums = map_chunks(&mut outer, 2, |_, _| {
+            let mut inner = vec![1u32; 10];
+            map_chunks(&mut inner, 3, |_, c| c.iter().sum::<u32>())
+                .iter()
+                .sum::<u32>()
+        });
+        assert_eq!(inner_sums, vec![10; 4]);
     }
 }

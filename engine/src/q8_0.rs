@@ -173,9 +173,9 @@ mod avx2 {
 
     use super::{Rows, BLOCK, BLOCK_BYTES, WEIGHT_TILE};
 
-    /// How far ahead (in bytes) a pair of weight rows asks for its next blocks: a tile of
-    /// four rows of `x` per block leaves the hardware prefetchers behind (batch 32,
-    /// 0.26B Qwen3 Q8_0: 178–188 → 197–199 tok/s; batch 8 unchanged).
+    /// How far ahead (in bytes) a weight row asks for its next blocks: computing several
+    /// rows of `x` per block leaves the hardware prefetchers behind (batch 32, 0.26B Qwen3
+    /// Q8_0: 178–188 → 197–199 tok/s; batch 8 unchanged; a single row within noise).
     const PREFETCH: usize = 1024;
 
     /// One weight row's dot products with rows `first..first + C` of `x`.
