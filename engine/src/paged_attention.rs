@@ -87,11 +87,10 @@ pub(crate) fn attend(
         values,
     };
     let slots: Vec<usize> = runs.iter().flat_map(|&(first, run)| first..first + run).collect();
-    let parallel = ctx >= PARALLEL_FROM;
-    let share = if parallel { SHARE } else { ctx };
+    let share = if ctx >= PARALLEL_FROM { SHARE } else { ctx };
     // Every position's score for every query head, position after position.
     let mut scores = vec![0f32; ctx * q_heads];
-    by_share(&mut scores, &slots, share, parallel, |scores, slots| {
+    by_share(&mut scores, &slots, share, |scores, slots| {
         score_rows(shape, q, slots, scale, scores)
     });
     let mut max = vec![f32::NEG_INFINITY; q_heads];
@@ -101,7 +100,7 @@ pub(crate) fn attend(
         }
     }
     // Each share's softmax numerators' sums and weighted values, then added up in order.
-    let parts = by_share(&mut scores, &slots, share, parallel, |scores, slots| {
+    let parts = by_share(&mut scores, &slots, share, |scores, slots| {
         shape.weigh(&max, slots, scores)
     });
     let mut parts = parts.into_iter();
@@ -119,27 +118,18 @@ pub(crate) fn attend(
 }
 
 /// `work` of each share of `share` positions (its rows of `scores`, position after
-/// position, and its slots), the results in position order; on the thread pool when
-/// `parallel`.
+/// position, and its slots), the results in position order; several shares are spread
+/// over the thread pool, a single one runs on the calling thread.
 fn by_share<T: Send>(
     scores: &mut [f32],
     slots: &[usize],
     share: usize,
-    parallel: bool,
-    work: impl Fn(&mut [f32], &[usize]) -> T + Sync + Send,
+    work: impl Fn(&mut [f32], &[usize]) -> T + Sync,
 ) -> Vec<T> {
     let rows = share * (scores.len() / slots.len().max(1));
-    if parallel {
-        crate::parallel::map_chunks(scores, rows, |i, s| {
-            work(s, &slots[i * share..(i * share + share).min(slots.len())])
-        })
-    } else {
-        scores
-            .chunks_mut(rows)
-            .zip(slots.chunks(share))
-            .map(|(s, p)| work(s, p))
-            .collect()
-    }
+    crate::parallel::map_chunks(scores, rows, |i, s| {
+        work(s, &slots[i * share..(i * share + share).min(slots.len())])
+    })
 }
 
 /// The heads of one call of [`attend`].
