@@ -24,6 +24,7 @@ mod mla;
 pub mod model;
 mod paged_attention;
 mod parallel;
+mod prefill_product;
 pub mod prefix;
 mod q8_0;
 mod rng;

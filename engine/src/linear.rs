@@ -3,7 +3,9 @@
 //! kernels, but Q8_0 decode batches through braid's ([`crate::q8_0`]) and long prefill
 //! chunks, where candle has no tiled kernel, as a matmul of the expanded weight;
 //! small-batch f32 products on the CPU through [`MatVec`] (memory-bandwidth
-//! matrix-vector, bit-identical whatever the batch); the rest through candle's matmul.
+//! matrix-vector, bit-identical whatever the batch) and prefill chunks through
+//! [`prefill_product`] (candle's GEMM on the rows transposed); the rest through candle's
+//! matmul.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use candle_nn::{Embedding, Linear};
 
 use crate::error::Result;
 use crate::matvec::{MatVec, MAX_ROWS};
+use crate::prefill_product;
 use crate::weights::Source;
 
 /// A linear layer (`x · Wᵀ + b`).
@@ -75,19 +78,21 @@ impl Proj {
             Proj::Quantized { weight, bias } => (weight, bias),
             Proj::Dense(linear) => {
                 let w = linear.weight();
-                if x.rank() == 2
-                    && x.dim(0)? <= MAX_ROWS
-                    && x.dtype() == DType::F32
-                    && x.device().is_cpu()
-                    && w.is_contiguous()
-                {
-                    let y = x.contiguous()?.apply_op2_no_bwd(w, &MatVec)?;
-                    return Ok(match linear.bias() {
-                        Some(b) => y.broadcast_add(b)?,
-                        None => y,
-                    });
+                if x.rank() != 2 || x.dtype() != DType::F32 || !x.device().is_cpu() || !w.is_contiguous() {
+                    return Ok(linear.forward(x)?);
                 }
-                return Ok(linear.forward(x)?);
+                let rows = x.dim(0)?;
+                let y = if rows <= MAX_ROWS {
+                    x.contiguous()?.apply_op2_no_bwd(w, &MatVec)?
+                } else if rows <= prefill_product::MAX_ROWS {
+                    prefill_product::product(x, w)?
+                } else {
+                    return Ok(linear.forward(x)?);
+                };
+                return Ok(match linear.bias() {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                });
             }
         };
         let y = match (q8_0_batch(weight, x)?, expanded(weight, x)?) {
