@@ -160,34 +160,78 @@ impl Shape<'_> {
     }
 }
 
-/// The scores of the positions in `slots`, `q_heads` per position, into `out`.
-#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+/// Positions whose scores [`score_rows`] computes together: their sums are independent,
+/// so one position's additions run while another's wait on the latency of theirs. One
+/// dot product at a time (and, as the compiler laid out four, in 4-value pieces) spent
+/// twice as long on the keys as the weighted sum spends on the values, the same bytes:
+/// 4,096 positions of 8 heads × 128, cache-resident, one thread: 1.21 → 0.58–0.66 ms (the
+/// timing test); a decode step reading them from memory gains little (bandwidth-bound).
+const POSITIONS: usize = 8;
+
+/// The scores of the positions in `slots`, `q_heads` per position, into `out` (in
+/// registers where the CPU has AVX; the same numbers either way).
 fn score_rows(shape: Shape<'_>, q: &[f32], slots: &[usize], scale: f32, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if x86::avx() {
+        return x86::score_rows(shape, q, slots, scale, out);
+    }
+    portable_score_rows(shape, q, slots, scale, out)
+}
+
+/// [`score_rows`] through [`dots`], [`POSITIONS`] positions at a time.
+fn portable_score_rows(shape: Shape<'_>, q: &[f32], slots: &[usize], scale: f32, out: &mut [f32]) {
     let dk = shape.keys.dim;
-    for (&slot, row) in slots.iter().zip(out.chunks_exact_mut(shape.q_heads)) {
+    let q_heads = shape.q_heads;
+    let whole = slots.chunks_exact(POSITIONS);
+    let rest = whole.remainder();
+    let mut outs = out.chunks_exact_mut(POSITIONS * q_heads);
+    for (group, rows) in whole.zip(&mut outs) {
+        for qh in 0..q_heads {
+            let keys: [&[f32]; POSITIONS] =
+                std::array::from_fn(|p| shape.keys.at(group[p], qh / shape.groups));
+            for (p, d) in dots(&q[qh * dk..][..dk], keys).into_iter().enumerate() {
+                rows[p * q_heads + qh] = d * scale;
+            }
+        }
+    }
+    for (&slot, row) in rest.iter().zip(outs.into_remainder().chunks_exact_mut(q_heads)) {
         for (qh, s) in row.iter_mut().enumerate() {
-            let k = shape.keys.at(slot, qh / shape.groups);
-            *s = dot(&q[qh * dk..][..dk], k) * scale;
+            let [d] = dots(&q[qh * dk..][..dk], [shape.keys.at(slot, qh / shape.groups)]);
+            *s = d * scale;
         }
     }
 }
 
-/// A dot product in eight independent lanes (vectorised in the callers' instruction sets):
-/// multiplies and adds apart, as attention always summed (the linear layers' kernel,
-/// `matvec`, fuses them).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 8;
-    let mut acc = [0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
+/// Lanes of one dot product's sums: the order of its additions, the same on every path.
+const LANES: usize = 8;
+
+/// Dot products of `a` with each of `bs` (as long as `a`), each in [`LANES`] independent
+/// lanes, the lanes of all `N` side by side: multiplies and adds apart, as attention
+/// always summed (the linear layers' kernel, `matvec`, fuses them). Each result is the
+/// same whatever `N`.
+fn dots<const N: usize>(a: &[f32], bs: [&[f32]; N]) -> [f32; N] {
+    let bs = bs.map(|b| &b[..a.len()]);
+    let whole = a.len() / LANES * LANES;
+    let mut acc = [[0f32; LANES]; N];
+    for (c, x) in a[..whole].chunks_exact(LANES).enumerate() {
+        for (acc, b) in acc.iter_mut().zip(&bs) {
+            let y = &b[c * LANES..][..LANES];
+            for l in 0..LANES {
+                acc[l] += x[l] * y[l];
+            }
         }
     }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    std::array::from_fn(|j| {
+        let acc = &acc[j];
+        let lanes = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        lanes + tail(&a[whole..], &bs[j][whole..])
+    })
+}
+
+/// The products of the values past the last whole lane set, summed in order.
+#[inline(always)]
+fn tail(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// `out += Σ weight × value row` over the positions in `slots`, per query head.
@@ -201,6 +245,76 @@ fn weighted_values(shape: Shape<'_>, slots: &[usize], weights: &[f32], out: &mut
                 *a += w * x;
             }
         }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{Shape, LANES, POSITIONS};
+
+    /// Whether the CPU has AVX (8 f32 to a register: one [`super::dots`] lane set).
+    pub(super) fn avx() -> bool {
+        is_x86_feature_detected!("avx")
+    }
+
+    /// [`super::score_rows`] with each dot product's eight lanes in one register, the
+    /// [`POSITIONS`] positions' registers side by side. Call only where [`avx`] holds.
+    pub(super) fn score_rows(shape: Shape<'_>, q: &[f32], slots: &[usize], scale: f32, out: &mut [f32]) {
+        debug_assert!(avx());
+        // SAFETY: called only where `avx()` found the feature.
+        unsafe { score_rows_avx(shape, q, slots, scale, out) }
+    }
+
+    #[target_feature(enable = "avx")]
+    fn score_rows_avx(shape: Shape<'_>, q: &[f32], slots: &[usize], scale: f32, out: &mut [f32]) {
+        let dk = shape.keys.dim;
+        let q_heads = shape.q_heads;
+        let whole = slots.chunks_exact(POSITIONS);
+        let rest = whole.remainder();
+        let mut outs = out.chunks_exact_mut(POSITIONS * q_heads);
+        for (group, rows) in whole.zip(&mut outs) {
+            for qh in 0..q_heads {
+                let a = &q[qh * dk..][..dk];
+                let keys: [&[f32]; POSITIONS] =
+                    std::array::from_fn(|p| shape.keys.at(group[p], qh / shape.groups));
+                for (p, d) in dots(a, keys).into_iter().enumerate() {
+                    rows[p * q_heads + qh] = d * scale;
+                }
+            }
+        }
+        for (&slot, row) in rest.iter().zip(outs.into_remainder().chunks_exact_mut(q_heads)) {
+            for (qh, s) in row.iter_mut().enumerate() {
+                let [d] = dots(&q[qh * dk..][..dk], [shape.keys.at(slot, qh / shape.groups)]);
+                *s = d * scale;
+            }
+        }
+    }
+
+    /// [`super::dots`], bit for bit, one register per key.
+    #[target_feature(enable = "avx")]
+    fn dots<const N: usize>(a: &[f32], bs: [&[f32]; N]) -> [f32; N] {
+        let bs = bs.map(|b| &b[..a.len()]);
+        let whole = a.len() / LANES * LANES;
+        let mut acc = [_mm256_setzero_ps(); N];
+        for c in (0..whole).step_by(LANES) {
+            // SAFETY: `c + LANES <= whole <= a.len()`, and every `b` is `a.len()` long.
+            let x = unsafe { _mm256_loadu_ps(a.as_ptr().add(c)) };
+            for (acc, b) in acc.iter_mut().zip(&bs) {
+                let y = unsafe { _mm256_loadu_ps(b.as_ptr().add(c)) };
+                *acc = _mm256_add_ps(*acc, _mm256_mul_ps(x, y));
+            }
+        }
+        std::array::from_fn(|j| {
+            // The lanes added as `super::dots` adds them: s = [l0+l4, l1+l5, l2+l6,
+            // l3+l7], then (s0 + s1) + (s2 + s3).
+            let s = _mm_add_ps(_mm256_castps256_ps128(acc[j]), _mm256_extractf128_ps::<1>(acc[j]));
+            let d = _mm_add_ps(s, _mm_movehdup_ps(s));
+            let lanes = _mm_cvtss_f32(d) + _mm_cvtss_f32(_mm_movehl_ps(d, d));
+            lanes + super::tail(&a[whole..], &bs[j][whole..])
+        })
     }
 }
 
@@ -271,6 +385,115 @@ mod tests {
         // Past PARALLEL_FROM: the positions are shared between threads (the causal core
         // here runs two key tiles, so its running softmax is checked too).
         check_scattered(PARALLEL_FROM + 333, 16);
+    }
+
+    #[test]
+    #[ignore = "a timing, run by hand"]
+    fn timing() {
+        let (nq, nkv, d, ctx) = (16, 8, 128, 4096);
+        let rows: Vec<f32> = (0..ctx * nkv * d).map(|i| (i % 97) as f32 / 97.0 - 0.5).collect();
+        let heads = Heads {
+            rows: Rows {
+                data: &rows,
+                width: nkv * d,
+            },
+            dim: d,
+        };
+        let q: Vec<f32> = (0..nq * d).map(|i| (i % 13) as f32 / 13.0).collect();
+        let slots: Vec<usize> = (0..ctx).collect();
+        let shape = Shape {
+            q_heads: nq,
+            groups: nq / nkv,
+            keys: heads,
+            values: heads,
+        };
+        let mut scores = vec![0f32; ctx * nq];
+        let reps = 50;
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            score_rows(shape, &q, &slots, 0.1, &mut scores);
+        }
+        let s = t.elapsed().as_secs_f64() / reps as f64;
+        let mut out = vec![0f32; nq * d];
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            weighted_values(shape, &slots, &scores, &mut out);
+        }
+        let v = t.elapsed().as_secs_f64() / reps as f64;
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            attend(&q, nq, nkv, heads, heads, &[(0, ctx)], 0.1).unwrap();
+        }
+        let a = t.elapsed().as_secs_f64() / reps as f64;
+        let gb = (ctx * nkv * d * 4) as f64 / 1e9;
+        eprintln!(
+            "scores {:.3} ms ({:.1} GB/s), values {:.3} ms ({:.1} GB/s), attend {:.3} ms",
+            s * 1e3,
+            gb / s,
+            v * 1e3,
+            gb / v,
+            a * 1e3
+        );
+    }
+
+    #[test]
+    fn every_path_scores_the_same_bits() {
+        let mut rng = crate::rng::SplitMix::new(5);
+        let mut rand = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.next_f64() as f32 - 0.5).collect() };
+        for (dk, ctx) in [(13, 7), (16, 9), (128, 12), (5, 3)] {
+            let (nq, nkv) = (4, 2);
+            let rows = rand(ctx * nkv * dk);
+            let heads = Heads {
+                rows: Rows {
+                    data: &rows,
+                    width: nkv * dk,
+                },
+                dim: dk,
+            };
+            let shape = Shape {
+                q_heads: nq,
+                groups: nq / nkv,
+                keys: heads,
+                values: heads,
+            };
+            let q = rand(nq * dk);
+            let slots: Vec<usize> = (0..ctx).rev().collect();
+            let (mut want, mut got) = (vec![0f32; ctx * nq], vec![0f32; ctx * nq]);
+            portable_score_rows(shape, &q, &slots, 0.3, &mut want);
+            score_rows(shape, &q, &slots, 0.3, &mut got);
+            for (p, slot) in slots.iter().enumerate() {
+                for qh in 0..nq {
+                    let one = dots(&q[qh * dk..][..dk], [heads.at(*slot, qh / 2)])[0] * 0.3;
+                    assert_eq!(
+                        want[p * nq + qh].to_bits(),
+                        one.to_bits(),
+                        "dim {dk}, position {p}"
+                    );
+                }
+            }
+            assert!(
+                got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "dim {dk}"
+            );
+        }
+    }
+
+    #[test]
+    fn positions_scored_together_score_as_each_alone() {
+        let mut rng = crate::rng::SplitMix::new(3);
+        let mut rand = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.next_f64() as f32 - 0.5).collect() };
+        for len in [1, 8, 13, 128] {
+            let (a, b) = (rand(len), rand(4 * len));
+            let bs: [&[f32]; 4] = std::array::from_fn(|j| &b[j * len..][..len]);
+            let together = dots(&a, bs);
+            for (j, got) in together.iter().enumerate() {
+                assert_eq!(
+                    got.to_bits(),
+                    dots(&a, [bs[j]])[0].to_bits(),
+                    "{len} values, key {j}"
+                );
+            }
+        }
     }
 
     #[test]
