@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
-use candle_core::{DType, Module, Tensor};
+use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{Embedding, Linear};
 
 use crate::error::Result;
@@ -26,8 +26,10 @@ pub(crate) enum Proj {
     Dense(Linear),
     /// A weight kept quantized as the file stores it.
     Quantized {
-        /// `[out, in]`, quantized.
+        /// `[out, in]`, quantized, its rows padded to whole tiles ([`whole_tiles`]).
         weight: QMatMul,
+        /// `out`: the outputs past it are the padding's.
+        outputs: usize,
         /// The bias, plain.
         bias: Option<Tensor>,
     },
@@ -52,7 +54,8 @@ impl Proj {
             )
         }
         Ok(Proj::Quantized {
-            weight: QMatMul::from_qtensor(w)?,
+            weight: QMatMul::from_qtensor(whole_tiles(w)?)?,
+            outputs: output,
             bias: if bias {
                 Some(src.vb().get(output, "bias")?)
             } else {
@@ -65,8 +68,9 @@ impl Proj {
     pub(crate) fn tied(embed: &Embed) -> candle_core::Result<Proj> {
         Ok(match embed {
             Embed::Dense(e) => Proj::Dense(Linear::new(e.embeddings().clone(), None)),
-            Embed::Quantized { table, .. } => Proj::Quantized {
+            Embed::Quantized { table, vocab, .. } => Proj::Quantized {
                 weight: QMatMul::from_arc(Arc::clone(table))?,
+                outputs: *vocab,
                 bias: None,
             },
         })
@@ -74,8 +78,12 @@ impl Proj {
 
     /// `x · Wᵀ + b` for `x` of `[rows, in]`.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (weight, bias) = match self {
-            Proj::Quantized { weight, bias } => (weight, bias),
+        let (weight, outputs, bias) = match self {
+            Proj::Quantized {
+                weight,
+                outputs,
+                bias,
+            } => (weight, *outputs, bias),
             Proj::Dense(linear) => {
                 let w = linear.weight();
                 if x.rank() != 2 || x.dtype() != DType::F32 || !x.device().is_cpu() || !w.is_contiguous() {
@@ -99,6 +107,11 @@ impl Proj {
             (Some(y), _) => y,
             (None, Some((q, rows_as))) => expanded_product(q, rows_as, x)?,
             (None, None) => weight.forward(&x.contiguous()?)?.to_dtype(x.dtype())?,
+        };
+        let y = if y.dim(D::Minus1)? > outputs {
+            y.narrow(D::Minus1, 0, outputs)?.contiguous()?
+        } else {
+            y
         };
         Ok(match bias {
             Some(b) => y.broadcast_add(b)?,
@@ -196,6 +209,29 @@ fn expanded_in_slabs(w: &QTensor, rows_as: GgmlDType, x: &Tensor, values: usize)
     Ok(Tensor::cat(&parts, 1)?.to_dtype(x.dtype())?)
 }
 
+/// Rows of one tile of candle's tiled quantized products on x86 (`repack_x86`'s
+/// `TILE_N`): a weight whose rows are not a whole number of tiles is multiplied one row
+/// of `x` at a time instead, reading the whole weight once per row. Qwen3's GGUF LM head
+/// (151,669 rows, Q6_K) made a batch-8 decode step 5× a batch-1 step that way.
+const TILE_ROWS: usize = 16;
+
+/// `w` (`[out, in]`) with zero rows appended up to a whole number of [`TILE_ROWS`]
+/// (they multiply to zeros, which [`Proj::forward`] drops); `w` itself when it has one.
+fn whole_tiles(w: QTensor) -> candle_core::Result<QTensor> {
+    let (out, k) = w.shape().dims2()?;
+    let padded = out.next_multiple_of(TILE_ROWS);
+    if padded == out {
+        return Ok(w);
+    }
+    let mut bytes = w.data()?.into_owned();
+    let row_bytes = bytes.len() / out;
+    bytes.resize(padded * row_bytes, 0);
+    QTensor::new(
+        QStorage::from_data(Cow::Owned(bytes), &w.device(), w.dtype())?,
+        (padded, k),
+    )
+}
+
 /// The token embedding: a plain table, or a quantized one whose rows are dequantized as
 /// tokens look them up.
 #[derive(Debug)]
@@ -204,8 +240,11 @@ pub(crate) enum Embed {
     Dense(Embedding),
     /// A quantized table; rows come out as `dtype`.
     Quantized {
-        /// `[vocab, hidden]`, quantized.
+        /// `[vocab, hidden]`, quantized, its rows padded to whole tiles ([`whole_tiles`])
+        /// for when it is also the LM head.
         table: Arc<QTensor>,
+        /// The tokens: the table's rows past it are the padding's.
+        vocab: usize,
         /// The model's dtype.
         dtype: DType,
     },
@@ -219,7 +258,8 @@ impl Embed {
                 if t.shape().dims() == [vocab, hidden] && hidden.is_multiple_of(t.dtype().block_size()) =>
             {
                 Ok(Embed::Quantized {
-                    table: Arc::new(t),
+                    table: Arc::new(whole_tiles(t)?),
+                    vocab,
                     dtype: src.vb().dtype(),
                 })
             }
@@ -235,7 +275,7 @@ impl Embed {
     pub(crate) fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Embed::Dense(e) => e.forward(ids),
-            Embed::Quantized { table, dtype } => table.embedding(ids)?.to_dtype(*dtype),
+            Embed::Quantized { table, dtype, .. } => table.embedding(ids)?.to_dtype(*dtype),
         }
     }
 }
@@ -246,6 +286,40 @@ mod tests {
     use candle_core::Device;
 
     use super::*;
+
+    #[test]
+    fn a_weight_padded_to_whole_tiles_gives_the_same_outputs() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (37, 256), &dev).unwrap();
+        let plain = QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q4K).unwrap()).unwrap();
+        let padded = whole_tiles(QTensor::quantize(&w, GgmlDType::Q4K).unwrap()).unwrap();
+        assert_eq!(padded.shape().dims(), [48, 256]);
+        let proj = Proj::Quantized {
+            weight: QMatMul::from_qtensor(padded).unwrap(),
+            outputs: 37,
+            bias: None,
+        };
+        for m in [1, 8] {
+            let x = Tensor::randn(0f32, 1.0, (m, 256), &dev).unwrap();
+            let (got, want) = (proj.forward(&x).unwrap(), plain.forward(&x).unwrap());
+            assert_eq!(got.dims(), [m, 37]);
+            let diff = (got - want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(diff < 1e-3, "{m} rows: {diff}");
+        }
+        let whole = QTensor::quantize(
+            &Tensor::zeros((32, 256), DType::F32, &dev).unwrap(),
+            GgmlDType::Q8_0,
+        )
+        .unwrap();
+        assert_eq!(whole_tiles(whole).unwrap().shape().dims(), [32, 256]);
+    }
 
     #[test]
     fn an_expanded_product_gives_the_quantized_products_numbers_in_slabs() {
