@@ -120,15 +120,17 @@ impl Proj {
     }
 }
 
-/// A decode batch (1 to [`MAX_ROWS`] f32 rows on the CPU) against a Q8_0 weight, through
-/// braid's kernel ([`crate::q8_0`]: llama.cpp's AVX2 numbers, each weight block read once
-/// for up to 4 rows); `None` for other shapes and types.
+/// A decode batch (1 to [`MAX_ROWS`] f32 rows on the CPU) against a Q8_0 weight that
+/// candle's tiled kernel does not take ([`tiled_q8_0`]), through braid's kernel
+/// ([`crate::q8_0`]: llama.cpp's AVX2 numbers, each weight block read once for up to 4
+/// rows); `None` for other shapes and types.
 fn q8_0_batch(weight: &QMatMul, x: &Tensor) -> Result<Option<Tensor>> {
     let QMatMul::QTensor(q) = weight else {
         return Ok(None);
     };
     let n = x.dim(0)?;
     if q.dtype() != GgmlDType::Q8_0
+        || tiled_q8_0(q)?
         || x.rank() != 2
         || !(1..=MAX_ROWS).contains(&n)
         || x.dtype() != DType::F32
@@ -144,11 +146,27 @@ fn q8_0_batch(weight: &QMatMul, x: &Tensor) -> Result<Option<Tensor>> {
     })
 }
 
+/// Whether candle's tiled Q8_0 kernel takes `q`: on CPUs with VNNI, for weights of whole
+/// 256-value blocks per row and whole tiles of rows ([`whole_tiles`] pads the rows). It
+/// rounds the rows to 256-value blocks (Q8_K) where llama.cpp rounds them to 32, so its
+/// logits are about 5e-3 of their range off llama.cpp's, but it reads a tile's weights
+/// once for every row of the step: 0.26B Qwen3 Q8_0 on an AVX-512/VNNI EPYC, decode tok/s,
+/// braid's kernel → this one: batch 1 98–101 → 136–139, batch 8 266–276 → 535–546, batch
+/// 32 248–255 → 714–722 (and the same kernel for every batch size, so a sequence's numbers
+/// do not depend on the batch).
+fn tiled_q8_0(q: &QTensor) -> Result<bool> {
+    let (rows, k) = q.shape().dims2()?;
+    Ok(q.dtype() == GgmlDType::Q8_0
+        && vnni()
+        && k.is_multiple_of(GgmlDType::Q8K.block_size())
+        && rows.is_multiple_of(TILE_ROWS))
+}
+
 /// For more rows than a decode batch (a prefill chunk, or a step of over [`MAX_ROWS`]
 /// sequences) on a CPU where candle's product for the weight's type has no tiled kernel
-/// (x86: Q4_0, Q5_0, Q2_K, Q3_K, Q5_K, and Q8_0 without VNNI; its generic one runs a
-/// 512-token Q8_0 prefill at a quarter of llama.cpp's speed): the weight, and the block
-/// type its product quantizes the rows to.
+/// (x86: Q4_0, Q5_0, Q2_K, Q3_K, Q5_K, and Q8_0 unless [`tiled_q8_0`]; its generic one
+/// runs a 512-token Q8_0 prefill at a quarter of llama.cpp's speed): the weight, and the
+/// block type its product quantizes the rows to.
 fn expanded<'a>(weight: &'a QMatMul, x: &Tensor) -> Result<Option<(&'a QTensor, GgmlDType)>> {
     let QMatMul::QTensor(q) = weight else {
         return Ok(None);
@@ -157,7 +175,7 @@ fn expanded<'a>(weight: &'a QMatMul, x: &Tensor) -> Result<Option<(&'a QTensor, 
         return Ok(None);
     }
     Ok(match q.dtype() {
-        GgmlDType::Q8_0 if vnni() => None,
+        GgmlDType::Q8_0 if tiled_q8_0(q)? => None,
         GgmlDType::Q4_0 | GgmlDType::Q5_0 | GgmlDType::Q8_0 => Some((q, GgmlDType::Q8_0)),
         GgmlDType::Q2K | GgmlDType::Q3K | GgmlDType::Q5K => Some((q, GgmlDType::Q8K)),
         _ => None,

@@ -17,10 +17,13 @@
 //! tok/s) and one row at a time runs at 80; so with VNNI a single row streams the weight
 //! rows one by one.
 //!
-//! candle has a tiled Q8_0 kernel of its own on VNNI CPUs, but it rounds the rows to
+//! candle has a tiled Q8_0 kernel of its own on VNNI CPUs, which rounds the rows to
 //! blocks of 256 values (Q8_K) rather than 32: its logits differ from llama.cpp's by
 //! about 6e-3 of their range on every step, where this kernel's agree to the last bit or
-//! nearly. Decode batches take this kernel on every x86 CPU with AVX2.
+//! nearly. Once the weights' rows are padded to whole tiles it is faster at every batch
+//! size (`linear::tiled_q8_0` has the figures) and takes the weights it can on VNNI CPUs;
+//! this kernel takes the rest: CPUs with AVX2 but no VNNI, and rows that are not whole
+//! 256-value blocks.
 
 use half::f16;
 

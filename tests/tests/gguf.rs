@@ -181,9 +181,9 @@ fn braid_scores_quantized_gguf_files_as_llama_cpp_does() {
             eprintln!(
                 "{kind} {quant}: braid vs llama.cpp over {STEPS} steps, max abs logit difference / largest logit: median {median:e}, worst {worst:e}"
             );
-            // On CPUs with VNNI, candle's tiled kernels take a prefill (the 40-token prompt):
-            // its Q8_0 one rounds the rows to 256-value blocks where llama.cpp rounds them to
-            // 32, and every later step inherits that cache (about 5e-3 of the range off);
+            // On CPUs with VNNI, candle's tiled kernels take the prefill (the 40-token prompt)
+            // and, at Q8_0, every step: its Q8_0 one rounds the rows to 256-value blocks where
+            // llama.cpp rounds them to 32 (about 5e-3 of the range off);
             // Qwen3-MoE at Q4_K_M is off as much there, worst 8e-2 on one step (measured on an
             // AVX-512 EPYC; a routing choice flipped, as far as we can tell; not pinned
             // down). The greedy choices agree.
