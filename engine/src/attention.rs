@@ -205,8 +205,10 @@ impl HeadsAttention {
         cache: &KvCache,
     ) -> Result<Tensor> {
         let (n, nh, nkv, hd) = (x.dim(0)?, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
-        let (mut q, mut k) = (self.q.forward(x)?, self.k.forward(x)?);
-        let v = self.v.forward(x)?;
+        let (mut q, mut k, v) = match Proj::fused(&[&self.q, &self.k, &self.v], x)?.as_deref() {
+            Some([q, k, v]) => (q.clone(), k.clone(), v.clone()),
+            _ => (self.q.forward(x)?, self.k.forward(x)?, self.v.forward(x)?),
+        };
         if let (QkNorm::Whole, Some(qn), Some(kn)) = (cfg.qk_norm, &self.q_norm, &self.k_norm) {
             q = qn.forward(&q)?;
             k = kn.forward(&k)?;

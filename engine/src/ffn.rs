@@ -38,7 +38,11 @@ impl Mlp {
 
     /// `down(silu(gate(x)) * up(x))` for `x` of `[tokens, hidden]`.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = (candle_nn::ops::silu(&self.gate.forward(x)?)? * self.up.forward(x)?)?;
+        let (gate, up) = match Proj::fused(&[&self.gate, &self.up], x)?.as_deref() {
+            Some([gate, up]) => (gate.clone(), up.clone()),
+            _ => (self.gate.forward(x)?, self.up.forward(x)?),
+        };
+        let h = (candle_nn::ops::silu(&gate)? * up)?;
         self.down.forward(&h)
     }
 }

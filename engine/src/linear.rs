@@ -108,16 +108,54 @@ impl Proj {
             (None, Some((q, rows_as))) => expanded_product(q, rows_as, x)?,
             (None, None) => weight.forward(&x.contiguous()?)?.to_dtype(x.dtype())?,
         };
-        let y = if y.dim(D::Minus1)? > outputs {
-            y.narrow(D::Minus1, 0, outputs)?.contiguous()?
-        } else {
-            y
-        };
-        Ok(match bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        })
+        finish(y, outputs, bias.as_ref())
     }
+
+    /// Each of `projs` applied to the same `x` ([`Proj::forward`]'s numbers) through one
+    /// quantization of `x` and one parallel region (candle's `gemv_fused_shared_lhs`),
+    /// where every weight is quantized, of one type, and taken by candle's tiled kernels
+    /// (q, k and v; gate and up); `None` otherwise. A layer's products then quantize `x`
+    /// and wait on the pool 4 times rather than 7.
+    pub(crate) fn fused(projs: &[&Proj], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
+        let mut weights = Vec::with_capacity(projs.len());
+        for p in projs {
+            match p {
+                Proj::Quantized {
+                    weight: QMatMul::QTensor(q),
+                    ..
+                } if q.dtype() != GgmlDType::Q8_0 || tiled_q8_0(q)? => weights.push(q.as_ref()),
+                _ => return Ok(None),
+            }
+        }
+        if x.rank() != 2 || x.dtype() != DType::F32 || !x.device().is_cpu() {
+            return Ok(None);
+        }
+        let Some(ys) = QTensor::gemv_fused_shared_lhs(&weights, &x.contiguous()?)? else {
+            return Ok(None);
+        };
+        let mut out = Vec::with_capacity(ys.len());
+        for (y, p) in ys.into_iter().zip(projs) {
+            let Proj::Quantized { outputs, bias, .. } = p else {
+                return Ok(None);
+            };
+            out.push(finish(y, *outputs, bias.as_ref())?);
+        }
+        Ok(Some(out))
+    }
+}
+
+/// A quantized product's `y` with the padding's outputs dropped (past `outputs`) and the
+/// bias added.
+fn finish(y: Tensor, outputs: usize, bias: Option<&Tensor>) -> Result<Tensor> {
+    let y = if y.dim(D::Minus1)? > outputs {
+        y.narrow(D::Minus1, 0, outputs)?.contiguous()?
+    } else {
+        y
+    };
+    Ok(match bias {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    })
 }
 
 /// A decode batch (1 to [`MAX_ROWS`] f32 rows on the CPU) against a Q8_0 weight that
@@ -337,6 +375,51 @@ mod tests {
         )
         .unwrap();
         assert_eq!(whole_tiles(whole).unwrap().shape().dims(), [32, 256]);
+    }
+
+    #[test]
+    fn fused_projections_give_each_ones_numbers_or_step_aside() {
+        let dev = Device::Cpu;
+        let quantized = |rows: usize, dtype: GgmlDType| {
+            let w = Tensor::randn(0f32, 1.0, (rows, 256), &dev).unwrap();
+            Proj::Quantized {
+                weight: QMatMul::from_qtensor(whole_tiles(QTensor::quantize(&w, dtype).unwrap()).unwrap())
+                    .unwrap(),
+                outputs: rows,
+                bias: None,
+            }
+        };
+        let (a, b) = (quantized(48, GgmlDType::Q4K), quantized(37, GgmlDType::Q4K));
+        for m in [1, 8] {
+            let x = Tensor::randn(0f32, 1.0, (m, 256), &dev).unwrap();
+            let Some(ys) = Proj::fused(&[&a, &b], &x).unwrap() else {
+                // candle fuses only with its 512-bit VNNI kernels.
+                #[cfg(target_arch = "x86_64")]
+                assert!(!std::arch::is_x86_feature_detected!("avx512vnni"));
+                continue;
+            };
+            for (y, p) in ys.iter().zip([&a, &b]) {
+                let alone = p.forward(&x).unwrap();
+                assert_eq!(y.dims(), alone.dims());
+                let diff = (y - alone)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert_eq!(diff, 0.0, "{m} rows");
+            }
+        }
+        let x = Tensor::randn(0f32, 1.0, (2, 256), &dev).unwrap();
+        let mixed = quantized(16, GgmlDType::Q8_0);
+        assert!(Proj::fused(&[&a, &mixed], &x).unwrap().is_none());
+        let dense = Proj::Dense(Linear::new(
+            Tensor::zeros((16, 256), DType::F32, &dev).unwrap(),
+            None,
+        ));
+        assert!(Proj::fused(&[&a, &dense], &x).unwrap().is_none());
     }
 
     #[test]
