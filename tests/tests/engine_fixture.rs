@@ -67,6 +67,8 @@ fn bench_engine_prints_the_figures_with_the_reference() {
             "1,2",
             "--shared-prefix",
             "64",
+            "--repeat",
+            "3",
         ])
         .args(["--kv-cache-mib", "32"])
         .output()
@@ -88,4 +90,24 @@ fn bench_engine_prints_the_figures_with_the_reference() {
         .is_some_and(|v| v > 0.0));
     assert_eq!(json["reference"]["greedy_tokens_match"], true, "{json}");
     assert_eq!(json["prefix_cache"]["hit_tokens"], 64, "{json}");
+    // Three runs of each timed figure, the report giving their median.
+    let values = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+            .unwrap_or_default()
+    };
+    let middle = |mut v: Vec<f64>| {
+        assert_eq!(v.len(), 3, "{json}");
+        v.sort_by(f64::total_cmp);
+        v[1]
+    };
+    assert_eq!(json["repeat"], 3, "{json}");
+    let prefill = middle(values(&json["runs"]["prefill_tok_s"]));
+    let reported = json["prefill_tok_s"].as_f64().unwrap_or_default();
+    assert!(
+        (prefill - reported).abs() <= 0.02 * reported,
+        "{prefill} vs {json}"
+    );
+    let batch2 = middle(values(&json["runs"]["decode"][1]["tok_s"]));
+    assert_eq!(json["decode"][1]["tok_s"].as_f64(), Some(batch2), "{json}");
 }

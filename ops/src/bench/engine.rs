@@ -50,6 +50,12 @@ pub(crate) struct EngineBenchArgs {
     /// gains its figures and braid's ratios.
     #[arg(long)]
     llama_cpp: Option<PathBuf>,
+    /// Runs of each timed figure (prefill, each decode batch, the long context, and
+    /// llama.cpp's, in turns); the report gives each figure's median and, past one run,
+    /// every run's value under `runs`. A shared VM's figures swing ±15% and more from one
+    /// run to the next.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
 }
 
 /// `tests/clients/llama_bench.py`: llama.cpp measured as this bench measures braid.
@@ -87,6 +93,75 @@ fn llama_cpp(python: &Path, args: &EngineBenchArgs, threads: usize) -> anyhow::R
     let text = String::from_utf8_lossy(&out.stdout);
     let last = text.lines().last().unwrap_or_default();
     serde_json::from_str(last).with_context(|| format!("llama.cpp's bench printed {last:?}"))
+}
+
+/// llama.cpp's timed figures, of which [`medians`] takes each one's median.
+const LLAMA_TIMED: &[&str] = &[
+    "prefill_tok_s",
+    "ttft_ms",
+    "decode_tok_s",
+    "prefill_long_context_tok_s",
+    "decode_long_context_tok_s",
+];
+
+/// The first of `runs` with each of `timed` replaced by its median over the runs that
+/// have it, and every run's values of `timed` under `runs` (past one run).
+fn medians(runs: &[Value], timed: &[&str]) -> Value {
+    let mut out = runs.first().cloned().unwrap_or(Value::Null);
+    if runs.len() > 1 {
+        let mut each = serde_json::Map::new();
+        for &key in timed {
+            let values: Vec<f64> = runs.iter().filter_map(|r| r[key].as_f64()).collect();
+            if !values.is_empty() {
+                out[key] = json!(round(median(&values), 2));
+                each.insert(
+                    key.into(),
+                    json!(values.iter().map(|v| round(*v, 2)).collect::<Vec<_>>()),
+                );
+            }
+        }
+        out["runs"] = Value::Object(each);
+    }
+    out
+}
+
+/// The median of `values` (the mean of the middle two for an even count; 0 for none).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// Every run's value of braid's timed figures (`--repeat`).
+#[derive(Default)]
+struct Runs {
+    ttft_ms: Vec<f64>,
+    /// Tokens per second at each batch size.
+    decode: Vec<(usize, Vec<f64>)>,
+    long_prefill_tok_s: Vec<f64>,
+    long_decode_tok_s: Vec<f64>,
+}
+
+impl Runs {
+    /// The runs' values as the report lists them.
+    fn report(&self, prompt_tokens: usize) -> Value {
+        let rounded = |v: &[f64]| v.iter().map(|x| round(*x, 2)).collect::<Vec<_>>();
+        let prefill: Vec<f64> = self
+            .ttft_ms
+            .iter()
+            .map(|ms| prompt_tokens as f64 / (ms / 1e3))
+            .collect();
+        json!({
+            "prefill_tok_s": rounded(&prefill),
+            "decode": self.decode.iter().map(|(batch, v)| json!({"batch": batch, "tok_s": rounded(v)})).collect::<Vec<_>>(),
+            "long_context_prefill_tok_s": rounded(&self.long_prefill_tok_s),
+            "long_context_decode_tok_s": rounded(&self.long_decode_tok_s),
+        })
+    }
 }
 
 fn dtype(name: &str) -> anyhow::Result<DType> {
@@ -306,16 +381,23 @@ pub(crate) fn run(args: &EngineBenchArgs) -> anyhow::Result<ExitCode> {
         || args.batches.contains(&0)
         || args.prompt_tokens == 0
         || args.decode_steps == 0
+        || args.repeat == 0
     {
-        bail!("--batches, --prompt-tokens and --decode-steps must be positive");
+        bail!("--batches, --prompt-tokens, --decode-steps and --repeat must be positive");
     }
     let cfg = ModelConfig::from_dir(&args.model)?;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     // llama.cpp first, so neither side gains from running second (warm page cache).
     let llama = match &args.llama_cpp {
-        Some(python) => Some(llama_cpp(python, args, threads)?),
+        Some(python) => {
+            let runs = (0..args.repeat)
+                .map(|_| llama_cpp(python, args, threads))
+                .collect::<anyhow::Result<Vec<Value>>>()?;
+            Some(medians(&runs, LLAMA_TIMED))
+        }
         None => None,
     };
+    let mut runs = Runs::default();
     let gguf_types = if braid_engine::gguf::is_gguf(&args.model) {
         Some(braid_engine::gguf::Gguf::open(&args.model)?.dtype_counts())
     } else {
@@ -339,8 +421,18 @@ pub(crate) fn run(args: &EngineBenchArgs) -> anyhow::Result<ExitCode> {
     let mut e = engine(load(&bar)?, &cfg, args, dt)?;
     step("prefill");
     warm_up(&mut e, vocab)?;
-    e.add(request(1, tokens(args.prompt_tokens, 7, vocab), 1))?;
-    let ttft_ms = time_to_first_token(&mut e, 1)?;
+    for run in 0..args.repeat {
+        // Each run's prompt shares no block with another's (`tokens` drops a salt's low
+        // 7 bits).
+        let salt = 7 + ((run as u32) << 16);
+        e.add(request(
+            run as u64 + 1,
+            tokens(args.prompt_tokens, salt, vocab),
+            1,
+        ))?;
+        runs.ttft_ms.push(time_to_first_token(&mut e, run as u64 + 1)?);
+    }
+    let ttft_ms = median(&runs.ttft_ms);
     let prefill_tok_s = args.prompt_tokens as f64 / (ttft_ms / 1e3);
     // The high-water mark so far: the model's pages, the cache, and the prefill's scratch.
     let prefill_peak_rss_mb = peak_rss_mb();
@@ -358,25 +450,34 @@ pub(crate) fn run(args: &EngineBenchArgs) -> anyhow::Result<ExitCode> {
     let mut batch1_tokens = Vec::new();
     for &batch in &args.batches {
         step(&format!("decode batch {batch}"));
-        let mut e = engine(load(&bar)?, &cfg, args, dt)?;
-        let (tok_s, first) = decode(&mut e, batch, args.decode_steps, vocab)?;
-        if batch == 1 {
-            batch1_tokens = first;
+        let mut each = Vec::with_capacity(args.repeat);
+        for _ in 0..args.repeat {
+            let mut e = engine(load(&bar)?, &cfg, args, dt)?;
+            let (tok_s, first) = decode(&mut e, batch, args.decode_steps, vocab)?;
+            if batch == 1 {
+                batch1_tokens = first;
+            }
+            each.push(tok_s);
         }
-        rows.push(json!({"batch": batch, "tok_s": round(tok_s, 2)}));
+        rows.push(json!({"batch": batch, "tok_s": round(median(&each), 2)}));
+        runs.decode.push((batch, each));
     }
     let long = match args.long_context {
         0 => None,
         context => {
             step(&format!("decode after {context} tokens"));
-            let mut e = engine(load(&bar)?, &cfg, args, dt)?;
-            warm_up(&mut e, vocab)?;
-            let (tok_s, _, prefill) = decode_after(&mut e, 1, context, args.decode_steps, vocab)?;
+            for _ in 0..args.repeat {
+                let mut e = engine(load(&bar)?, &cfg, args, dt)?;
+                warm_up(&mut e, vocab)?;
+                let (tok_s, _, prefill) = decode_after(&mut e, 1, context, args.decode_steps, vocab)?;
+                runs.long_prefill_tok_s.push(context as f64 / prefill);
+                runs.long_decode_tok_s.push(tok_s);
+            }
             Some(json!({
                 "context": context,
-                "prefill_tok_s": round(context as f64 / prefill, 2),
+                "prefill_tok_s": round(median(&runs.long_prefill_tok_s), 2),
                 "batch": 1,
-                "tok_s": round(tok_s, 2),
+                "tok_s": round(median(&runs.long_decode_tok_s), 2),
             }))
         }
     };
@@ -443,6 +544,8 @@ pub(crate) fn run(args: &EngineBenchArgs) -> anyhow::Result<ExitCode> {
         })),
         "llama_cpp": llama,
         "vs_llama_cpp": vs_llama_cpp,
+        "repeat": args.repeat,
+        "runs": (args.repeat > 1).then(|| runs.report(args.prompt_tokens)),
         "prefix_cache": {
             "shared_prefix_tokens": args.shared_prefix,
             "hit_tokens": hit_tokens,
