@@ -2,7 +2,9 @@
 //! keys and values in the cache) and DeepSeek's latent kind ([`crate::mla`]), over the
 //! same causal core and rotary embedding.
 
-use candle_core::{DType, Module, Tensor, D};
+use std::sync::{Mutex, PoisonError};
+
+use candle_core::{DType, Module, Tensor};
 use candle_nn::RmsNorm;
 
 use crate::config::{ModelConfig, QkNorm};
@@ -12,6 +14,7 @@ use crate::linear::Proj;
 use crate::mla::LatentAttention;
 use crate::model::SeqInput;
 use crate::paged_attention::Heads;
+use crate::softmax::{Numerators, NumeratorsOp};
 use crate::weights::Source;
 
 /// Positions' rotary tables for one step: `[tokens, rotary_dim / 2]` each.
@@ -58,7 +61,8 @@ const K_TILE: usize = 1024;
 ///
 /// Tiled with a running softmax (the FlashAttention recurrence): the full `len × ctx`
 /// score matrix never exists, and key tiles wholly after a query tile's last position are
-/// skipped. A query tile whose keys fit one tile takes one plain softmax. (A decode step
+/// skipped. Each tile's scores become softmax numerators in one pass
+/// ([`crate::softmax`]). (A decode step
 /// on an f32 cache in CPU memory reads the cache in place instead: [`Cached::attend_last`].)
 pub(crate) fn causal(q: &Tensor, k: &Tensor, v: &Tensor, start: usize, scale: f64) -> Result<Tensor> {
     causal_tiled(q, k, v, start, scale, Q_TILE, K_TILE)
@@ -97,51 +101,40 @@ fn causal_tiled(
         if visible == 0 {
             return Err(crate::Error::Input("attention over an empty context".into()));
         }
-        // One tile's masked scores `[kv_heads, groups × rows, cols]` and values.
-        let tile = |c0: usize, cols: usize| -> Result<(Tensor, Tensor)> {
-            let mut scores = (qt.matmul(&k.narrow(1, c0, cols)?.t()?)? * scale)?;
-            if c0 + cols > start + r0 + 1 {
-                // Some key of this tile is after some query's position.
-                let mask: Vec<f32> = (0..rows)
-                    .flat_map(|i| {
-                        (c0..c0 + cols).map(move |j| {
-                            if j > start + r0 + i {
-                                f32::NEG_INFINITY
-                            } else {
-                                0.0
-                            }
-                        })
-                    })
-                    .collect();
-                let mask = Tensor::from_vec(mask, (rows, cols), qt.device())?;
-                scores = scores
-                    .reshape((nkv, groups, rows, cols))?
-                    .broadcast_add(&mask)?
-                    .reshape((nkv, groups * rows, cols))?;
+        // Running max, sum and weighted values per query row, one key tile at a time.
+        let heads_rows = nkv * groups * rows;
+        let mut max = vec![f32::NEG_INFINITY; heads_rows];
+        let mut sum = vec![0f32; heads_rows];
+        let mut acc: Option<Tensor> = None;
+        for c0 in (0..visible).step_by(k_tile) {
+            let cols = k_tile.min(visible - c0);
+            let scores = qt.matmul(&k.narrow(1, c0, cols)?.t()?)?;
+            let op = NumeratorsOp {
+                numerators: Numerators {
+                    scale: scale as f32,
+                    rows,
+                    offset: (start + r0) as isize - c0 as isize,
+                    previous: &max,
+                },
+                stats: Mutex::default(),
+            };
+            let p = scores.apply_op1_no_bwd(&op)?;
+            let stats = op.stats.into_inner().unwrap_or_else(PoisonError::into_inner);
+            let weighted = p.matmul(&v.narrow(1, c0, cols)?.contiguous()?)?;
+            acc = Some(match acc {
+                None => weighted,
+                Some(acc) => {
+                    let rescale = Tensor::from_slice(&stats.rescale, (nkv, groups * rows, 1), qt.device())?;
+                    (acc.broadcast_mul(&rescale)? + weighted)?
+                }
+            });
+            for ((s, add), r) in sum.iter_mut().zip(&stats.sum).zip(&stats.rescale) {
+                *s = s.mul_add(*r, *add);
             }
-            Ok((scores, v.narrow(1, c0, cols)?.contiguous()?))
-        };
-        let out = if visible <= k_tile {
-            let (scores, values) = tile(0, visible)?;
-            candle_nn::ops::softmax_last_dim(&scores)?.matmul(&values)?
-        } else {
-            // Running max, sum and weighted values per query row. Key 0 is in the first
-            // tile and visible to every row, so the maxima are finite from the start.
-            let (scores, values) = tile(0, k_tile)?;
-            let mut max = scores.max_keepdim(D::Minus1)?;
-            let p = scores.broadcast_sub(&max)?.exp()?;
-            let (mut sum, mut acc) = (p.sum_keepdim(D::Minus1)?, p.matmul(&values)?);
-            for c0 in (k_tile..visible).step_by(k_tile) {
-                let (scores, values) = tile(c0, k_tile.min(visible - c0))?;
-                let new_max = max.maximum(&scores.max_keepdim(D::Minus1)?)?;
-                let rescale = (&max - &new_max)?.exp()?;
-                let p = scores.broadcast_sub(&new_max)?.exp()?;
-                sum = ((sum * &rescale)? + p.sum_keepdim(D::Minus1)?)?;
-                acc = (acc.broadcast_mul(&rescale)? + p.matmul(&values)?)?;
-                max = new_max;
-            }
-            acc.broadcast_div(&sum)?
-        };
+            max = stats.max;
+        }
+        let acc = acc.ok_or_else(|| crate::Error::Input("attention over an empty context".into()))?;
+        let out = acc.broadcast_div(&Tensor::from_vec(sum, (nkv, groups * rows, 1), qt.device())?)?;
         outs.push(out.reshape((nkv, groups, rows, dv))?);
     }
     Ok(Tensor::cat(&outs, 2)?

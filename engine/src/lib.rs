@@ -32,6 +32,7 @@ pub mod rope;
 pub mod routing;
 pub mod sampling;
 pub mod scheduler;
+mod softmax;
 pub mod tokenizer;
 pub mod weights;
 
