@@ -150,7 +150,7 @@ impl Shape<'_> {
         let mut sums = vec![0f32; self.q_heads];
         for row in scores.chunks_exact_mut(self.q_heads) {
             for ((s, m), sum) in row.iter_mut().zip(max).zip(&mut sums) {
-                *s = (*s - m).exp();
+                *s = crate::softmax::exp(*s - m);
                 *sum += *s;
             }
         }
